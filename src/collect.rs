@@ -1,0 +1,522 @@
+//! Collect the files of a package directory and hash them.
+//!
+//! The walk honours `.gitignore` and `.rayignore` in every directory (gitwildmatch, as Ray
+//! does), the recipe's `excludes` (relative to the package root) and, for a working dir, Ray's
+//! default excludes (`.git`, `.venv`, `venv`, `__pycache__`). Symlinks that stay inside the
+//! project are followed and stored as the content they point at; symlinks that escape it are
+//! an error. Files are hashed with SHA-256 in parallel; a [`StatCache`] skips files whose
+//! size, mtime, ctime and inode are unchanged since the last run.
+//!
+//! ```no_run
+//! use raypack::collect::{Collector, PackageKind};
+//! let files = Collector::new("/work/proj".as_ref(), PackageKind::WorkingDir)
+//!     .project_root("/work/proj".as_ref())
+//!     .collect().unwrap();
+//! println!("{} files", files.files.len());
+//! ```
+
+use std::collections::HashMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Ray's default excludes for a working dir (`RAY_RUNTIME_ENV_DEFAULT_EXCLUDES`, Ray 2.60).
+pub const RAY_DEFAULT_EXCLUDES: &[&str] = &[".git", ".venv", "venv", "__pycache__"];
+
+/// What a package directory is shipped as; py_modules get only the recipe excludes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageKind {
+    WorkingDir,
+    PyModule,
+}
+
+/// One regular file to ship.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Path relative to the package root, '/'-separated.
+    pub rel: String,
+    /// Where to read it (symlinks resolved).
+    pub abs: PathBuf,
+    pub size: u64,
+    pub executable: bool,
+    pub sha256: [u8; 32],
+}
+
+impl FileEntry {
+    /// The Unix mode stored in archives: 0755 for executables, 0644 otherwise.
+    pub fn mode(&self) -> u32 {
+        if self.executable { 0o755 } else { 0o644 }
+    }
+}
+
+/// The sorted files of one package directory.
+#[derive(Debug, Clone)]
+pub struct FileSet {
+    pub root: PathBuf,
+    pub files: Vec<FileEntry>,
+    /// How many files were hashed (not served from the stat cache).
+    pub hashed: usize,
+}
+
+impl FileSet {
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// Errors while collecting; each names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("{path}: symlink points outside the project (to {target}); copy the file in or exclude the link")]
+    EscapingSymlink { path: PathBuf, target: PathBuf },
+    #[error("{path}: symlink is broken (points to {target}); fix or exclude it")]
+    BrokenSymlink { path: PathBuf, target: PathBuf },
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Walk { path: PathBuf, message: String },
+    #[error("{path}: file name is not valid UTF-8; Ray's zip reader needs UTF-8 names")]
+    NonUtf8 { path: PathBuf },
+    #[error("{dir}: package is {} (limit {}); Ray rejects packages this large. Exclude large files in .rayignore or [code] excludes, or bake them into the image", crate::plan::human_bytes(*size), crate::plan::human_bytes(*limit))]
+    TooLarge { dir: PathBuf, size: u64, limit: u64 },
+    #[error("exclude pattern `{pattern}`: {message}")]
+    Pattern { pattern: String, message: String },
+}
+
+/// Configures and runs one collection.
+#[derive(Debug)]
+pub struct Collector<'a> {
+    dir: PathBuf,
+    kind: PackageKind,
+    project_root: PathBuf,
+    excludes: Vec<String>,
+    cache: Option<&'a StatCache>,
+    max_total_size: Option<u64>,
+}
+
+impl<'a> Collector<'a> {
+    pub fn new(dir: &Path, kind: PackageKind) -> Self {
+        Collector {
+            dir: dir.to_path_buf(),
+            kind,
+            project_root: dir.to_path_buf(),
+            excludes: Vec::new(),
+            cache: None,
+            max_total_size: None,
+        }
+    }
+
+    /// Fails with [`CollectError::TooLarge`] before hashing when the files add up to more.
+    pub fn max_total_size(mut self, limit: u64) -> Self {
+        self.max_total_size = Some(limit);
+        self
+    }
+
+    /// Symlinks may point anywhere below this directory (and below the package dir itself).
+    pub fn project_root(mut self, root: &Path) -> Self {
+        self.project_root = root.to_path_buf();
+        self
+    }
+
+    pub fn excludes(mut self, patterns: &[String]) -> Self {
+        self.excludes = patterns.to_vec();
+        self
+    }
+
+    pub fn stat_cache(mut self, cache: &'a StatCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    fn exclude_matcher(&self) -> Result<Gitignore, CollectError> {
+        let mut b = GitignoreBuilder::new(&self.dir);
+        let defaults: &[&str] = match self.kind {
+            PackageKind::WorkingDir => RAY_DEFAULT_EXCLUDES,
+            PackageKind::PyModule => &[],
+        };
+        for p in defaults.iter().copied().chain(self.excludes.iter().map(String::as_str)) {
+            b.add_line(None, p).map_err(|e| CollectError::Pattern {
+                pattern: p.to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        b.build().map_err(|e| CollectError::Pattern {
+            pattern: String::new(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Walks, filters and hashes. The result is sorted by relative path.
+    pub fn collect(&self) -> Result<FileSet, CollectError> {
+        let dir = self.dir.canonicalize().map_err(|source| CollectError::Read {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let project = self.project_root.canonicalize().unwrap_or_else(|_| self.project_root.clone());
+        let excludes = self.exclude_matcher()?;
+        let found: Mutex<Vec<Result<(String, PathBuf, PathBuf), CollectError>>> = Mutex::new(Vec::new());
+        let walk_root = self.dir.clone();
+        let walker = ignore::WalkBuilder::new(&self.dir)
+            .hidden(false)
+            .parents(false)
+            .git_global(false)
+            .git_exclude(false)
+            .require_git(false)
+            .git_ignore(true)
+            .ignore(false)
+            .add_custom_ignore_filename(".rayignore")
+            .follow_links(true)
+            .threads(rayon::current_num_threads().min(4))
+            .filter_entry({
+                let excludes = excludes.clone();
+                let root = walk_root.clone();
+                move |e| {
+                    let rel = e.path().strip_prefix(&root).unwrap_or(e.path());
+                    if rel.as_os_str().is_empty() {
+                        return true;
+                    }
+                    let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+                    !excludes.matched(rel, is_dir).is_ignore()
+                }
+            })
+            .build_parallel();
+        walker.run(|| {
+            let found = &found;
+            let root = &walk_root;
+            let dir = &dir;
+            let project = &project;
+            Box::new(move |res| {
+                let entry = match res {
+                    Ok(e) => e,
+                    Err(err) => {
+                        let (path, message) = walk_error(&err, root);
+                        // A symlink whose target is missing shows up as a walk error.
+                        if let Ok(target) = std::fs::read_link(&path) {
+                            found.lock().unwrap().push(Err(CollectError::BrokenSymlink { path, target }));
+                        } else {
+                            found.lock().unwrap().push(Err(CollectError::Walk { path, message }));
+                        }
+                        return ignore::WalkState::Continue;
+                    }
+                };
+                let path = entry.path();
+                if entry.path_is_symlink() {
+                    match path.canonicalize() {
+                        Ok(real) if real.starts_with(project) || real.starts_with(dir) => {}
+                        Ok(real) => {
+                            found.lock().unwrap().push(Err(CollectError::EscapingSymlink {
+                                path: path.to_path_buf(),
+                                target: real,
+                            }));
+                            return ignore::WalkState::Skip;
+                        }
+                        Err(_) => {
+                            let target = std::fs::read_link(path).unwrap_or_default();
+                            found.lock().unwrap().push(Err(CollectError::BrokenSymlink {
+                                path: path.to_path_buf(),
+                                target,
+                            }));
+                            return ignore::WalkState::Skip;
+                        }
+                    }
+                }
+                if entry.file_type().is_some_and(|t| t.is_file()) {
+                    let rel = path.strip_prefix(root).unwrap_or(path);
+                    let Some(rel_str) = rel.to_str() else {
+                        found.lock().unwrap().push(Err(CollectError::NonUtf8 { path: path.to_path_buf() }));
+                        return ignore::WalkState::Continue;
+                    };
+                    let read_from = if entry.path_is_symlink() {
+                        path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+                    } else {
+                        path.to_path_buf()
+                    };
+                    found.lock().unwrap().push(Ok((rel_str.replace('\\', "/"), path.to_path_buf(), read_from)));
+                }
+                ignore::WalkState::Continue
+            })
+        });
+        let mut paths = Vec::new();
+        let mut errors = Vec::new();
+        for r in found.into_inner().unwrap() {
+            match r {
+                Ok(p) => paths.push(p),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| e.to_string());
+            return Err(errors.remove(0));
+        }
+        paths.sort_by(|a, b| a.0.cmp(&b.0));
+        paths.dedup_by(|a, b| a.0 == b.0);
+
+        let metas: Result<Vec<(String, PathBuf, PathBuf, std::fs::Metadata)>, CollectError> = paths
+            .into_par_iter()
+            .map(|(rel, shown, abs)| {
+                let meta = std::fs::metadata(&abs).map_err(|source| CollectError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                Ok((rel, shown, abs, meta))
+            })
+            .collect();
+        let metas = metas?;
+        let total: u64 = metas.iter().map(|m| m.3.len()).sum();
+        if let Some(limit) = self.max_total_size {
+            if total > limit {
+                return Err(CollectError::TooLarge { dir: self.dir.clone(), size: total, limit });
+            }
+        }
+        let hashed = std::sync::atomic::AtomicUsize::new(0);
+        let files: Result<Vec<FileEntry>, CollectError> = metas
+            .into_par_iter()
+            .map(|(rel, shown, abs, meta)| {
+                let stamp = Stamp::of(&meta);
+                let executable = meta.permissions().mode() & 0o111 != 0;
+                let cached = self.cache.and_then(|c| c.get(&abs, &stamp));
+                let sha256 = match cached {
+                    Some(h) => h,
+                    None => {
+                        hashed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let h = hash_file(&abs).map_err(|source| CollectError::Read {
+                            path: shown.clone(),
+                            source,
+                        })?;
+                        if let Some(c) = self.cache {
+                            c.put(&abs, stamp, h);
+                        }
+                        h
+                    }
+                };
+                Ok(FileEntry {
+                    rel,
+                    abs,
+                    size: meta.len(),
+                    executable,
+                    sha256,
+                })
+            })
+            .collect();
+        Ok(FileSet {
+            root: dir,
+            files: files?,
+            hashed: hashed.into_inner(),
+        })
+    }
+}
+
+fn walk_error(err: &ignore::Error, root: &Path) -> (PathBuf, String) {
+    match err {
+        ignore::Error::WithPath { path, err } => (path.clone(), err.to_string()),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => walk_error(err, root),
+        ignore::Error::Loop { child, .. } => (child.clone(), "symlink loop".into()),
+        ignore::Error::Io(e) => (root.to_path_buf(), e.to_string()),
+        other => (root.to_path_buf(), other.to_string()),
+    }
+}
+
+/// SHA-256 of a whole file.
+pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+/// What identifies an unchanged file: size, mtime, ctime (changes on chmod) and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub ino: u64,
+}
+
+impl Stamp {
+    pub fn of(m: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            size: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+            ino: m.ino(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CacheRecord {
+    stamp: Stamp,
+    #[serde(with = "hex_bytes")]
+    sha256: [u8; 32],
+}
+
+/// A persistent (path, stamp) → SHA-256 cache that makes unchanged re-runs cheap.
+///
+/// Entries whose mtime is within two seconds of the time they were hashed are not stored
+/// ("racy" files, as git calls them): a write in the same timestamp tick could go unseen.
+#[derive(Debug, Default)]
+pub struct StatCache {
+    path: Option<PathBuf>,
+    entries: Mutex<HashMap<PathBuf, CacheRecord>>,
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+const STAT_CACHE_VERSION: &str = "raypack-statcache-v1";
+
+impl StatCache {
+    /// Loads the cache file (a missing or unreadable file is an empty cache).
+    pub fn load(path: &Path) -> StatCache {
+        let entries = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<(String, HashMap<PathBuf, CacheRecord>)>(&b).ok())
+            .filter(|(v, _)| v == STAT_CACHE_VERSION)
+            .map(|(_, e)| e)
+            .unwrap_or_default();
+        StatCache {
+            path: Some(path.to_path_buf()),
+            entries: Mutex::new(entries),
+            dirty: Default::default(),
+        }
+    }
+
+    pub fn get(&self, path: &Path, stamp: &Stamp) -> Option<[u8; 32]> {
+        let e = self.entries.lock().unwrap();
+        e.get(path).filter(|r| r.stamp == *stamp).map(|r| r.sha256)
+    }
+
+    pub fn put(&self, path: &Path, stamp: Stamp, sha256: [u8; 32]) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        if now - stamp.mtime_ns < 2_000_000_000 {
+            return;
+        }
+        self.entries.lock().unwrap().insert(path.to_path_buf(), CacheRecord { stamp, sha256 });
+        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Writes the cache back if anything changed (atomically: temp file + rename).
+    pub fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        if !self.dirty.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        let e = self.entries.lock().unwrap();
+        let data = serde_json::to_vec(&(STAT_CACHE_VERSION, &*e)).map_err(std::io::Error::other)?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let tmp = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(Path::new(".")))?;
+        std::fs::write(tmp.path(), data)?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(b: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let s = String::deserialize(d)?;
+        let v = hex::decode(s).map_err(serde::de::Error::custom)?;
+        v.try_into().map_err(|_| serde::de::Error::custom("expected 32 bytes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn write(root: &Path, rel: &str, body: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, body).unwrap();
+    }
+
+    fn rels(fs: &FileSet) -> Vec<&str> {
+        fs.files.iter().map(|f| f.rel.as_str()).collect()
+    }
+
+    #[test]
+    fn honours_ignore_files_and_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        write(r, "main.py", "x");
+        write(r, ".gitignore", "*.log\n");
+        write(r, "sub/.rayignore", "secret.txt\n");
+        write(r, "sub/secret.txt", "s");
+        write(r, "sub/keep.txt", "k");
+        write(r, "a.log", "l");
+        write(r, ".git/config", "g");
+        write(r, "venv/bin/python", "p");
+        write(r, "pkg/__pycache__/m.pyc", "c");
+        write(r, "data/big.bin", "b");
+        write(r, "model.ckpt", "c");
+        let set = Collector::new(r, PackageKind::WorkingDir)
+            .excludes(&["data/".into(), "*.ckpt".into()])
+            .collect()
+            .unwrap();
+        assert_eq!(rels(&set), vec![".gitignore", "main.py", "sub/.rayignore", "sub/keep.txt"]);
+        // py_modules do not get Ray's default excludes
+        let set = Collector::new(r, PackageKind::PyModule).collect().unwrap();
+        assert!(rels(&set).contains(&".git/config"));
+    }
+
+    #[test]
+    fn symlinks_inside_are_followed_outside_rejected() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let r = d.path();
+        write(r, "real/a.py", "a");
+        std::os::unix::fs::symlink(r.join("real/a.py"), r.join("link.py")).unwrap();
+        let set = Collector::new(r, PackageKind::WorkingDir).collect().unwrap();
+        assert_eq!(rels(&set), vec!["link.py", "real/a.py"]);
+        assert_eq!(set.files[0].sha256, set.files[1].sha256);
+        write(outside.path(), "s.txt", "secret");
+        std::os::unix::fs::symlink(outside.path().join("s.txt"), r.join("esc.txt")).unwrap();
+        let err = Collector::new(r, PackageKind::WorkingDir).collect().unwrap_err();
+        assert!(matches!(err, CollectError::EscapingSymlink { .. }), "{err}");
+        assert!(err.to_string().contains("esc.txt"));
+    }
+
+    #[test]
+    fn stat_cache_serves_unchanged_files() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("p");
+        write(&r, "a.py", "a");
+        // Make the file old enough to be cached.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        fs::File::options().write(true).open(r.join("a.py")).unwrap().set_modified(old).unwrap();
+        let cpath = d.path().join("cache.json");
+        let c = StatCache::load(&cpath);
+        let s1 = Collector::new(&r, PackageKind::WorkingDir).stat_cache(&c).collect().unwrap();
+        assert_eq!(s1.hashed, 1);
+        c.save().unwrap();
+        let c = StatCache::load(&cpath);
+        let s2 = Collector::new(&r, PackageKind::WorkingDir).stat_cache(&c).collect().unwrap();
+        assert_eq!(s2.hashed, 0);
+        assert_eq!(s1.files, s2.files);
+    }
+}

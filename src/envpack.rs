@@ -1,0 +1,180 @@
+//! `raypack env`: plan the packages, zip and upload what the store lacks, build the
+//! runtime_env.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::archive::zip::write_zip;
+use crate::collect::StatCache;
+use crate::plan::{Package, PackageRole, PlanError, human_bytes, plan_packages};
+use crate::recipe::Recipe;
+use crate::requirements::{RequirementsError, inline_list};
+use crate::spec::runtime_env::{DepsMode, RuntimeEnv, RuntimeEnvConfig};
+use crate::store::{Store, StoreError, StoreUrl};
+
+/// DEFLATE level for package zips: level 1 compresses source text well at several times the
+/// speed of the default level 6 (see the bench); raise it with `--compression-level`.
+pub const DEFAULT_COMPRESSION: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct EnvOptions {
+    pub store: Option<StoreUrl>,
+    pub deps: DepsMode,
+    pub compression_level: u32,
+    pub max_package_size: u64,
+    /// Plan and print only: no zip, no upload.
+    pub dry_run: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Requirements(#[from] RequirementsError),
+    #[error("cannot write the package zip for {dir}: {source}")]
+    Zip {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What happened to one package.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageReport {
+    pub role: String,
+    pub dir: PathBuf,
+    pub uri: String,
+    pub digest: String,
+    pub files: usize,
+    pub bytes: u64,
+    /// Files hashed this run (the rest came from the stat cache).
+    pub hashed: usize,
+    pub uploaded: bool,
+    pub zip_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvOutcome {
+    pub store: String,
+    pub packages: Vec<PackageReport>,
+    pub runtime_env: serde_json::Value,
+    #[serde(skip)]
+    pub env: RuntimeEnv,
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+}
+
+/// The store a recipe uses: `--store`, else `[env] store`, else `.raypack/store`.
+pub fn resolve_store(recipe: &Recipe, flag: Option<&StoreUrl>) -> (StoreUrl, bool) {
+    match flag.or(recipe.env.store.as_ref()) {
+        Some(u) => (u.clone(), false),
+        None => (StoreUrl::file(recipe.state_dir().join("store")), true),
+    }
+}
+
+pub async fn run(recipe: &Recipe, opts: &EnvOptions, mut progress: impl FnMut(&str)) -> Result<EnvOutcome, EnvError> {
+    let (url, is_default) = resolve_store(recipe, opts.store.as_ref());
+    let cache_path = recipe.state_dir().join("cache").join("stat.json");
+    let r = recipe.clone();
+    let max = opts.max_package_size;
+    let (packages, cache) = tokio::task::spawn_blocking(move || {
+        let cache = StatCache::load(&cache_path);
+        let p = plan_packages(&r, Some(&cache), max);
+        (p, cache)
+    })
+    .await
+    .expect("planning does not panic");
+    let packages = packages?;
+    if let Err(e) = cache.save() {
+        tracing::warn!("cannot save the stat cache: {e}");
+    }
+    let mut warnings = Vec::new();
+    for p in &packages {
+        if p.files.total_size() > opts.max_package_size / 2 {
+            warnings.push(format!(
+                "{}: package is {}, more than half of Ray's limit ({}); consider excluding large files",
+                p.files.root.display(),
+                human_bytes(p.files.total_size()),
+                human_bytes(opts.max_package_size)
+            ));
+        }
+    }
+    let requirements = inline_list(recipe)?;
+
+    let mut reports: Vec<PackageReport> = packages
+        .iter()
+        .map(|p| PackageReport {
+            role: match &p.role {
+                PackageRole::WorkingDir => "working_dir".into(),
+                PackageRole::PyModule { name } => format!("py_module:{name}"),
+            },
+            dir: p.files.root.clone(),
+            uri: url.uri_for(&p.object_name),
+            digest: p.digest.clone(),
+            files: p.files.files.len(),
+            bytes: p.files.total_size(),
+            hashed: p.files.hashed,
+            uploaded: false,
+            zip_bytes: None,
+        })
+        .collect();
+
+    if !opts.dry_run {
+        let store = Store::connect(&url, is_default).await?;
+        let exists = futures::future::try_join_all(packages.iter().map(|p| store.exists(&p.object_name))).await?;
+        if exists.iter().any(|e| !e) {
+            store.check().await?;
+        }
+        let tmp_root = recipe.state_dir().join("tmp");
+        for ((p, report), present) in packages.iter().zip(reports.iter_mut()).zip(exists) {
+            if present {
+                tracing::debug!(uri = %report.uri, "already in the store");
+                continue;
+            }
+            progress(&format!("zipping {} ({} files)", report.role, report.files));
+            let (tmp, zip_bytes) = build_zip(p, &tmp_root, opts.compression_level).await?;
+            progress(&format!("uploading {} ({})", report.uri, human_bytes(zip_bytes)));
+            store.put_file(&p.object_name, tmp.path()).await?;
+            report.uploaded = true;
+            report.zip_bytes = Some(zip_bytes);
+        }
+    }
+
+    let mut env = RuntimeEnv {
+        working_dir: Some(reports[0].uri.clone()),
+        py_modules: reports[1..].iter().map(|r| r.uri.clone()).collect(),
+        env_vars: recipe.env.env_vars.clone(),
+        config: recipe.env.setup_timeout_seconds.map(|s| RuntimeEnvConfig { setup_timeout_seconds: s }),
+        ..Default::default()
+    };
+    env = env.with_deps(opts.deps, requirements);
+    Ok(EnvOutcome {
+        store: url.to_string(),
+        packages: reports,
+        runtime_env: env.to_json(),
+        env,
+        warnings,
+    })
+}
+
+/// Writes the package's zip to a temp file (removed when dropped).
+pub async fn build_zip(p: &Package, tmp_root: &std::path::Path, level: u32) -> Result<(tempfile::NamedTempFile, u64), EnvError> {
+    let entries = p.zip_entries();
+    let dir = p.files.root.display().to_string();
+    let tmp_root = tmp_root.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let err = |source| EnvError::Zip { dir: dir.clone(), source };
+        std::fs::create_dir_all(&tmp_root).map_err(err)?;
+        let tmp = tempfile::NamedTempFile::new_in(&tmp_root).map_err(err)?;
+        let out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(err)?);
+        let n = write_zip(out, &entries, level).map_err(err)?;
+        Ok((tmp, n))
+    })
+    .await
+    .expect("zipping does not panic")
+}

@@ -1,0 +1,363 @@
+//! The `raypack` command line: parses flags, calls the library, prints. Nothing else.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use raypack::envpack::{self, EnvOptions};
+use raypack::plan::RAY_MAX_PACKAGE_SIZE;
+use raypack::recipe::{ClusterKind, Recipe, RecipeError};
+use raypack::spec::kuberay::{ManifestInput, manifest, ray_version_from_image};
+use raypack::spec::runtime_env::DepsMode;
+use raypack::store::StoreUrl;
+
+#[derive(Parser, Debug)]
+#[command(name = "raypack", version, about = "Ship Python projects to Ray clusters on Kubernetes", long_about = "Ship Python projects to Ray clusters on Kubernetes.\n\nDevelopment: `raypack env` packs the working dir and py_modules into content-hashed zips, uploads them to S3, GCS or a file/NFS path, and prints the runtime_env (or a RayJob).\nProduction: `raypack bake` builds the code and dependencies into an image on a rayproject/ray base.")]
+struct Cli {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    directory: Option<PathBuf>,
+    /// Use this recipe file instead of looking for raypack.toml / pyproject.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    recipe: Option<PathBuf>,
+    /// Print less (errors only).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Print more (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Output for machines.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a raypack.toml for an existing project.
+    Init {
+        /// Overwrite an existing raypack.toml.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate the recipe and print a summary.
+    Check,
+    /// Pack the code into content-hashed zips, upload them, print the runtime_env.
+    Env(EnvArgs),
+    /// Build an image with the code and dependencies on a rayproject/ray base (not built yet).
+    Bake,
+    /// Resolve and pin the dependencies for the image's platform (not built yet).
+    Lock,
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct EnvArgs {
+    /// Store URL (s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, file:///PATH); overrides [env] store.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// How dependencies reach the cluster.
+    #[arg(long, value_enum, default_value_t = DepsMode::Pip)]
+    deps: DepsMode,
+    /// Format of the printed runtime_env.
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    format: Format,
+    /// Print a whole manifest instead of the runtime_env.
+    #[arg(long, value_enum)]
+    emit: Option<Emit>,
+    /// Submit the job to this Ray dashboard (http://HOST:8265), follow its logs, exit with its outcome.
+    #[arg(long, value_name = "URL")]
+    submit: Option<String>,
+    /// Give up following a submitted job after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout: u64,
+    /// Plan and print without zipping or uploading.
+    #[arg(long)]
+    dry_run: bool,
+    /// DEFLATE level 0-9 for the zips.
+    #[arg(long, default_value_t = envpack::DEFAULT_COMPRESSION, value_parser = clap::value_parser!(u32).range(0..=9))]
+    compression_level: u32,
+    /// Largest package accepted, in bytes (Ray's limit: 512 MiB).
+    #[arg(long, default_value_t = RAY_MAX_PACKAGE_SIZE)]
+    max_package_size: u64,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Yaml,
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Emit {
+    RuntimeEnv,
+    Rayjob,
+    Rayservice,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAYPACK_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("raypack={level},warn"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// Errors the CLI prints; recipe problems render as diagnostics with source snippets.
+#[derive(Debug)]
+enum CliError {
+    Recipe(RecipeError),
+    Other(String),
+}
+
+impl<E: std::error::Error> From<E> for CliError {
+    fn from(e: E) -> Self {
+        let mut s = e.to_string();
+        let mut src = e.source();
+        while let Some(x) = src {
+            let m = x.to_string();
+            if !s.contains(&m) {
+                s.push_str(": ");
+                s.push_str(&m);
+            }
+            src = x.source();
+        }
+        CliError::Other(s)
+    }
+}
+
+fn report(e: &CliError) {
+    match e {
+        CliError::Recipe(RecipeError::Invalid { file, problems }) => {
+            for p in problems {
+                eprintln!("{:?}", miette::Report::new(p.clone()));
+            }
+            eprintln!("error: {file}: {} problem{} in the recipe", problems.len(), if problems.len() == 1 { "" } else { "s" });
+        }
+        CliError::Recipe(other) => eprintln!("error: {other}"),
+        CliError::Other(s) => eprintln!("error: {s}"),
+    }
+}
+
+fn load_recipe(cli: &Cli) -> Result<Recipe, CliError> {
+    let dir = cli.directory.clone().unwrap_or_else(|| PathBuf::from("."));
+    let r = match &cli.recipe {
+        Some(f) => Recipe::load(&dir.join(f)),
+        None => Recipe::discover(&dir),
+    };
+    r.map_err(CliError::Recipe)
+}
+
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match &cli.command {
+        Command::Init { force } => {
+            let dir = cli.directory.clone().unwrap_or_else(|| PathBuf::from("."));
+            let (path, d) = raypack::init::init(&dir, *force)?;
+            if cli.output == Output::Json {
+                println!("{}", serde_json::json!({"recipe": path, "name": d.name, "py_modules": d.py_modules, "requirements_file": d.requirements_file, "requirements": d.requirements, "entrypoint": d.entrypoint}));
+            } else if !cli.quiet {
+                eprintln!("wrote {} (project `{}`)", raypack::recipe::display_path(&path), d.name);
+                eprintln!("next: `raypack check`, then `raypack env`");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => check(&cli),
+        Command::Env(args) => env(&cli, args),
+        Command::Bake => not_built("bake", "build an image on a rayproject/ray base"),
+        Command::Lock => not_built("lock", "resolve and pin dependencies for the image's platform"),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "raypack", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn not_built(cmd: &str, what: &str) -> Result<ExitCode, CliError> {
+    eprintln!("error: `raypack {cmd}` ({what}) is not built yet in this version of raypack; nothing was done");
+    Ok(ExitCode::from(1))
+}
+
+fn check(cli: &Cli) -> Result<ExitCode, CliError> {
+    let recipe = match load_recipe(cli) {
+        Ok(r) => r,
+        Err(CliError::Recipe(RecipeError::Invalid { file, problems })) if cli.output == Output::Json => {
+            println!("{}", serde_json::json!({"ok": false, "file": file, "problems": problems}));
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e),
+    };
+    let (store, _) = envpack::resolve_store(&recipe, None);
+    let summary = serde_json::json!({
+        "ok": true,
+        "recipe": recipe.path,
+        "name": recipe.name,
+        "working_dir": recipe.code.working_dir,
+        "py_modules": recipe.code.py_modules,
+        "requirements": recipe.dependencies.requirements,
+        "requirements_file": recipe.dependencies.requirements_file,
+        "base": recipe.base.image,
+        "platform": recipe.base.platform,
+        "store": store.to_string(),
+        "cluster": recipe.cluster.as_ref().map(|c| c.kind.to_string()),
+    });
+    if cli.output == Output::Json {
+        println!("{summary}");
+    } else if !cli.quiet {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}: ok", raypack::recipe::display_path(&recipe.path));
+        let _ = writeln!(out, "  project      {}", recipe.name);
+        let _ = writeln!(out, "  working_dir  {}", recipe.code.working_dir.display());
+        for m in &recipe.code.py_modules {
+            let _ = writeln!(out, "  py_module    {}", m.display());
+        }
+        let n = recipe.dependencies.requirements.len();
+        let _ = writeln!(out, "  requirements {n} inline{}", recipe.dependencies.requirements_file.as_ref().map(|f| format!(" + {}", f.display())).unwrap_or_default());
+        let _ = writeln!(out, "  base         {} ({})", recipe.base.image, recipe.base.platform);
+        let _ = writeln!(out, "  store        {store}");
+        if let Some(c) = &recipe.cluster {
+            let _ = writeln!(out, "  cluster      {} `{}`, {} worker group(s)", c.kind, c.name, c.workers.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
+    let recipe = load_recipe(cli)?;
+    let store = args
+        .store
+        .as_deref()
+        .map(|s| StoreUrl::parse(s).map_err(|e| CliError::Other(format!("--store: {e}; {}", e.help()))))
+        .transpose()?;
+    let opts = EnvOptions {
+        store,
+        deps: args.deps,
+        compression_level: args.compression_level,
+        max_package_size: args.max_package_size,
+        dry_run: args.dry_run,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let show = !cli.quiet && std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::new_spinner();
+    if show {
+        bar.enable_steady_tick(Duration::from_millis(100));
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let verbose = cli.verbose > 0;
+    let outcome = rt.block_on(envpack::run(&recipe, &opts, |msg| {
+        bar.set_message(msg.to_string());
+        if verbose && !show {
+            eprintln!("{msg}");
+        }
+    }));
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !cli.quiet {
+        for p in &outcome.packages {
+            let what = if args.dry_run {
+                "planned"
+            } else if p.uploaded {
+                "uploaded"
+            } else {
+                "unchanged"
+            };
+            eprintln!("{what:>9} {} {} ({} files, {})", p.role, p.uri, p.files, raypack::plan::human_bytes(p.bytes));
+        }
+    }
+
+    let cluster_doc = |kind: ClusterKind| -> Result<serde_json::Value, CliError> {
+        let c = recipe.cluster.as_ref().ok_or_else(|| CliError::Other(raypack::spec::kuberay::SpecError::NoCluster(kind).to_string()))?;
+        if c.kind != kind && !(kind == ClusterKind::RayJob && c.kind == ClusterKind::RayCluster) {
+            return Err(CliError::Other(
+                raypack::spec::kuberay::SpecError::KindMismatch { kind: c.kind, wanted: kind.to_string().to_lowercase(), wanted_kind: kind }.to_string(),
+            ));
+        }
+        let image = c.image.clone().unwrap_or_else(|| recipe.base.image.clone());
+        let ray_version = c
+            .ray_version
+            .clone()
+            .or_else(|| ray_version_from_image(&image))
+            .ok_or_else(|| CliError::Other(raypack::spec::kuberay::SpecError::UnknownRayVersion { image: image.clone() }.to_string()))?;
+        Ok(manifest(&ManifestInput { kind, cluster: c, image: &image, ray_version: &ray_version, runtime_env: Some(&outcome.env) })?)
+    };
+
+    let doc = match args.emit {
+        None | Some(Emit::RuntimeEnv) => None,
+        Some(Emit::Rayjob) => Some(cluster_doc(ClusterKind::RayJob)?),
+        Some(Emit::Rayservice) => Some(cluster_doc(ClusterKind::RayService)?),
+    };
+    let text = match (&doc, args.format, cli.output) {
+        (_, _, Output::Json) => serde_json::to_string_pretty(&serde_json::json!({"store": outcome.store, "packages": outcome.packages, "runtime_env": outcome.runtime_env, "manifest": doc}))? + "\n",
+        (Some(d), Format::Yaml, _) => raypack::spec::to_yaml(d),
+        (Some(d), Format::Json, _) => serde_json::to_string_pretty(d)? + "\n",
+        (None, Format::Yaml, _) => outcome.env.to_yaml(),
+        (None, Format::Json, _) => serde_json::to_string(&outcome.runtime_env)? + "\n",
+    };
+    print!("{text}");
+    let _ = std::io::stdout().flush();
+
+    if let Some(address) = &args.submit {
+        let entrypoint = recipe
+            .cluster
+            .as_ref()
+            .and_then(|c| c.entrypoint.clone())
+            .ok_or_else(|| CliError::Other("--submit needs `entrypoint` in [cluster] (e.g. entrypoint = \"python main.py\")".into()))?;
+        let meta = serde_json::json!({"raypack.project": recipe.name});
+        let result = rt.block_on(raypack::submit::submit_and_follow(
+            address,
+            &entrypoint,
+            &outcome.runtime_env,
+            &meta,
+            Duration::from_secs(args.timeout),
+            |log| {
+                eprint!("{log}");
+            },
+        ))?;
+        eprintln!("job {}: {}{}", result.submission_id, result.status, result.message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default());
+        if !result.succeeded() {
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

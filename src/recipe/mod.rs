@@ -1,0 +1,768 @@
+//! The project recipe: `raypack.toml`, or `[tool.raypack]` in `pyproject.toml`.
+//!
+//! [`Recipe::discover`] finds and loads the recipe for a directory; [`Recipe::load`] reads one
+//! file. Loading parses strictly (unknown keys are errors) and then validates every value, so a
+//! [`Recipe`] in hand is known good: names are DNS-1035 labels, paths exist and are resolved
+//! against the recipe's directory, requirements are valid PEP 508, URLs parse.
+//!
+//! ```no_run
+//! let recipe = raypack::recipe::Recipe::discover(std::path::Path::new("examples/hello")).unwrap();
+//! println!("{} ships {}", recipe.name, recipe.code.working_dir.display());
+//! ```
+
+mod diag;
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+pub use diag::{Problem, display_path};
+use diag::{Reporter, explain_toml_error};
+pub use schema::ClusterKind;
+use schema::*;
+use toml::Spanned;
+
+use crate::oci::reference::{Reference, is_valid_tag};
+use crate::store::StoreUrl;
+
+pub const RECIPE_FILE: &str = "raypack.toml";
+pub const PYPROJECT_FILE: &str = "pyproject.toml";
+pub const DEFAULT_INDEX: &str = "https://pypi.org/simple";
+pub const DEFAULT_APP_DIR: &str = "/home/ray/app";
+pub const DEFAULT_BASE: &str = "rayproject/ray:2.60.0-py311-cpu";
+
+/// Errors from finding or reading a recipe.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("no recipe in {dir}: expected {RECIPE_FILE} or a [tool.raypack] table in {PYPROJECT_FILE}")]
+    NotFound { dir: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {} problem{} in the recipe", problems.len(), if problems.len() == 1 { "" } else { "s" })]
+    Invalid { file: String, problems: Vec<Problem> },
+}
+
+/// A validated recipe. Paths are absolute.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// The file the recipe came from.
+    pub path: PathBuf,
+    /// The directory relative paths resolve against.
+    pub root: PathBuf,
+    pub name: String,
+    pub description: Option<String>,
+    pub code: Code,
+    pub dependencies: Dependencies,
+    pub base: Base,
+    pub image: Image,
+    pub env: EnvSettings,
+    pub cluster: Option<Cluster>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Code {
+    pub working_dir: PathBuf,
+    pub py_modules: Vec<PathBuf>,
+    pub excludes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dependencies {
+    /// PEP 508 requirement strings, as written (validated).
+    pub requirements: Vec<String>,
+    pub requirements_file: Option<PathBuf>,
+    pub index_url: String,
+    pub extra_index_urls: Vec<String>,
+    pub find_links: Vec<String>,
+    pub package_indexes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub image: String,
+    pub reference: Reference,
+    pub platform: String,
+    pub python: Option<String>,
+    pub python_version: Option<String>,
+    pub site_packages: Option<String>,
+    pub user: Option<String>,
+    pub manylinux: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub repository: Option<String>,
+    pub tags: Vec<String>,
+    pub app_dir: String,
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvSettings {
+    pub store: Option<StoreUrl>,
+    pub env_vars: BTreeMap<String, String>,
+    pub python_version: Option<String>,
+    pub setup_timeout_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub kind: ClusterKind,
+    /// The Kubernetes metadata.name (defaults to the project name).
+    pub name: String,
+    pub namespace: Option<String>,
+    pub entrypoint: Option<String>,
+    pub ray_version: Option<String>,
+    pub image: Option<String>,
+    pub head: Resources,
+    pub workers: Vec<WorkerGroup>,
+    pub serve: Option<Serve>,
+    pub shutdown_after_job_finishes: bool,
+    pub ttl_seconds_after_finished: Option<i64>,
+    pub active_deadline_seconds: Option<i64>,
+    pub service_account: Option<String>,
+    pub image_pull_secrets: Vec<String>,
+    pub autoscaling: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Resources {
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub gpu: Option<u32>,
+    pub ray_start_params: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerGroup {
+    pub group: String,
+    pub replicas: i64,
+    pub min: i64,
+    pub max: i64,
+    pub resources: Resources,
+}
+
+#[derive(Debug, Clone)]
+pub struct Serve {
+    pub import_path: String,
+    pub name: String,
+    pub route_prefix: String,
+}
+
+impl Recipe {
+    /// Finds the recipe for `dir`: `raypack.toml` wins over `pyproject.toml`'s `[tool.raypack]`.
+    pub fn discover(dir: &Path) -> Result<Recipe, RecipeError> {
+        let own = dir.join(RECIPE_FILE);
+        if own.is_file() {
+            return Recipe::load(&own);
+        }
+        let py = dir.join(PYPROJECT_FILE);
+        if py.is_file() {
+            let text = read(&py)?;
+            if has_tool_raypack(&text) {
+                return Recipe::from_text(&py, &text);
+            }
+        }
+        Err(RecipeError::NotFound {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Loads one recipe file (`*.toml`; a file named `pyproject.toml` is read for `[tool.raypack]`).
+    pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
+        let text = read(path)?;
+        Recipe::from_text(path, &text)
+    }
+
+    /// Parses and validates recipe text that was read from `path`.
+    pub fn from_text(path: &Path, text: &str) -> Result<Recipe, RecipeError> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut rep = Reporter::new(&path, text);
+        let is_pyproject = path.file_name().is_some_and(|n| n == PYPROJECT_FILE);
+        let raw = if is_pyproject {
+            match toml::from_str::<RawPyproject>(text) {
+                Ok(p) => match p.tool.and_then(|t| t.raypack) {
+                    Some(r) => Some(r),
+                    None => {
+                        rep.error(0..0, "pyproject.toml has no [tool.raypack] table", Some("add [tool.raypack.project] with name = \"…\", or run `raypack init`".into()));
+                        None
+                    }
+                },
+                Err(e) => {
+                    toml_problem(&mut rep, &e);
+                    None
+                }
+            }
+        } else {
+            match toml::from_str::<RawRecipe>(text) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    toml_problem(&mut rep, &e);
+                    None
+                }
+            }
+        };
+        let recipe = raw.map(|raw| validate(&path, raw, &mut rep));
+        match recipe {
+            Some(r) if rep.is_clean() => Ok(r),
+            _ => Err(RecipeError::Invalid {
+                file: display_path(&path),
+                problems: rep.problems,
+            }),
+        }
+    }
+
+    /// Every local directory that is shipped: the working dir, then each py_module.
+    pub fn package_dirs(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.code.working_dir.as_path()).chain(self.code.py_modules.iter().map(|p| p.as_path()))
+    }
+
+    /// The directory raypack keeps its state in (`.raypack/` next to the recipe).
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(".raypack")
+    }
+}
+
+fn read(path: &Path) -> Result<String, RecipeError> {
+    std::fs::read_to_string(path).map_err(|source| RecipeError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn has_tool_raypack(text: &str) -> bool {
+    toml::from_str::<RawPyproject>(text)
+        .map(|p| p.tool.is_some_and(|t| t.raypack.is_some()))
+        .unwrap_or_else(|_| text.contains("[tool.raypack"))
+}
+
+fn toml_problem(rep: &mut Reporter, e: &toml::de::Error) {
+    let (msg, help) = explain_toml_error(e.message());
+    rep.error(e.span().unwrap_or(0..0), msg, help);
+}
+
+/// A span that points inside a quoted string value rather than at its opening quote.
+fn inner(s: &Spanned<String>) -> std::ops::Range<usize> {
+    let r = s.span();
+    if r.end > r.start + 1 { r.start + 1..r.end - 1 } else { r }
+}
+
+fn is_dns1035(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-'
+}
+
+fn is_dns1123(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[b.len() - 1] != b'-'
+}
+
+/// Suggests a DNS-1035 label close to `s`.
+pub fn suggest_dns1035(s: &str) -> String {
+    let mut out: String = s
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    while out.contains("--") {
+        out = out.replace("--", "-");
+    }
+    let out = out.trim_matches('-').trim_start_matches(|c: char| c.is_ascii_digit()).trim_start_matches('-');
+    let out = if out.is_empty() { "app".to_string() } else { out.to_string() };
+    out.chars().take(47).collect::<String>().trim_end_matches('-').to_string()
+}
+
+static QUANTITY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$").unwrap()
+});
+
+fn is_env_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty() && (b[0].is_ascii_alphabetic() || b[0] == b'_') && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
+    let root = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+
+    // [project]
+    let project_span = raw.project.span();
+    let project = raw.project.into_inner();
+    let name = project.name.get_ref().clone();
+    let kind = raw.cluster.as_ref().map(|c| *c.get_ref().kind.get_ref());
+    if !is_dns1035(&name) {
+        rep.error(
+            inner(&project.name),
+            format!("project name `{name}` is not a DNS-1035 label"),
+            Some(format!(
+                "use lowercase letters, digits and '-', starting with a letter, e.g. name = \"{}\"",
+                suggest_dns1035(&name)
+            )),
+        );
+    }
+    let _ = project_span;
+
+    // [code]
+    let resolve_dir = |rep: &mut Reporter, s: &Spanned<String>, what: &str| -> PathBuf {
+        let p = root.join(s.get_ref());
+        let p = std::path::absolute(&p).unwrap_or(p);
+        let p = normalize(&p);
+        if !p.exists() {
+            rep.error(
+                inner(s),
+                format!("{what} `{}` does not exist (looked for {})", s.get_ref(), p.display()),
+                Some("paths are relative to the recipe's directory".into()),
+            );
+        } else if !p.is_dir() {
+            rep.error(inner(s), format!("{what} `{}` is not a directory", s.get_ref()), Some("point at a directory".into()));
+        }
+        p
+    };
+    let working_dir = match &raw.code.working_dir {
+        Some(s) => resolve_dir(rep, s, "working_dir"),
+        None => normalize(&std::path::absolute(&root).unwrap_or(root.clone())),
+    };
+    let mut py_modules = Vec::new();
+    let mut module_names = BTreeMap::new();
+    for m in &raw.code.py_modules {
+        let p = resolve_dir(rep, m, "py_module");
+        let modname = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        if !modname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || modname.starts_with(|c: char| c.is_ascii_digit()) || modname.is_empty() {
+            rep.error(
+                inner(m),
+                format!("py_module directory name `{modname}` is not an importable Python name"),
+                Some(format!("Python imports a py_module by its directory name; rename it, e.g. `{}`", modname.replace(['-', '.', ' '], "_"))),
+            );
+        }
+        if module_names.insert(modname.clone(), ()).is_some() {
+            rep.error(inner(m), format!("two py_modules are named `{modname}`"), Some("each py_module needs its own directory name".into()));
+        }
+        py_modules.push(p);
+    }
+    let mut excludes = Vec::new();
+    for e in &raw.code.excludes {
+        let mut b = ignore::gitignore::GitignoreBuilder::new(&root);
+        if let Err(err) = b.add_line(None, e.get_ref()) {
+            rep.error(inner(e), format!("exclude pattern `{}` is invalid: {err}", e.get_ref()), Some("use gitignore syntax, e.g. \"data/\" or \"*.ckpt\"".into()));
+        }
+        excludes.push(e.get_ref().clone());
+    }
+
+    // [dependencies]
+    let d = &raw.dependencies;
+    let mut requirements = Vec::new();
+    for r in &d.requirements {
+        match pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(r.get_ref()) {
+            Ok(_) => requirements.push(r.get_ref().clone()),
+            Err(e) => {
+                let span = inner(r);
+                let start = (span.start + e.start).min(span.end);
+                let end = (start + e.len.max(1)).min(span.end.max(start + 1));
+                rep.error(
+                    start..end,
+                    format!("`{}` is not a valid PEP 508 requirement: {}", r.get_ref(), e.message),
+                    Some("write NAME[extras] SPECIFIER; MARKER, e.g. \"requests>=2.31\" or \"torch==2.5.1; platform_machine == 'x86_64'\"".into()),
+                );
+            }
+        }
+    }
+    let requirements_file = d.requirements_file.as_ref().map(|f| {
+        let p = normalize(&root.join(f.get_ref()));
+        if !p.is_file() {
+            rep.error(inner(f), format!("requirements_file `{}` does not exist", f.get_ref()), Some("paths are relative to the recipe's directory; use a requirements.txt or pylock.toml".into()));
+        }
+        p
+    });
+    let check_url = |rep: &mut Reporter, s: &Spanned<String>, what: &str| -> String {
+        match url::Url::parse(s.get_ref()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https" | "file") => {}
+            Ok(u) => rep.error(inner(s), format!("{what} `{}` has scheme `{}`", s.get_ref(), u.scheme()), Some("index URLs use https:// (or http:// / file://)".into())),
+            Err(e) => rep.error(inner(s), format!("{what} `{}` is not a URL: {e}", s.get_ref()), Some("write a full URL such as https://pypi.org/simple".into())),
+        }
+        s.get_ref().trim_end_matches('/').to_string()
+    };
+    let index_url = d.index_url.as_ref().map(|u| check_url(rep, u, "index_url")).unwrap_or_else(|| DEFAULT_INDEX.to_string());
+    let extra_index_urls = d.extra_index_urls.iter().map(|u| check_url(rep, u, "extra index URL")).collect();
+    let find_links = d.find_links.iter().map(|u| check_url(rep, u, "find_links URL")).collect();
+    let package_indexes = d.package_indexes.iter().map(|(k, v)| (k.clone(), check_url(rep, v, "package index"))).collect();
+
+    // [base]
+    let base = match &raw.base {
+        Some(b) => {
+            let b = b.get_ref();
+            let reference = match Reference::parse(b.image.get_ref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    rep.error(inner(&b.image), format!("base image: {e}"), Some("write a reference like \"rayproject/ray:2.60.0-py311-cpu\"".into()));
+                    Reference::parse(DEFAULT_BASE).expect("default base parses")
+                }
+            };
+            let platform = b.platform.as_ref().map(|p| {
+                if !matches!(p.get_ref().as_str(), "linux/amd64" | "linux/arm64") {
+                    rep.error(inner(p), format!("platform `{}` is not supported", p.get_ref()), Some("write \"linux/amd64\" or \"linux/arm64\"".into()));
+                }
+                p.get_ref().clone()
+            });
+            if let Some(pv) = &b.python_version {
+                check_python_version(rep, pv);
+            }
+            if let Some(py) = &b.python {
+                if !py.get_ref().starts_with('/') {
+                    rep.error(inner(py), "base python must be an absolute path inside the image", Some("e.g. python = \"/home/ray/anaconda3/bin/python\"".into()));
+                }
+            }
+            if let Some(sp) = &b.site_packages {
+                if !sp.get_ref().starts_with('/') {
+                    rep.error(inner(sp), "site_packages must be an absolute path inside the image", Some("e.g. site_packages = \"/home/ray/anaconda3/lib/python3.11/site-packages\"".into()));
+                }
+            }
+            if let Some(u) = &b.user {
+                let ok = u.get_ref().split_once(':').is_some_and(|(a, g)| a.parse::<u32>().is_ok() && g.parse::<u32>().is_ok());
+                if !ok {
+                    rep.error(inner(u), format!("user `{}` is not UID:GID", u.get_ref()), Some("write numeric ids, e.g. user = \"1000:100\"".into()));
+                }
+            }
+            Base {
+                image: b.image.get_ref().clone(),
+                reference,
+                platform: platform.unwrap_or_else(|| "linux/amd64".into()),
+                python: b.python.as_ref().map(|s| s.get_ref().clone()),
+                python_version: b.python_version.as_ref().map(|s| s.get_ref().clone()),
+                site_packages: b.site_packages.as_ref().map(|s| s.get_ref().clone()),
+                user: b.user.as_ref().map(|s| s.get_ref().clone()),
+                manylinux: b.manylinux.as_ref().map(|s| s.get_ref().clone()),
+            }
+        }
+        None => Base {
+            image: DEFAULT_BASE.into(),
+            reference: Reference::parse(DEFAULT_BASE).expect("default base parses"),
+            platform: "linux/amd64".into(),
+            python: None,
+            python_version: None,
+            site_packages: None,
+            user: None,
+            manylinux: None,
+        },
+    };
+
+    // [image]
+    let im = &raw.image;
+    let repository = im.repository.as_ref().map(|r| {
+        match Reference::parse(r.get_ref()) {
+            Ok(p) if p.tag.is_some() || p.digest.is_some() => rep.error(inner(r), format!("repository `{}` carries a tag or digest", r.get_ref()), Some("put tags in `tags = [\"…\"]`; the digest is computed".into())),
+            Ok(_) => {}
+            Err(e) => rep.error(inner(r), format!("repository: {e}"), Some("write e.g. \"registry.example.com/team/demo\"".into())),
+        }
+        r.get_ref().clone()
+    });
+    let tags = im
+        .tags
+        .iter()
+        .map(|t| {
+            if !is_valid_tag(t.get_ref()) {
+                rep.error(inner(t), format!("`{}` is not a valid image tag", t.get_ref()), Some("tags are up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'".into()));
+            }
+            t.get_ref().clone()
+        })
+        .collect();
+    let app_dir = match &im.app_dir {
+        Some(a) => {
+            let v = a.get_ref();
+            if !v.starts_with('/') {
+                rep.error(inner(a), format!("app_dir `{v}` is relative"), Some("write an absolute path inside the image, e.g. \"/home/ray/app\"".into()));
+            } else if v.trim_end_matches('/').is_empty() || v.split('/').any(|c| c == ".." || c == ".") {
+                rep.error(inner(a), format!("app_dir `{v}` would put the code at or outside the image root"), Some("write a directory below /, e.g. \"/home/ray/app\"".into()));
+            }
+            v.trim_end_matches('/').to_string()
+        }
+        None => DEFAULT_APP_DIR.into(),
+    };
+    let env = check_env_map(rep, &im.env);
+
+    // [env]
+    let store = raw.env.store.as_ref().and_then(|s| match StoreUrl::parse(s.get_ref()) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            rep.error(inner(s), format!("store: {e}"), Some(e.help().into()));
+            None
+        }
+    });
+    let env_vars = check_env_map(rep, &raw.env.env_vars);
+    if let Some(pv) = &raw.env.python_version {
+        check_python_version(rep, pv);
+    }
+    if let Some(t) = &raw.env.setup_timeout_seconds {
+        if *t.get_ref() == 0 || *t.get_ref() < -1 {
+            rep.error(t.span(), "setup_timeout_seconds must be positive, or -1 for no timeout", Some("e.g. setup_timeout_seconds = 600".into()));
+        }
+    }
+    let env_settings = EnvSettings {
+        store,
+        env_vars,
+        python_version: raw.env.python_version.as_ref().map(|s| s.get_ref().clone()),
+        setup_timeout_seconds: raw.env.setup_timeout_seconds.as_ref().map(|s| *s.get_ref()),
+    };
+
+    // [cluster]
+    let cluster = raw.cluster.as_ref().map(|c| validate_cluster(c, &name, kind, rep));
+
+    Recipe {
+        path: path.to_path_buf(),
+        root: normalize(&std::path::absolute(&root).unwrap_or(root.clone())),
+        name,
+        description: project.description,
+        code: Code { working_dir, py_modules, excludes },
+        dependencies: Dependencies {
+            requirements,
+            requirements_file,
+            index_url,
+            extra_index_urls,
+            find_links,
+            package_indexes,
+        },
+        base,
+        image: Image {
+            repository,
+            tags,
+            app_dir,
+            env,
+            labels: im.labels.clone(),
+        },
+        env: env_settings,
+        cluster,
+    }
+}
+
+fn check_python_version(rep: &mut Reporter, pv: &Spanned<String>) {
+    let ok = pv.get_ref().split_once('.').is_some_and(|(a, b)| a == "3" && b.parse::<u32>().is_ok_and(|m| (8..=14).contains(&m)));
+    if !ok {
+        rep.error(inner(pv), format!("python_version `{}` is not a CPython 3.X version", pv.get_ref()), Some("write e.g. python_version = \"3.11\"".into()));
+    }
+}
+
+fn check_env_map(rep: &mut Reporter, m: &BTreeMap<String, Spanned<String>>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in m {
+        if !is_env_name(k) {
+            rep.error(v.span(), format!("`{k}` is not a valid environment variable name"), Some("use letters, digits and '_', not starting with a digit".into()));
+        }
+        out.insert(k.clone(), v.get_ref().clone());
+    }
+    out
+}
+
+fn validate_cluster(c: &Spanned<RawCluster>, project: &str, _kind: Option<ClusterKind>, rep: &mut Reporter) -> Cluster {
+    let span = c.span();
+    let c = c.get_ref();
+    let kind = *c.kind.get_ref();
+    let name = match &c.name {
+        Some(n) => {
+            if !is_dns1035(n.get_ref()) {
+                rep.error(inner(n), format!("cluster name `{}` is not a DNS-1035 label", n.get_ref()), Some(format!("e.g. name = \"{}\"", suggest_dns1035(n.get_ref()))));
+            } else if n.get_ref().len() > kind.max_name_len() {
+                rep.error(inner(n), format!("cluster name `{}` is {} characters; KubeRay allows at most {} for a {kind}", n.get_ref(), n.get_ref().len(), kind.max_name_len()), Some("shorten it".into()));
+            }
+            n.get_ref().clone()
+        }
+        None => {
+            if project.len() > kind.max_name_len() && is_dns1035(project) {
+                rep.error(span.start..span.start + 9, format!("project name `{project}` is {} characters; KubeRay allows at most {} for a {kind}", project.len(), kind.max_name_len()), Some(format!("set a shorter `name = \"…\"` in [cluster] (at most {} characters)", kind.max_name_len())));
+            }
+            project.to_string()
+        }
+    };
+    if let Some(ns) = &c.namespace {
+        if !is_dns1123(ns.get_ref()) {
+            rep.error(inner(ns), format!("namespace `{}` is not a DNS-1123 label", ns.get_ref()), Some("lowercase letters, digits and '-'".into()));
+        }
+    }
+    match kind {
+        ClusterKind::RayJob if c.entrypoint.is_none() => rep.error(c.kind.span(), "a RayJob needs an entrypoint", Some("add entrypoint = \"python main.py\" to [cluster]".into())),
+        ClusterKind::RayService if c.serve.is_none() => rep.error(c.kind.span(), "a RayService needs [cluster.serve] with an import_path", Some("add [cluster.serve] with import_path = \"app:deployment\"".into())),
+        _ => {}
+    }
+    if let Some(e) = &c.entrypoint {
+        if e.get_ref().trim().is_empty() {
+            rep.error(inner(e), "entrypoint is empty", Some("e.g. entrypoint = \"python main.py\"".into()));
+        }
+    }
+    if let Some(img) = &c.image {
+        if let Err(e) = Reference::parse(img.get_ref()) {
+            rep.error(inner(img), format!("cluster image: {e}"), Some("write e.g. \"rayproject/ray:2.60.0-py311-cpu\"".into()));
+        }
+    }
+    if let Some(v) = &c.ray_version {
+        let ok = v.get_ref().split('.').count() >= 2 && v.get_ref().split('.').all(|p| p.parse::<u32>().is_ok());
+        if !ok {
+            rep.error(inner(v), format!("ray_version `{}` is not a version like \"2.60.0\"", v.get_ref()), None);
+        }
+    }
+    for (t, what) in [(&c.ttl_seconds_after_finished, "ttl_seconds_after_finished"), (&c.active_deadline_seconds, "active_deadline_seconds")] {
+        if let Some(t) = t {
+            if *t.get_ref() < 0 || *t.get_ref() > i32::MAX as i64 || (what == "active_deadline_seconds" && *t.get_ref() == 0) {
+                rep.error(t.span(), format!("{what} = {} is out of range", t.get_ref()), Some("use a positive number of seconds".into()));
+            }
+        }
+    }
+    let head = resources(rep, &c.head.cpu, &c.head.memory, &c.head.gpu, &c.head.ray_start_params);
+    let mut workers = Vec::new();
+    let mut seen = BTreeMap::new();
+    for w in &c.workers {
+        let wspan = w.span();
+        let w = w.get_ref();
+        let g = w.group.get_ref();
+        if !is_dns1123(g) {
+            rep.error(inner(&w.group), format!("worker group name `{g}` is not a DNS-1123 label"), Some("lowercase letters, digits and '-', e.g. group = \"cpu\"".into()));
+        }
+        if seen.insert(g.clone(), ()).is_some() {
+            rep.error(inner(&w.group), format!("worker group `{g}` is defined twice"), Some("give each group its own name".into()));
+        }
+        let get = |v: &Option<Spanned<i64>>| v.as_ref().map(|s| (*s.get_ref(), s.span().start, s.span().end));
+        let replicas = get(&w.replicas);
+        let min = get(&w.min);
+        let max = get(&w.max);
+        for (v, what) in [(replicas, "replicas"), (min, "min"), (max, "max")] {
+            if let Some((n, a, b)) = v {
+                if !(0..=i32::MAX as i64).contains(&n) {
+                    rep.error(a..b, format!("{what} = {n} is out of range"), Some("use a number from 0 to 2147483647".into()));
+                }
+            }
+        }
+        let r = replicas.map(|v| v.0).unwrap_or_else(|| min.map(|v| v.0).unwrap_or(1));
+        let mn = min.map(|v| v.0).unwrap_or(r.min(1).max(0).min(r));
+        let mx = max.map(|v| v.0).unwrap_or(r.max(mn));
+        if mn > mx {
+            rep.error(min.map(|m| m.1..m.2).unwrap_or(wspan.clone()), format!("worker group `{g}`: min = {mn} is greater than max = {mx}"), Some("min must be ≤ max".into()));
+        } else if r < mn || r > mx {
+            rep.error(replicas.map(|m| m.1..m.2).unwrap_or(wspan.clone()), format!("worker group `{g}`: replicas = {r} is outside min..max = {mn}..{mx}"), Some("set replicas between min and max".into()));
+        }
+        workers.push(WorkerGroup {
+            group: g.clone(),
+            replicas: r,
+            min: mn,
+            max: mx,
+            resources: resources(rep, &w.cpu, &w.memory, &w.gpu, &w.ray_start_params),
+        });
+    }
+    let serve = c.serve.as_ref().map(|s| {
+        let s = s.get_ref();
+        let ip = s.import_path.get_ref();
+        let ok = ip.split_once(':').is_some_and(|(m, a)| !m.is_empty() && !a.is_empty()) || (ip.contains('.') && !ip.ends_with('.'));
+        if !ok {
+            rep.error(inner(&s.import_path), format!("import_path `{ip}` is not module:attribute"), Some("e.g. import_path = \"serve_app:app\"".into()));
+        }
+        Serve {
+            import_path: ip.clone(),
+            name: s.name.clone().unwrap_or_else(|| "app".into()),
+            route_prefix: s.route_prefix.clone().unwrap_or_else(|| "/".into()),
+        }
+    });
+    Cluster {
+        kind,
+        name,
+        namespace: c.namespace.as_ref().map(|s| s.get_ref().clone()),
+        entrypoint: c.entrypoint.as_ref().map(|s| s.get_ref().clone()),
+        ray_version: c.ray_version.as_ref().map(|s| s.get_ref().clone()),
+        image: c.image.as_ref().map(|s| s.get_ref().clone()),
+        head,
+        workers,
+        serve,
+        shutdown_after_job_finishes: c.shutdown_after_job_finishes.unwrap_or(true),
+        ttl_seconds_after_finished: c.ttl_seconds_after_finished.as_ref().map(|s| *s.get_ref()),
+        active_deadline_seconds: c.active_deadline_seconds.as_ref().map(|s| *s.get_ref()),
+        service_account: c.service_account.clone(),
+        image_pull_secrets: c.image_pull_secrets.clone(),
+        autoscaling: c.autoscaling.unwrap_or(false),
+    }
+}
+
+fn resources(
+    rep: &mut Reporter,
+    cpu: &Option<Spanned<Quantity>>,
+    memory: &Option<Spanned<Quantity>>,
+    gpu: &Option<Spanned<u32>>,
+    params: &BTreeMap<String, Spanned<ParamValue>>,
+) -> Resources {
+    let mut q = |v: &Option<Spanned<Quantity>>, what: &str, example: &str| {
+        v.as_ref().map(|s| {
+            let val = &s.get_ref().0;
+            if !QUANTITY.is_match(val) {
+                rep.error(s.span(), format!("{what} `{val}` is not a Kubernetes quantity"), Some(format!("write e.g. {what} = \"{example}\" (binary suffixes Ki, Mi, Gi; no \"GB\")")));
+            }
+            val.clone()
+        })
+    };
+    let cpu = q(cpu, "cpu", "2");
+    let memory = q(memory, "memory", "4Gi");
+    Resources {
+        cpu,
+        memory,
+        gpu: gpu.as_ref().map(|g| *g.get_ref()),
+        ray_start_params: params.iter().map(|(k, v)| (k.clone(), v.get_ref().0.clone())).collect(),
+    }
+}
+
+/// Lexically removes `.` and `..` components (paths need not exist).
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Recipe, RecipeError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("raypack.toml");
+        std::fs::write(&p, text).unwrap();
+        Recipe::load(&p)
+    }
+
+    #[test]
+    fn minimal_recipe_defaults() {
+        let r = load("[project]\nname = \"demo\"\n").unwrap();
+        assert_eq!(r.name, "demo");
+        assert_eq!(r.dependencies.index_url, DEFAULT_INDEX);
+        assert_eq!(r.image.app_dir, DEFAULT_APP_DIR);
+        assert_eq!(r.code.working_dir, r.root);
+    }
+
+    #[test]
+    fn problems_carry_line_and_column() {
+        let err = load("[project]\nname = \"Demo_App\"\n").unwrap_err();
+        let RecipeError::Invalid { problems, .. } = err else { panic!() };
+        assert_eq!(problems.len(), 1);
+        assert_eq!((problems[0].line, problems[0].column), (2, 9));
+        assert!(problems[0].help.as_deref().unwrap().contains("demo-app"));
+    }
+
+    #[test]
+    fn suggestions_are_valid_labels() {
+        for s in ["Demo_App", "9lives", "--x--", "ÄÖ"] {
+            assert!(is_dns1035(&suggest_dns1035(s)), "{s}");
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `file://` stores (local disk, NFS, EFS): temp name in the same directory, fsync, rename.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::StoreError;
+
+#[derive(Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(dir: &Path, create: bool) -> Result<FileStore, StoreError> {
+        if create {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Config {
+                store: format!("file://{}", dir.display()),
+                detail: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        Ok(FileStore { dir: dir.to_path_buf() })
+    }
+
+    fn name(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+
+    pub fn check(&self) -> Result<(), StoreError> {
+        if self.dir.is_dir() {
+            Ok(())
+        } else {
+            Err(StoreError::NoDirectory {
+                store: self.name(),
+                path: self.dir.display().to_string(),
+            })
+        }
+    }
+
+    pub fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        match std::fs::metadata(self.dir.join(name)) {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(self.failed("stat", name, e)),
+        }
+    }
+
+    fn failed(&self, op: &'static str, name: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Failed {
+            store: self.name(),
+            op,
+            object: name.to_string(),
+            detail: e.to_string(),
+        }
+    }
+
+    pub fn put_file(&self, name: &str, src: &Path) -> Result<(), StoreError> {
+        self.check()?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".partial")
+            .tempfile_in(&self.dir)
+            .map_err(|e| self.failed("create temp file for", name, e))?;
+        let mut input = std::fs::File::open(src).map_err(|e| self.failed("read", name, e))?;
+        std::io::copy(&mut input, tmp.as_file_mut()).map_err(|e| self.failed("write", name, e))?;
+        tmp.as_file_mut().flush().map_err(|e| self.failed("write", name, e))?;
+        tmp.as_file().sync_all().map_err(|e| self.failed("fsync", name, e))?;
+        // Readable by the Ray nodes that mount the share, like any other file there.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| self.failed("chmod", name, e))?;
+        tmp.persist(self.dir.join(name)).map_err(|e| self.failed("rename", name, e.error))?;
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}

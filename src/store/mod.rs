@@ -1,0 +1,81 @@
+//! Object stores for runtime_env packages: S3, GCS and file/NFS paths.
+//!
+//! One [`Store`] per URL; every backend offers the same two operations: `exists` (a HEAD) and
+//! `put_file` (an upload that is never visible under its final name until complete: S3 and GCS
+//! objects appear atomically, file stores write a temp name, fsync and rename).
+
+mod file;
+mod gcs;
+pub mod location;
+mod s3;
+
+use std::path::Path;
+
+pub use location::{StoreUrl, StoreUrlError};
+
+/// Errors from a store; messages name the store and object and never contain credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{store}: bucket `{bucket}` does not exist (create it, or check the name and endpoint)")]
+    NoBucket { store: String, bucket: String },
+    #[error("{store}: access denied ({detail}); check the credentials raypack found ({hint})")]
+    Denied { store: String, detail: String, hint: String },
+    #[error("{store}: directory {path} does not exist; create it or check that the share is mounted")]
+    NoDirectory { store: String, path: String },
+    #[error("{store}: {op} {object} failed: {detail}")]
+    Failed {
+        store: String,
+        op: &'static str,
+        object: String,
+        detail: String,
+    },
+    #[error("{store}: {detail}")]
+    Config { store: String, detail: String },
+}
+
+/// A connected store.
+#[derive(Debug)]
+pub enum Store {
+    File(file::FileStore),
+    S3(s3::S3Store),
+    Gcs(gcs::GcsStore),
+}
+
+impl Store {
+    /// Connects to the store at `url` (loads credentials; no request is made yet).
+    /// `create` makes a missing file-store directory (used for raypack's local default store).
+    pub async fn connect(url: &StoreUrl, create: bool) -> Result<Store, StoreError> {
+        Ok(match url {
+            StoreUrl::File { path } => Store::File(file::FileStore::new(path, create)?),
+            StoreUrl::S3 { bucket, prefix } => Store::S3(s3::S3Store::connect(bucket, prefix).await?),
+            StoreUrl::Gcs { bucket, prefix } => Store::Gcs(gcs::GcsStore::connect(bucket, prefix)?),
+        })
+    }
+
+    /// Checks that the bucket (or directory) is there and reachable with these credentials.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        match self {
+            Store::File(s) => s.check(),
+            Store::S3(s) => s.check().await,
+            Store::Gcs(s) => s.check().await,
+        }
+    }
+
+    /// Whether an object named `name` already exists.
+    pub async fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::File(s) => s.exists(name),
+            Store::S3(s) => s.exists(name).await,
+            Store::Gcs(s) => s.exists(name).await,
+        }
+    }
+
+    /// Uploads the file at `path` as `name`; the object appears only when complete.
+    pub async fn put_file(&self, name: &str, path: &Path) -> Result<(), StoreError> {
+        match self {
+            Store::File(s) => s.put_file(name, path),
+            Store::S3(s) => s.put_file(name, path).await,
+            Store::Gcs(s) => s.put_file(name, path).await,
+        }
+    }
+}

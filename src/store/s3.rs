@@ -1,0 +1,226 @@
+//! S3 (and S3-compatible: MinIO, R2, …) through aws-sdk-s3 and the standard credential chain.
+//!
+//! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_S3` are honoured by aws-config; with a custom
+//! endpoint raypack switches to path-style addressing, which every S3-compatible server
+//! understands. Objects up to 16 MiB go up in one PUT, larger ones as a multipart upload
+//! (aborted on failure), so nothing is visible under the final key until it is complete.
+
+use std::path::Path;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, Length};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use super::StoreError;
+
+const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
+const PART_SIZE: u64 = 16 * 1024 * 1024;
+const CREDENTIAL_HINT: &str =
+    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, SSO, web identity or the instance role";
+
+#[derive(Debug)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Store {
+    pub async fn connect(bucket: &str, prefix: &str) -> Result<S3Store, StoreError> {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let mut b = aws_sdk_s3::config::Builder::from(&conf);
+        let custom_endpoint = conf.endpoint_url().is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        if custom_endpoint {
+            b = b.force_path_style(true);
+        }
+        if conf.region().is_none() {
+            b = b.region(aws_sdk_s3::config::Region::new("us-east-1"));
+        }
+        Ok(S3Store {
+            client: Client::from_conf(b.build()),
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+
+    fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
+    }
+
+    fn store(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    fn classify<E, R>(&self, op: &'static str, object: &str, e: SdkError<E, R>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + HttpStatus,
+    {
+        let status = e.raw_response().map(|r| r.status());
+        let code = e.code().map(str::to_string);
+        match (status, code.as_deref()) {
+            (_, Some("NoSuchBucket")) => StoreError::NoBucket {
+                store: self.store(),
+                bucket: self.bucket.clone(),
+            },
+            (Some(403), c) | (_, c @ Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied")) => {
+                StoreError::Denied {
+                    store: self.store(),
+                    detail: c.unwrap_or("HTTP 403").to_string(),
+                    hint: CREDENTIAL_HINT.into(),
+                }
+            }
+            _ => StoreError::Failed {
+                store: self.store(),
+                op,
+                object: object.to_string(),
+                detail: DisplayErrorContext(&e).to_string(),
+            },
+        }
+    }
+
+    pub async fn check(&self) -> Result<(), StoreError> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Err(StoreError::NoBucket {
+                store: self.store(),
+                bucket: self.bucket.clone(),
+            }),
+            Err(e) => Err(self.classify("HEAD bucket", &self.bucket, e)),
+        }
+    }
+
+    pub async fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        let key = self.key(name);
+        match self.client.head_object().bucket(&self.bucket).key(&key).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(false),
+            Err(e) => Err(self.classify("HEAD", &key, e)),
+        }
+    }
+
+    pub async fn put_file(&self, name: &str, path: &Path) -> Result<(), StoreError> {
+        let key = self.key(name);
+        let size = std::fs::metadata(path)
+            .map_err(|e| StoreError::Failed {
+                store: self.store(),
+                op: "read",
+                object: path.display().to_string(),
+                detail: e.to_string(),
+            })?
+            .len();
+        if size <= SINGLE_PUT_MAX {
+            let body = ByteStream::from_path(path).await.map_err(|e| self.local(path, e))?;
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .content_type("application/zip")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| self.classify("PUT", &key, e))?;
+            return Ok(());
+        }
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/zip")
+            .send()
+            .await
+            .map_err(|e| self.classify("start multipart upload of", &key, e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        match self.upload_parts(&key, &upload_id, path, size).await {
+            Ok(parts) => {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                    .send()
+                    .await
+                    .map_err(|e| self.classify("complete multipart upload of", &key, e))?;
+                Ok(())
+            }
+            Err(err) => {
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn upload_parts(&self, key: &str, upload_id: &str, path: &Path, size: u64) -> Result<Vec<CompletedPart>, StoreError> {
+        use futures::stream::{StreamExt, TryStreamExt};
+        let count = size.div_ceil(PART_SIZE);
+        let parts: Vec<CompletedPart> = futures::stream::iter(0..count)
+            .map(|i| async move {
+                let offset = i * PART_SIZE;
+                let len = PART_SIZE.min(size - offset);
+                let body = ByteStream::read_from()
+                    .path(path)
+                    .offset(offset)
+                    .length(Length::Exact(len))
+                    .build()
+                    .await
+                    .map_err(|e| self.local(path, e))?;
+                let number = (i + 1) as i32;
+                let out = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| self.classify("upload part of", key, e))?;
+                Ok::<_, StoreError>(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build())
+            })
+            .buffered(4)
+            .try_collect()
+            .await?;
+        Ok(parts)
+    }
+
+    fn local(&self, path: &Path, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Failed {
+            store: self.store(),
+            op: "read",
+            object: path.display().to_string(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// The HTTP status of a raw SDK response.
+pub trait HttpStatus {
+    fn status(&self) -> u16;
+}
+
+impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status(&self) -> u16 {
+        aws_sdk_s3::config::http::HttpResponse::status(self).as_u16()
+    }
+}
