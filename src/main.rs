@@ -111,6 +111,8 @@ enum Emit {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
+    // Long messages stay on one line so that file:line:col and the message can be grepped.
+    let _ = miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())));
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

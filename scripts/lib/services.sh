@@ -78,7 +78,7 @@ svc_check_selection() {
     known=0
     for k in "${SVC_ALL[@]}"; do [ "$k" = "$s" ] && known=1; done
     if [ "$known" = 0 ]; then
-      svc_log "unknown service '$s' in RAYPACK_SERVICES (known: all,${SVC_ALL[*]// /,})"
+      svc_log "unknown service '$s' in RAYPACK_SERVICES (known: all $(IFS=,; echo "${SVC_ALL[*]}"))"
       return 1
     fi
   done
@@ -91,11 +91,11 @@ svc_cert_dir() { printf '%s/certs\n' "$RAYPACK_TEST_CACHE"; }
 # --- process helpers (shared/notes/test-infrastructure.md §0) ----------------
 
 svc_proc_start_time() {  # start time of PID in clock ticks since boot (stat field 22)
-  local stat
+  local stat fields
   stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
   stat=${stat##*) }          # drop "pid (comm) ", comm may contain spaces
-  set -- $stat               # now $1 is field 3 (state)
-  printf '%s\n' "${20}"
+  read -r -a fields <<<"$stat"  # fields[0] is field 3 (state)
+  printf '%s\n' "${fields[19]}"
 }
 
 svc_alive() {  # svc_alive PID: running (a zombie counts as gone)
@@ -431,7 +431,7 @@ svc_start_ray() {
   venv=$(svc_venv_dir)
   svc_require_ports_free ray "$SVC_RAY_GCS_PORT" "$SVC_RAY_DASHBOARD_PORT" \
     "$SVC_RAY_AGENT_PORT" "$SVC_RAY_CLIENT_PORT" || return 1
-  mkdir -p "$INFRA/ray/tmp" || return 1
+  mkdir -p "$INFRA/ray/tmp" "$INFRA/ray/pytmp" || return 1
   # Unix socket paths under the temp dir are limited to 107 bytes.
   if [ "${#INFRA}" -gt 40 ]; then
     svc_log "ray: warning: INFRA path is long (${#INFRA} chars); Ray's socket paths may overflow"
@@ -444,8 +444,10 @@ svc_start_ray() {
   # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: without it Ray ignores
   # --node-ip-address=127.0.0.1 and binds the VM's interface / 0.0.0.0.
   # The AWS_* variables reach the RuntimeEnvAgent (working_dir downloads):
-  # they must be in Ray's environment when it starts.
+  # they must be in Ray's environment when it starts. TMPDIR keeps the
+  # dashboard's multiprocessing sockets (pymp-*) out of /tmp.
   env PATH="$venv/bin:$PATH" \
+    TMPDIR="$INFRA/ray/pytmp" \
     RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 \
     RAY_USAGE_STATS_ENABLED=0 \
     AWS_ENDPOINT_URL="http://127.0.0.1:$SVC_MOTO_PORT" \
@@ -497,6 +499,7 @@ services_start() {
   # Fail before starting anything when a port is taken.
   for s in "${SVC_ALL[@]}"; do
     svc_selected "$s" || continue
+    # shellcheck disable=SC2046  # one word per port
     svc_require_ports_free "$s" $(svc_ports "$s") || return 1
   done
   for s in "${SVC_ALL[@]}"; do
@@ -530,7 +533,7 @@ svc_stop_ray() {
   done
   pids=$(svc_session_pids "$sid")
   if [ -n "$pids" ]; then
-    svc_log "ray: killing leftover processes of session $sid: $(echo $pids)"
+    svc_log "ray: killing leftover processes of session $sid: ${pids//$'\n'/ }"
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
   fi

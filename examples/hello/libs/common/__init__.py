@@ -1,0 +1,2 @@
+"""Shared code, shipped to the cluster as a py_module."""
+VERSION = "1"

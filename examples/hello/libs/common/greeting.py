@@ -1,0 +1,5 @@
+from . import VERSION
+
+
+def greeting(name: str) -> str:
+    return f"hello, {name}! (common v{VERSION})"
