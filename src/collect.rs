@@ -72,7 +72,9 @@ impl FileSet {
 /// Errors while collecting; each names the path.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
-    #[error("{path}: symlink points outside the project (to {target}); copy the file in or exclude the link")]
+    #[error(
+        "{path}: symlink points outside the project (to {target}); copy the file in or exclude the link"
+    )]
     EscapingSymlink { path: PathBuf, target: PathBuf },
     #[error("{path}: symlink is broken (points to {target}); fix or exclude it")]
     BrokenSymlink { path: PathBuf, target: PathBuf },
@@ -91,6 +93,9 @@ pub enum CollectError {
     #[error("exclude pattern `{pattern}`: {message}")]
     Pattern { pattern: String, message: String },
 }
+
+/// A file found by the walk: relative name, path as walked, path to read.
+type Found = (String, PathBuf, PathBuf);
 
 /// Configures and runs one collection.
 #[derive(Debug)]
@@ -143,7 +148,11 @@ impl<'a> Collector<'a> {
             PackageKind::WorkingDir => RAY_DEFAULT_EXCLUDES,
             PackageKind::PyModule => &[],
         };
-        for p in defaults.iter().copied().chain(self.excludes.iter().map(String::as_str)) {
+        for p in defaults
+            .iter()
+            .copied()
+            .chain(self.excludes.iter().map(String::as_str))
+        {
             b.add_line(None, p).map_err(|e| CollectError::Pattern {
                 pattern: p.to_string(),
                 message: e.to_string(),
@@ -157,13 +166,19 @@ impl<'a> Collector<'a> {
 
     /// Walks, filters and hashes. The result is sorted by relative path.
     pub fn collect(&self) -> Result<FileSet, CollectError> {
-        let dir = self.dir.canonicalize().map_err(|source| CollectError::Read {
-            path: self.dir.clone(),
-            source,
-        })?;
-        let project = self.project_root.canonicalize().unwrap_or_else(|_| self.project_root.clone());
+        let dir = self
+            .dir
+            .canonicalize()
+            .map_err(|source| CollectError::Read {
+                path: self.dir.clone(),
+                source,
+            })?;
+        let project = self
+            .project_root
+            .canonicalize()
+            .unwrap_or_else(|_| self.project_root.clone());
         let excludes = self.exclude_matcher()?;
-        let found: Mutex<Vec<Result<(String, PathBuf, PathBuf), CollectError>>> = Mutex::new(Vec::new());
+        let found: Mutex<Vec<Result<Found, CollectError>>> = Mutex::new(Vec::new());
         let walk_root = self.dir.clone();
         let walker = ignore::WalkBuilder::new(&self.dir)
             .hidden(false)
@@ -201,9 +216,15 @@ impl<'a> Collector<'a> {
                         let (path, message) = walk_error(&err, root);
                         // A symlink whose target is missing shows up as a walk error.
                         if let Ok(target) = std::fs::read_link(&path) {
-                            found.lock().unwrap().push(Err(CollectError::BrokenSymlink { path, target }));
+                            found
+                                .lock()
+                                .unwrap()
+                                .push(Err(CollectError::BrokenSymlink { path, target }));
                         } else {
-                            found.lock().unwrap().push(Err(CollectError::Walk { path, message }));
+                            found
+                                .lock()
+                                .unwrap()
+                                .push(Err(CollectError::Walk { path, message }));
                         }
                         return ignore::WalkState::Continue;
                     }
@@ -213,10 +234,13 @@ impl<'a> Collector<'a> {
                     match path.canonicalize() {
                         Ok(real) if real.starts_with(project) || real.starts_with(dir) => {}
                         Ok(real) => {
-                            found.lock().unwrap().push(Err(CollectError::EscapingSymlink {
-                                path: path.to_path_buf(),
-                                target: real,
-                            }));
+                            found
+                                .lock()
+                                .unwrap()
+                                .push(Err(CollectError::EscapingSymlink {
+                                    path: path.to_path_buf(),
+                                    target: real,
+                                }));
                             return ignore::WalkState::Skip;
                         }
                         Err(_) => {
@@ -232,7 +256,9 @@ impl<'a> Collector<'a> {
                 if entry.file_type().is_some_and(|t| t.is_file()) {
                     let rel = path.strip_prefix(root).unwrap_or(path);
                     let Some(rel_str) = rel.to_str() else {
-                        found.lock().unwrap().push(Err(CollectError::NonUtf8 { path: path.to_path_buf() }));
+                        found.lock().unwrap().push(Err(CollectError::NonUtf8 {
+                            path: path.to_path_buf(),
+                        }));
                         return ignore::WalkState::Continue;
                     };
                     let read_from = if entry.path_is_symlink() {
@@ -240,7 +266,11 @@ impl<'a> Collector<'a> {
                     } else {
                         path.to_path_buf()
                     };
-                    found.lock().unwrap().push(Ok((rel_str.replace('\\', "/"), path.to_path_buf(), read_from)));
+                    found.lock().unwrap().push(Ok((
+                        rel_str.replace('\\', "/"),
+                        path.to_path_buf(),
+                        read_from,
+                    )));
                 }
                 ignore::WalkState::Continue
             })
@@ -272,10 +302,14 @@ impl<'a> Collector<'a> {
             .collect();
         let metas = metas?;
         let total: u64 = metas.iter().map(|m| m.3.len()).sum();
-        if let Some(limit) = self.max_total_size {
-            if total > limit {
-                return Err(CollectError::TooLarge { dir: self.dir.clone(), size: total, limit });
-            }
+        if let Some(limit) = self.max_total_size
+            && total > limit
+        {
+            return Err(CollectError::TooLarge {
+                dir: self.dir.clone(),
+                size: total,
+                limit,
+            });
         }
         let hashed = std::sync::atomic::AtomicUsize::new(0);
         let files: Result<Vec<FileEntry>, CollectError> = metas
@@ -318,7 +352,9 @@ impl<'a> Collector<'a> {
 fn walk_error(err: &ignore::Error, root: &Path) -> (PathBuf, String) {
     match err {
         ignore::Error::WithPath { path, err } => (path.clone(), err.to_string()),
-        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => walk_error(err, root),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            walk_error(err, root)
+        }
         ignore::Error::Loop { child, .. } => (child.clone(), "symlink loop".into()),
         ignore::Error::Io(e) => (root.to_path_buf(), e.to_string()),
         other => (root.to_path_buf(), other.to_string()),
@@ -386,7 +422,9 @@ impl StatCache {
     pub fn load(path: &Path) -> StatCache {
         let entries = std::fs::read(path)
             .ok()
-            .and_then(|b| serde_json::from_slice::<(String, HashMap<PathBuf, CacheRecord>)>(&b).ok())
+            .and_then(|b| {
+                serde_json::from_slice::<(String, HashMap<PathBuf, CacheRecord>)>(&b).ok()
+            })
             .filter(|(v, _)| v == STAT_CACHE_VERSION)
             .map(|(_, e)| e)
             .unwrap_or_default();
@@ -410,13 +448,18 @@ impl StatCache {
         if now - stamp.mtime_ns < 2_000_000_000 {
             return;
         }
-        self.entries.lock().unwrap().insert(path.to_path_buf(), CacheRecord { stamp, sha256 });
+        self.entries
+            .lock()
+            .unwrap()
+            .insert(path.to_path_buf(), CacheRecord { stamp, sha256 });
         self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Writes the cache back if anything changed (atomically: temp file + rename).
     pub fn save(&self) -> std::io::Result<()> {
-        let Some(path) = &self.path else { return Ok(()) };
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         if !self.dirty.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(());
         }
@@ -440,7 +483,8 @@ mod hex_bytes {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let s = String::deserialize(d)?;
         let v = hex::decode(s).map_err(serde::de::Error::custom)?;
-        v.try_into().map_err(|_| serde::de::Error::custom("expected 32 bytes"))
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom("expected 32 bytes"))
     }
 }
 
@@ -478,7 +522,10 @@ mod tests {
             .excludes(&["data/".into(), "*.ckpt".into()])
             .collect()
             .unwrap();
-        assert_eq!(rels(&set), vec![".gitignore", "main.py", "sub/.rayignore", "sub/keep.txt"]);
+        assert_eq!(
+            rels(&set),
+            vec![".gitignore", "main.py", "sub/.rayignore", "sub/keep.txt"]
+        );
         // py_modules do not get Ray's default excludes
         let set = Collector::new(r, PackageKind::PyModule).collect().unwrap();
         assert!(rels(&set).contains(&".git/config"));
@@ -491,12 +538,16 @@ mod tests {
         let r = d.path();
         write(r, "real/a.py", "a");
         std::os::unix::fs::symlink(r.join("real/a.py"), r.join("link.py")).unwrap();
-        let set = Collector::new(r, PackageKind::WorkingDir).collect().unwrap();
+        let set = Collector::new(r, PackageKind::WorkingDir)
+            .collect()
+            .unwrap();
         assert_eq!(rels(&set), vec!["link.py", "real/a.py"]);
         assert_eq!(set.files[0].sha256, set.files[1].sha256);
         write(outside.path(), "s.txt", "secret");
         std::os::unix::fs::symlink(outside.path().join("s.txt"), r.join("esc.txt")).unwrap();
-        let err = Collector::new(r, PackageKind::WorkingDir).collect().unwrap_err();
+        let err = Collector::new(r, PackageKind::WorkingDir)
+            .collect()
+            .unwrap_err();
         assert!(matches!(err, CollectError::EscapingSymlink { .. }), "{err}");
         assert!(err.to_string().contains("esc.txt"));
     }
@@ -508,14 +559,25 @@ mod tests {
         write(&r, "a.py", "a");
         // Make the file old enough to be cached.
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        fs::File::options().write(true).open(r.join("a.py")).unwrap().set_modified(old).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(r.join("a.py"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         let cpath = d.path().join("cache.json");
         let c = StatCache::load(&cpath);
-        let s1 = Collector::new(&r, PackageKind::WorkingDir).stat_cache(&c).collect().unwrap();
+        let s1 = Collector::new(&r, PackageKind::WorkingDir)
+            .stat_cache(&c)
+            .collect()
+            .unwrap();
         assert_eq!(s1.hashed, 1);
         c.save().unwrap();
         let c = StatCache::load(&cpath);
-        let s2 = Collector::new(&r, PackageKind::WorkingDir).stat_cache(&c).collect().unwrap();
+        let s2 = Collector::new(&r, PackageKind::WorkingDir)
+            .stat_cache(&c)
+            .collect()
+            .unwrap();
         assert_eq!(s2.hashed, 0);
         assert_eq!(s1.files, s2.files);
     }

@@ -77,7 +77,11 @@ pub fn resolve_store(recipe: &Recipe, flag: Option<&StoreUrl>) -> (StoreUrl, boo
     }
 }
 
-pub async fn run(recipe: &Recipe, opts: &EnvOptions, mut progress: impl FnMut(&str)) -> Result<EnvOutcome, EnvError> {
+pub async fn run(
+    recipe: &Recipe,
+    opts: &EnvOptions,
+    mut progress: impl FnMut(&str),
+) -> Result<EnvOutcome, EnvError> {
     let (url, is_default) = resolve_store(recipe, opts.store.as_ref());
     let cache_path = recipe.state_dir().join("cache").join("stat.json");
     let r = recipe.clone();
@@ -126,7 +130,9 @@ pub async fn run(recipe: &Recipe, opts: &EnvOptions, mut progress: impl FnMut(&s
 
     if !opts.dry_run {
         let store = Store::connect(&url, is_default).await?;
-        let exists = futures::future::try_join_all(packages.iter().map(|p| store.exists(&p.object_name))).await?;
+        let exists =
+            futures::future::try_join_all(packages.iter().map(|p| store.exists(&p.object_name)))
+                .await?;
         if exists.iter().any(|e| !e) {
             store.check().await?;
         }
@@ -138,7 +144,11 @@ pub async fn run(recipe: &Recipe, opts: &EnvOptions, mut progress: impl FnMut(&s
             }
             progress(&format!("zipping {} ({} files)", report.role, report.files));
             let (tmp, zip_bytes) = build_zip(p, &tmp_root, opts.compression_level).await?;
-            progress(&format!("uploading {} ({})", report.uri, human_bytes(zip_bytes)));
+            progress(&format!(
+                "uploading {} ({})",
+                report.uri,
+                human_bytes(zip_bytes)
+            ));
             store.put_file(&p.object_name, tmp.path()).await?;
             report.uploaded = true;
             report.zip_bytes = Some(zip_bytes);
@@ -149,7 +159,9 @@ pub async fn run(recipe: &Recipe, opts: &EnvOptions, mut progress: impl FnMut(&s
         working_dir: Some(reports[0].uri.clone()),
         py_modules: reports[1..].iter().map(|r| r.uri.clone()).collect(),
         env_vars: recipe.env.env_vars.clone(),
-        config: recipe.env.setup_timeout_seconds.map(|s| RuntimeEnvConfig { setup_timeout_seconds: s }),
+        config: recipe.env.setup_timeout_seconds.map(|s| RuntimeEnvConfig {
+            setup_timeout_seconds: s,
+        }),
         ..Default::default()
     };
     env = env.with_deps(opts.deps, requirements);
@@ -163,15 +175,23 @@ pub async fn run(recipe: &Recipe, opts: &EnvOptions, mut progress: impl FnMut(&s
 }
 
 /// Writes the package's zip to a temp file (removed when dropped).
-pub async fn build_zip(p: &Package, tmp_root: &std::path::Path, level: u32) -> Result<(tempfile::NamedTempFile, u64), EnvError> {
+pub async fn build_zip(
+    p: &Package,
+    tmp_root: &std::path::Path,
+    level: u32,
+) -> Result<(tempfile::NamedTempFile, u64), EnvError> {
     let entries = p.zip_entries();
     let dir = p.files.root.display().to_string();
     let tmp_root = tmp_root.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let err = |source| EnvError::Zip { dir: dir.clone(), source };
+        let err = |source| EnvError::Zip {
+            dir: dir.clone(),
+            source,
+        };
         std::fs::create_dir_all(&tmp_root).map_err(err)?;
         let tmp = tempfile::NamedTempFile::new_in(&tmp_root).map_err(err)?;
-        let out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(err)?);
+        let out =
+            std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(err)?);
         let n = write_zip(out, &entries, level).map_err(err)?;
         Ok((tmp, n))
     })

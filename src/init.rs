@@ -48,7 +48,11 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             let n = p.file_name().unwrap_or_default().to_string_lossy();
-            !n.starts_with('.') && !matches!(n.as_ref(), "venv" | "__pycache__" | "node_modules" | "build" | "dist" | "tests" | "test")
+            !n.starts_with('.')
+                && !matches!(
+                    n.as_ref(),
+                    "venv" | "__pycache__" | "node_modules" | "build" | "dist" | "tests" | "test"
+                )
         })
         .collect();
     v.sort();
@@ -58,7 +62,9 @@ fn subdirs(dir: &Path) -> Vec<PathBuf> {
 /// Looks at `dir` and reports what a recipe should say.
 pub fn detect(dir: &Path) -> Detected {
     let mut d = Detected::default();
-    let pyproject: Option<toml::Table> = std::fs::read_to_string(dir.join("pyproject.toml")).ok().and_then(|t| t.parse().ok());
+    let pyproject: Option<toml::Table> = std::fs::read_to_string(dir.join("pyproject.toml"))
+        .ok()
+        .and_then(|t| t.parse().ok());
     let py_name = pyproject
         .as_ref()
         .and_then(|p| p.get("project"))
@@ -79,7 +85,10 @@ pub fn detect(dir: &Path) -> Detected {
         .and_then(|p| p.get("dependencies"))
         .and_then(|d| d.as_array())
     {
-        d.requirements = deps.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+        d.requirements = deps
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
     }
 
     for sub in subdirs(dir) {
@@ -87,10 +96,10 @@ pub fn detect(dir: &Path) -> Detected {
             continue; // importable from the working dir already
         }
         for inner in subdirs(&sub) {
-            if is_package(&inner) {
-                if let Ok(rel) = inner.strip_prefix(dir) {
-                    d.py_modules.push(rel.display().to_string());
-                }
+            if is_package(&inner)
+                && let Ok(rel) = inner.strip_prefix(dir)
+            {
+                d.py_modules.push(rel.display().to_string());
             }
         }
     }
@@ -113,13 +122,18 @@ fn q(s: &str) -> String {
 }
 
 fn list(v: &[String]) -> String {
-    format!("[{}]", v.iter().map(|s| q(s)).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        v.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ")
+    )
 }
 
 /// The recipe text for what was detected.
 pub fn render(d: &Detected) -> String {
     let mut s = String::new();
-    s.push_str("# raypack recipe: see https://github.com/raypack/raypack/blob/main/recipes/README.md\n\n");
+    s.push_str(
+        "# raypack recipe: see https://github.com/raypack/raypack/blob/main/recipes/README.md\n\n",
+    );
     s.push_str(&format!("[project]\nname = {}\n\n", q(&d.name)));
     s.push_str("[code]\nworking_dir = \".\"\n");
     if !d.py_modules.is_empty() {
@@ -151,13 +165,19 @@ pub fn init(dir: &Path, force: bool) -> Result<(PathBuf, Detected), InitError> {
         return Err(InitError::Exists(path));
     }
     let py = dir.join(recipe::PYPROJECT_FILE);
-    if let Ok(t) = std::fs::read_to_string(&py) {
-        if t.parse::<toml::Table>().ok().and_then(|p| p.get("tool").and_then(|t| t.get("raypack")).cloned()).is_some() {
-            return Err(InitError::InPyproject(py));
-        }
+    if let Ok(t) = std::fs::read_to_string(&py)
+        && t.parse::<toml::Table>()
+            .ok()
+            .and_then(|p| p.get("tool").and_then(|t| t.get("raypack")).cloned())
+            .is_some()
+    {
+        return Err(InitError::InPyproject(py));
     }
     let d = detect(dir);
-    std::fs::write(&path, render(&d)).map_err(|source| InitError::Write { path: path.clone(), source })?;
+    std::fs::write(&path, render(&d)).map_err(|source| InitError::Write {
+        path: path.clone(),
+        source,
+    })?;
     Ok((path, d))
 }
 
@@ -174,7 +194,11 @@ mod tests {
         std::fs::create_dir_all(r.join("pkg")).unwrap();
         std::fs::write(r.join("pkg/__init__.py"), "").unwrap();
         std::fs::write(r.join("main.py"), "").unwrap();
-        std::fs::write(r.join("pyproject.toml"), "[project]\nname = \"My_Proj\"\ndependencies = [\"requests>=2\"]\n").unwrap();
+        std::fs::write(
+            r.join("pyproject.toml"),
+            "[project]\nname = \"My_Proj\"\ndependencies = [\"requests>=2\"]\n",
+        )
+        .unwrap();
         let d = detect(r);
         assert_eq!(d.name, "my-proj");
         assert_eq!(d.py_modules, vec!["libs/common"]);

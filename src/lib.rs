@@ -8,12 +8,12 @@
 
 pub mod archive;
 pub mod collect;
+pub mod envpack;
 pub mod init;
 pub mod oci;
 pub mod plan;
 pub mod recipe;
+pub mod requirements;
 pub mod spec;
 pub mod store;
 pub mod submit;
-pub mod envpack;
-pub mod requirements;

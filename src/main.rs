@@ -14,7 +14,12 @@ use raypack::spec::runtime_env::DepsMode;
 use raypack::store::StoreUrl;
 
 #[derive(Parser, Debug)]
-#[command(name = "raypack", version, about = "Ship Python projects to Ray clusters on Kubernetes", long_about = "Ship Python projects to Ray clusters on Kubernetes.\n\nDevelopment: `raypack env` packs the working dir and py_modules into content-hashed zips, uploads them to S3, GCS or a file/NFS path, and prints the runtime_env (or a RayJob).\nProduction: `raypack bake` builds the code and dependencies into an image on a rayproject/ray base.")]
+#[command(
+    name = "raypack",
+    version,
+    about = "Ship Python projects to Ray clusters on Kubernetes",
+    long_about = "Ship Python projects to Ray clusters on Kubernetes.\n\nDevelopment: `raypack env` packs the working dir and py_modules into content-hashed zips, uploads them to S3, GCS or a file/NFS path, and prints the runtime_env (or a RayJob).\nProduction: `raypack bake` builds the code and dependencies into an image on a rayproject/ray base."
+)]
 struct Cli {
     /// Run as if started in DIR.
     #[arg(short = 'C', global = true, value_name = "DIR")]
@@ -112,7 +117,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
     // Long messages stay on one line so that file:line:col and the message can be grepped.
-    let _ = miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())));
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+    }));
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -132,9 +139,8 @@ fn init_logging(cli: &Cli) {
             _ => "debug",
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RAYPACK_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("raypack={level},warn"))
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAYPACK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("raypack={level},warn")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -172,7 +178,11 @@ fn report(e: &CliError) {
             for p in problems {
                 eprintln!("{:?}", miette::Report::new(p.clone()));
             }
-            eprintln!("error: {file}: {} problem{} in the recipe", problems.len(), if problems.len() == 1 { "" } else { "s" });
+            eprintln!(
+                "error: {file}: {} problem{} in the recipe",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
         }
         CliError::Recipe(other) => eprintln!("error: {other}"),
         CliError::Other(s) => eprintln!("error: {s}"),
@@ -194,9 +204,16 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let dir = cli.directory.clone().unwrap_or_else(|| PathBuf::from("."));
             let (path, d) = raypack::init::init(&dir, *force)?;
             if cli.output == Output::Json {
-                println!("{}", serde_json::json!({"recipe": path, "name": d.name, "py_modules": d.py_modules, "requirements_file": d.requirements_file, "requirements": d.requirements, "entrypoint": d.entrypoint}));
+                println!(
+                    "{}",
+                    serde_json::json!({"recipe": path, "name": d.name, "py_modules": d.py_modules, "requirements_file": d.requirements_file, "requirements": d.requirements, "entrypoint": d.entrypoint})
+                );
             } else if !cli.quiet {
-                eprintln!("wrote {} (project `{}`)", raypack::recipe::display_path(&path), d.name);
+                eprintln!(
+                    "wrote {} (project `{}`)",
+                    raypack::recipe::display_path(&path),
+                    d.name
+                );
                 eprintln!("next: `raypack check`, then `raypack env`");
             }
             Ok(ExitCode::SUCCESS)
@@ -204,24 +221,39 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Check => check(&cli),
         Command::Env(args) => env(&cli, args),
         Command::Bake => not_built("bake", "build an image on a rayproject/ray base"),
-        Command::Lock => not_built("lock", "resolve and pin dependencies for the image's platform"),
+        Command::Lock => not_built(
+            "lock",
+            "resolve and pin dependencies for the image's platform",
+        ),
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "raypack", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "raypack",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 fn not_built(cmd: &str, what: &str) -> Result<ExitCode, CliError> {
-    eprintln!("error: `raypack {cmd}` ({what}) is not built yet in this version of raypack; nothing was done");
+    eprintln!(
+        "error: `raypack {cmd}` ({what}) is not built yet in this version of raypack; nothing was done"
+    );
     Ok(ExitCode::from(1))
 }
 
 fn check(cli: &Cli) -> Result<ExitCode, CliError> {
     let recipe = match load_recipe(cli) {
         Ok(r) => r,
-        Err(CliError::Recipe(RecipeError::Invalid { file, problems })) if cli.output == Output::Json => {
-            println!("{}", serde_json::json!({"ok": false, "file": file, "problems": problems}));
+        Err(CliError::Recipe(RecipeError::Invalid { file, problems }))
+            if cli.output == Output::Json =>
+        {
+            println!(
+                "{}",
+                serde_json::json!({"ok": false, "file": file, "problems": problems})
+            );
             return Ok(ExitCode::from(1));
         }
         Err(e) => return Err(e),
@@ -251,11 +283,30 @@ fn check(cli: &Cli) -> Result<ExitCode, CliError> {
             let _ = writeln!(out, "  py_module    {}", m.display());
         }
         let n = recipe.dependencies.requirements.len();
-        let _ = writeln!(out, "  requirements {n} inline{}", recipe.dependencies.requirements_file.as_ref().map(|f| format!(" + {}", f.display())).unwrap_or_default());
-        let _ = writeln!(out, "  base         {} ({})", recipe.base.image, recipe.base.platform);
+        let _ = writeln!(
+            out,
+            "  requirements {n} inline{}",
+            recipe
+                .dependencies
+                .requirements_file
+                .as_ref()
+                .map(|f| format!(" + {}", f.display()))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(
+            out,
+            "  base         {} ({})",
+            recipe.base.image, recipe.base.platform
+        );
         let _ = writeln!(out, "  store        {store}");
         if let Some(c) = &recipe.cluster {
-            let _ = writeln!(out, "  cluster      {} `{}`, {} worker group(s)", c.kind, c.name, c.workers.len());
+            let _ = writeln!(
+                out,
+                "  cluster      {} `{}`, {} worker group(s)",
+                c.kind,
+                c.name,
+                c.workers.len()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -266,7 +317,9 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
     let store = args
         .store
         .as_deref()
-        .map(|s| StoreUrl::parse(s).map_err(|e| CliError::Other(format!("--store: {e}; {}", e.help()))))
+        .map(|s| {
+            StoreUrl::parse(s).map_err(|e| CliError::Other(format!("--store: {e}; {}", e.help())))
+        })
         .transpose()?;
     let opts = EnvOptions {
         store,
@@ -275,7 +328,9 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
         max_package_size: args.max_package_size,
         dry_run: args.dry_run,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let show = !cli.quiet && std::io::stderr().is_terminal();
     let bar = indicatif::ProgressBar::new_spinner();
     if show {
@@ -304,15 +359,28 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
             } else {
                 "unchanged"
             };
-            eprintln!("{what:>9} {} {} ({} files, {})", p.role, p.uri, p.files, raypack::plan::human_bytes(p.bytes));
+            eprintln!(
+                "{what:>9} {} {} ({} files, {})",
+                p.role,
+                p.uri,
+                p.files,
+                raypack::plan::human_bytes(p.bytes)
+            );
         }
     }
 
     let cluster_doc = |kind: ClusterKind| -> Result<serde_json::Value, CliError> {
-        let c = recipe.cluster.as_ref().ok_or_else(|| CliError::Other(raypack::spec::kuberay::SpecError::NoCluster(kind).to_string()))?;
+        let c = recipe.cluster.as_ref().ok_or_else(|| {
+            CliError::Other(raypack::spec::kuberay::SpecError::NoCluster(kind).to_string())
+        })?;
         if c.kind != kind && !(kind == ClusterKind::RayJob && c.kind == ClusterKind::RayCluster) {
             return Err(CliError::Other(
-                raypack::spec::kuberay::SpecError::KindMismatch { kind: c.kind, wanted: kind.to_string().to_lowercase(), wanted_kind: kind }.to_string(),
+                raypack::spec::kuberay::SpecError::KindMismatch {
+                    kind: c.kind,
+                    wanted: kind.to_string().to_lowercase(),
+                    wanted_kind: kind,
+                }
+                .to_string(),
             ));
         }
         let image = c.image.clone().unwrap_or_else(|| recipe.base.image.clone());
@@ -320,8 +388,21 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
             .ray_version
             .clone()
             .or_else(|| ray_version_from_image(&image))
-            .ok_or_else(|| CliError::Other(raypack::spec::kuberay::SpecError::UnknownRayVersion { image: image.clone() }.to_string()))?;
-        Ok(manifest(&ManifestInput { kind, cluster: c, image: &image, ray_version: &ray_version, runtime_env: Some(&outcome.env) })?)
+            .ok_or_else(|| {
+                CliError::Other(
+                    raypack::spec::kuberay::SpecError::UnknownRayVersion {
+                        image: image.clone(),
+                    }
+                    .to_string(),
+                )
+            })?;
+        Ok(manifest(&ManifestInput {
+            kind,
+            cluster: c,
+            image: &image,
+            ray_version: &ray_version,
+            runtime_env: Some(&outcome.env),
+        })?)
     };
 
     let doc = match args.emit {
@@ -330,7 +411,11 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
         Some(Emit::Rayservice) => Some(cluster_doc(ClusterKind::RayService)?),
     };
     let text = match (&doc, args.format, cli.output) {
-        (_, _, Output::Json) => serde_json::to_string_pretty(&serde_json::json!({"store": outcome.store, "packages": outcome.packages, "runtime_env": outcome.runtime_env, "manifest": doc}))? + "\n",
+        (_, _, Output::Json) => {
+            serde_json::to_string_pretty(
+                &serde_json::json!({"store": outcome.store, "packages": outcome.packages, "runtime_env": outcome.runtime_env, "manifest": doc}),
+            )? + "\n"
+        }
         (Some(d), Format::Yaml, _) => raypack::spec::to_yaml(d),
         (Some(d), Format::Json, _) => serde_json::to_string_pretty(d)? + "\n",
         (None, Format::Yaml, _) => outcome.env.to_yaml(),
@@ -356,7 +441,16 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
                 eprint!("{log}");
             },
         ))?;
-        eprintln!("job {}: {}{}", result.submission_id, result.status, result.message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default());
+        eprintln!(
+            "job {}: {}{}",
+            result.submission_id,
+            result.status,
+            result
+                .message
+                .as_ref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        );
         if !result.succeeded() {
             return Ok(ExitCode::from(1));
         }

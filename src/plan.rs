@@ -79,7 +79,9 @@ impl Package {
         let short = &digest[..32];
         let object_name = match &role {
             PackageRole::WorkingDir => format!("{project}-{short}.zip"),
-            PackageRole::PyModule { name } => format!("{project}-{}-{short}.zip", name.replace('_', "-")),
+            PackageRole::PyModule { name } => {
+                format!("{project}-{}-{short}.zip", name.replace('_', "-"))
+            }
         };
         Ok(Package {
             role,
@@ -141,11 +143,19 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// The packages of a recipe: working dir first, then py_modules in recipe order.
-pub fn plan_packages(recipe: &Recipe, cache: Option<&StatCache>, max_size: u64) -> Result<Vec<Package>, PlanError> {
+pub fn plan_packages(
+    recipe: &Recipe,
+    cache: Option<&StatCache>,
+    max_size: u64,
+) -> Result<Vec<Package>, PlanError> {
     let mut out = vec![Package::plan(
         &recipe.name,
         &recipe.root,
@@ -156,7 +166,10 @@ pub fn plan_packages(recipe: &Recipe, cache: Option<&StatCache>, max_size: u64) 
         max_size,
     )?];
     for m in &recipe.code.py_modules {
-        let name = m.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = m
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         out.push(Package::plan(
             &recipe.name,
             &recipe.root,
@@ -176,10 +189,10 @@ fn with_py_module_excludes(recipe: &Recipe) -> Vec<String> {
     let mut ex = recipe.code.excludes.clone();
     ex.push("/.raypack/".into());
     for m in &recipe.code.py_modules {
-        if let Ok(rel) = m.strip_prefix(&recipe.code.working_dir) {
-            if !rel.as_os_str().is_empty() {
-                ex.push(format!("/{}/", rel.display()));
-            }
+        if let Ok(rel) = m.strip_prefix(&recipe.code.working_dir)
+            && !rel.as_os_str().is_empty()
+        {
+            ex.push(format!("/{}/", rel.display()));
         }
     }
     ex
@@ -190,7 +203,16 @@ mod tests {
     use super::*;
 
     fn plan(dir: &Path) -> Package {
-        Package::plan("demo", dir, dir, PackageRole::WorkingDir, &[], None, RAY_MAX_PACKAGE_SIZE).unwrap()
+        Package::plan(
+            "demo",
+            dir,
+            dir,
+            PackageRole::WorkingDir,
+            &[],
+            None,
+            RAY_MAX_PACKAGE_SIZE,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -200,13 +222,25 @@ mod tests {
         std::fs::write(d.path().join("a.py"), "a").unwrap();
         let p1 = plan(d.path());
         assert!(p1.object_name.starts_with("demo-") && p1.object_name.ends_with(".zip"));
-        let f = std::fs::File::options().write(true).open(d.path().join("a.py")).unwrap();
-        f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000)).unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(d.path().join("a.py"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000))
+            .unwrap();
         assert_eq!(plan(d.path()).digest, p1.digest);
-        std::fs::set_permissions(d.path().join("a.py"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            d.path().join("a.py"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
         let p2 = plan(d.path());
         assert_ne!(p2.digest, p1.digest);
-        std::fs::set_permissions(d.path().join("a.py"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(
+            d.path().join("a.py"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         std::fs::write(d.path().join("a.py"), "b").unwrap();
         assert_ne!(plan(d.path()).digest, p1.digest);
     }
@@ -215,7 +249,16 @@ mod tests {
     fn too_large_is_refused_before_anything_else() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("a.bin"), vec![0u8; 2048]).unwrap();
-        let e = Package::plan("demo", d.path(), d.path(), PackageRole::WorkingDir, &[], None, 1024).unwrap_err();
+        let e = Package::plan(
+            "demo",
+            d.path(),
+            d.path(),
+            PackageRole::WorkingDir,
+            &[],
+            None,
+            1024,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("limit 1.0 KiB"), "{e}");
     }
 }

@@ -16,7 +16,11 @@ pub enum RequirementsError {
         source: std::io::Error,
     },
     #[error("{path}:{line}: {message}")]
-    Bad { path: PathBuf, line: usize, message: String },
+    Bad {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
 }
 
 /// The inline requirement list for `recipe`'s dependencies.
@@ -45,7 +49,11 @@ pub fn inline_list(recipe: &crate::recipe::Recipe) -> Result<Vec<String>, Requir
     Ok(out)
 }
 
-fn read_requirements_txt(path: &Path, out: &mut Vec<String>, depth: usize) -> Result<(), RequirementsError> {
+fn read_requirements_txt(
+    path: &Path,
+    out: &mut Vec<String>,
+    depth: usize,
+) -> Result<(), RequirementsError> {
     let text = std::fs::read_to_string(path).map_err(|source| RequirementsError::Read {
         path: path.to_path_buf(),
         source,
@@ -87,7 +95,11 @@ fn read_requirements_txt(path: &Path, out: &mut Vec<String>, depth: usize) -> Re
             w if w.starts_with("--hash") => {}
             w if w.starts_with('-') => out.push(line.to_string()),
             _ => {
-                let kept: Vec<&str> = words.iter().copied().filter(|w| !w.starts_with("--hash")).collect();
+                let kept: Vec<&str> = words
+                    .iter()
+                    .copied()
+                    .filter(|w| !w.starts_with("--hash"))
+                    .collect();
                 out.push(kept.join(" "));
             }
         }
@@ -100,13 +112,23 @@ fn pylock_pins(path: &Path) -> Result<Vec<String>, RequirementsError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| RequirementsError::Bad {
-        path: path.to_path_buf(),
-        line: e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1),
-        message: e.message().to_string(),
-    })?;
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| RequirementsError::Bad {
+            path: path.to_path_buf(),
+            line: e
+                .span()
+                .map(|s| text[..s.start].matches('\n').count() + 1)
+                .unwrap_or(1),
+            message: e.message().to_string(),
+        })?;
     let mut out = Vec::new();
-    for p in doc.get("packages").and_then(|p| p.as_array()).into_iter().flatten() {
+    for p in doc
+        .get("packages")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+    {
         let name = p.get("name").and_then(|v| v.as_str());
         let version = p.get("version").and_then(|v| v.as_str());
         match (name, version) {
@@ -136,10 +158,25 @@ mod tests {
     #[test]
     fn expands_nested_files_and_drops_hashes() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("base.txt"), "numpy==2.1.0 \\\n    --hash=sha256:abc\n").unwrap();
-        std::fs::write(d.path().join("req.txt"), "# c\n-r base.txt\nrequests>=2.31  # web\n--extra-index-url https://x/simple\n").unwrap();
+        std::fs::write(
+            d.path().join("base.txt"),
+            "numpy==2.1.0 \\\n    --hash=sha256:abc\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("req.txt"),
+            "# c\n-r base.txt\nrequests>=2.31  # web\n--extra-index-url https://x/simple\n",
+        )
+        .unwrap();
         let mut out = Vec::new();
         read_requirements_txt(&d.path().join("req.txt"), &mut out, 0).unwrap();
-        assert_eq!(out, vec!["numpy==2.1.0", "requests>=2.31", "--extra-index-url https://x/simple"]);
+        assert_eq!(
+            out,
+            vec![
+                "numpy==2.1.0",
+                "requests>=2.31",
+                "--extra-index-url https://x/simple"
+            ]
+        );
     }
 }

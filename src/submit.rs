@@ -19,9 +19,19 @@ pub enum SubmitError {
     #[error("{address}: cannot reach the Ray dashboard: {detail}")]
     Unreachable { address: String, detail: String },
     #[error("{address}: job submission refused (HTTP {status}): {body}")]
-    Refused { address: String, status: u16, body: String },
-    #[error("job {id} did not finish within {secs} s (last status {status}); it keeps running on the cluster")]
-    Timeout { id: String, secs: u64, status: String },
+    Refused {
+        address: String,
+        status: u16,
+        body: String,
+    },
+    #[error(
+        "job {id} did not finish within {secs} s (last status {status}); it keeps running on the cluster"
+    )]
+    Timeout {
+        id: String,
+        secs: u64,
+        status: String,
+    },
 }
 
 /// The final state of a job.
@@ -68,7 +78,12 @@ pub async fn submit_and_follow(
         "runtime_env": runtime_env,
         "metadata": metadata,
     });
-    let resp = http.post(format!("{address}/api/jobs/")).json(&body).send().await.map_err(unreachable)?;
+    let resp = http
+        .post(format!("{address}/api/jobs/"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(unreachable)?;
     let status = resp.status();
     let text = resp.text().await.map_err(unreachable)?;
     if !status.is_success() {
@@ -79,23 +94,31 @@ pub async fn submit_and_follow(
         });
     }
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let id = v["submission_id"].as_str().or(v["job_id"].as_str()).unwrap_or_default().to_string();
+    let id = v["submission_id"]
+        .as_str()
+        .or(v["job_id"].as_str())
+        .unwrap_or_default()
+        .to_string();
     tracing::info!(submission_id = %id, "job submitted");
     let start = Instant::now();
     let mut printed = 0usize;
     let mut last = String::from("PENDING");
     loop {
-        let info: Option<JobInfo> = match http.get(format!("{address}/api/jobs/{id}")).send().await {
+        let info: Option<JobInfo> = match http.get(format!("{address}/api/jobs/{id}")).send().await
+        {
             Ok(r) if r.status().is_success() => r.json().await.ok(),
             _ => None,
         };
-        if let Ok(r) = http.get(format!("{address}/api/jobs/{id}/logs")).send().await {
-            if let Ok(v) = r.json::<serde_json::Value>().await {
-                let logs = v["logs"].as_str().unwrap_or_default();
-                if logs.len() > printed && logs.is_char_boundary(printed) {
-                    on_log(&logs[printed..]);
-                    printed = logs.len();
-                }
+        if let Ok(r) = http
+            .get(format!("{address}/api/jobs/{id}/logs"))
+            .send()
+            .await
+            && let Ok(v) = r.json::<serde_json::Value>().await
+        {
+            let logs = v["logs"].as_str().unwrap_or_default();
+            if logs.len() > printed && logs.is_char_boundary(printed) {
+                on_log(&logs[printed..]);
+                printed = logs.len();
             }
         }
         if let Some(info) = info {

@@ -11,7 +11,12 @@ fn every_shipped_recipe_checks() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "toml") {
             let out = run(raypack().arg("check").arg("--recipe").arg(&p));
-            assert!(out.status.success(), "{} failed: {}", p.display(), stderr(&out));
+            assert!(
+                out.status.success(),
+                "{} failed: {}",
+                p.display(),
+                stderr(&out)
+            );
             n += 1;
         }
     }
@@ -21,30 +26,48 @@ fn every_shipped_recipe_checks() {
 #[test]
 fn broken_recipes_fail_with_location_and_message() {
     let dir = repo().join("tests/broken-recipes");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(files.len() >= 15, "corpus has {} recipes", files.len());
     for p in files {
         let text = std::fs::read_to_string(&p).unwrap();
-        let expect = text.lines().next().unwrap().strip_prefix("# expect: ").expect("first line is `# expect: L:C: message | help`");
+        let expect = text
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("# expect: ")
+            .expect("first line is `# expect: L:C: message | help`");
         let (loc_msg, help) = match expect.split_once(" | ") {
             Some((a, b)) => (a, Some(b)),
             None => (expect, None),
         };
         let (loc, msg) = loc_msg.split_at(loc_msg.find(": ").unwrap());
         let msg = msg.trim_start_matches(": ");
-        let out = run(raypack().current_dir(repo()).arg("check").arg("--recipe").arg(p.strip_prefix(repo()).unwrap()));
+        let out = run(raypack()
+            .current_dir(repo())
+            .arg("check")
+            .arg("--recipe")
+            .arg(p.strip_prefix(repo()).unwrap()));
         assert_eq!(out.status.code(), Some(1), "{}", p.display());
         let err = stderr(&out).replace('\n', " ");
         let err: String = err.split_whitespace().collect::<Vec<_>>().join(" ");
         let rel = p.strip_prefix(repo()).unwrap().display().to_string();
-        assert!(err.contains(&format!("{rel}:{loc}: ")), "{rel}: want location {loc} in:\n{err}");
+        assert!(
+            err.contains(&format!("{rel}:{loc}: ")),
+            "{rel}: want location {loc} in:\n{err}"
+        );
         assert!(err.contains(msg), "{rel}: want `{msg}` in:\n{err}");
         if let Some(h) = help {
             assert!(err.contains(h), "{rel}: want help `{h}` in:\n{err}");
         }
         // The machine-readable form carries the same location.
-        let out = run(raypack().current_dir(repo()).args(["--output", "json", "check", "--recipe"]).arg(&rel));
+        let out = run(raypack()
+            .current_dir(repo())
+            .args(["--output", "json", "check", "--recipe"])
+            .arg(&rel));
         assert_eq!(out.status.code(), Some(1));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let (l, c) = loc.split_once(':').unwrap();
@@ -61,7 +84,10 @@ fn init_writes_a_recipe_that_checks() {
     assert!(out.status.success());
     let text = std::fs::read_to_string(dir.join("raypack.toml")).unwrap();
     assert!(text.contains("py_modules = [\"libs/common\"]"), "{text}");
-    assert!(text.contains("requirements_file = \"requirements.txt\""), "{text}");
+    assert!(
+        text.contains("requirements_file = \"requirements.txt\""),
+        "{text}"
+    );
     assert!(text.contains("entrypoint = \"python main.py\""), "{text}");
     let out = run(raypack().arg("-C").arg(&dir).arg("check"));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -74,21 +100,39 @@ fn init_writes_a_recipe_that_checks() {
 #[test]
 fn pyproject_tool_table_is_a_recipe_and_raypack_toml_wins() {
     let t = tempfile::tempdir().unwrap();
-    std::fs::write(t.path().join("pyproject.toml"), "[project]\nname = \"x\"\n\n[tool.raypack.project]\nname = \"from-pyproject\"\n").unwrap();
-    let out = run(raypack().arg("-C").arg(t.path()).args(["--output", "json", "check"]));
+    std::fs::write(
+        t.path().join("pyproject.toml"),
+        "[project]\nname = \"x\"\n\n[tool.raypack.project]\nname = \"from-pyproject\"\n",
+    )
+    .unwrap();
+    let out = run(raypack()
+        .arg("-C")
+        .arg(t.path())
+        .args(["--output", "json", "check"]));
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["name"], "from-pyproject");
     std::fs::write(t.path().join("raypack.toml"), "[project]\nname = \"own\"\n").unwrap();
-    let out = run(raypack().arg("-C").arg(t.path()).args(["--output", "json", "check"]));
+    let out = run(raypack()
+        .arg("-C")
+        .arg(t.path())
+        .args(["--output", "json", "check"]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["name"], "own");
     // Problems inside [tool.raypack] point into pyproject.toml.
     std::fs::remove_file(t.path().join("raypack.toml")).unwrap();
-    std::fs::write(t.path().join("pyproject.toml"), "[project]\nname = \"x\"\n\n[tool.raypack.project]\nname = \"Bad\"\n").unwrap();
+    std::fs::write(
+        t.path().join("pyproject.toml"),
+        "[project]\nname = \"x\"\n\n[tool.raypack.project]\nname = \"Bad\"\n",
+    )
+    .unwrap();
     let out = run(raypack().arg("-C").arg(t.path()).arg("check"));
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("pyproject.toml:5:9:"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pyproject.toml:5:9:"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -103,7 +147,10 @@ fn cli_conventions() {
     assert!(stdout(&out).contains("raypack"));
     // Not-yet-built commands say so and fail; they print nothing on stdout.
     for cmd in ["bake", "lock"] {
-        let out = run(raypack().arg("-C").arg(repo().join("examples/hello")).arg(cmd));
+        let out = run(raypack()
+            .arg("-C")
+            .arg(repo().join("examples/hello"))
+            .arg(cmd));
         assert_eq!(out.status.code(), Some(1));
         assert!(stderr(&out).contains("not built yet"));
         assert!(out.stdout.is_empty());
@@ -115,8 +162,18 @@ fn cli_conventions() {
 
 #[test]
 fn shipped_recipes_emit_valid_kuberay() {
-    for (recipe, emit) in [("recipes/cpu-rayjob.toml", "rayjob"), ("recipes/rayservice.toml", "rayservice")] {
-        let out = run(raypack().current_dir(repo()).args(["env", "--dry-run", "--emit", emit, "--recipe", recipe]));
+    for (recipe, emit) in [
+        ("recipes/cpu-rayjob.toml", "rayjob"),
+        ("recipes/rayservice.toml", "rayservice"),
+    ] {
+        let out = run(raypack().current_dir(repo()).args([
+            "env",
+            "--dry-run",
+            "--emit",
+            emit,
+            "--recipe",
+            recipe,
+        ]));
         assert!(out.status.success(), "{recipe}: {}", stderr(&out));
         let (ok, report) = validate_kuberay(&stdout(&out));
         assert!(ok, "{recipe}: {report}\n{}", stdout(&out));

@@ -33,7 +33,10 @@ pub struct ZipEntry {
 /// memory stays bounded for large packages.
 pub fn write_zip<W: Write>(out: W, entries: &[ZipEntry], level: u32) -> io::Result<u64> {
     const BATCH_BYTES: u64 = 64 * 1024 * 1024;
-    let mut w = CountingWriter { inner: out, count: 0 };
+    let mut w = CountingWriter {
+        inner: out,
+        count: 0,
+    };
     let mut central = Vec::with_capacity(entries.len());
     let mut start = 0;
     while start < entries.len() {
@@ -116,7 +119,8 @@ const FLAG_UTF8: u16 = 1 << 11;
 const MAX32: u64 = 0xFFFF_FFFF;
 
 fn compress_entry(e: &ZipEntry, level: u32) -> io::Result<Compressed> {
-    let raw = std::fs::read(&e.source).map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", e.source.display())))?;
+    let raw = std::fs::read(&e.source)
+        .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", e.source.display())))?;
     if raw.len() as u64 >= MAX32 {
         return Err(io::Error::other(format!(
             "{}: files of 4 GiB or more are not supported in runtime_env packages",
@@ -128,15 +132,28 @@ fn compress_entry(e: &ZipEntry, level: u32) -> io::Result<Compressed> {
     let crc = crc.sum();
     let uncompressed = raw.len() as u64;
     if level > 0 && raw.len() > 64 {
-        let mut enc = flate2::write::DeflateEncoder::new(Vec::with_capacity(raw.len() / 2), flate2::Compression::new(level));
+        let mut enc = flate2::write::DeflateEncoder::new(
+            Vec::with_capacity(raw.len() / 2),
+            flate2::Compression::new(level),
+        );
         enc.write_all(&raw)?;
         let data = enc.finish()?;
         // Incompressible data (already-compressed files, random bytes) is stored as-is.
         if data.len() < raw.len() {
-            return Ok(Compressed { data, crc, method: DEFLATED, uncompressed });
+            return Ok(Compressed {
+                data,
+                crc,
+                method: DEFLATED,
+                uncompressed,
+            });
         }
     }
-    Ok(Compressed { data: raw, crc, method: STORED, uncompressed })
+    Ok(Compressed {
+        data: raw,
+        crc,
+        method: STORED,
+        uncompressed,
+    })
 }
 
 fn write_local_header<W: Write>(w: &mut W, e: &ZipEntry, c: &Compressed) -> io::Result<()> {
@@ -180,15 +197,27 @@ fn write_central_header<W: Write>(w: &mut W, c: &Central) -> io::Result<()> {
     h.extend_from_slice(&0u16.to_le_bytes()); // comment
     h.extend_from_slice(&0u16.to_le_bytes()); // disk
     h.extend_from_slice(&0u16.to_le_bytes()); // internal attrs
-    let external = ((0o100000 | (c.mode & 0o7777)) << 16) as u32;
+    let external = (0o100000 | (c.mode & 0o7777)) << 16;
     h.extend_from_slice(&external.to_le_bytes());
-    h.extend_from_slice(&(if zip64_offset { MAX32 as u32 } else { c.offset as u32 }).to_le_bytes());
+    h.extend_from_slice(
+        &(if zip64_offset {
+            MAX32 as u32
+        } else {
+            c.offset as u32
+        })
+        .to_le_bytes(),
+    );
     h.extend_from_slice(c.name.as_bytes());
     h.extend_from_slice(&extra);
     w.write_all(&h)
 }
 
-fn write_end<W: Write>(w: &mut CountingWriter<W>, count: u64, cd_size: u64, cd_start: u64) -> io::Result<()> {
+fn write_end<W: Write>(
+    w: &mut CountingWriter<W>,
+    count: u64,
+    cd_size: u64,
+    cd_start: u64,
+) -> io::Result<()> {
     let needs64 = count >= 0xFFFF || cd_size >= MAX32 || cd_start >= MAX32;
     if needs64 {
         let eocd64_at = w.count;

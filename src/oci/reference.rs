@@ -23,17 +23,24 @@ pub struct Reference {
 pub enum ReferenceError {
     #[error("`{0}` is empty")]
     Empty(String),
-    #[error("`{reference}`: `{part}` is not a valid repository path (lowercase letters, digits, '.', '_', '-', separated by '/')")]
+    #[error(
+        "`{reference}`: `{part}` is not a valid repository path (lowercase letters, digits, '.', '_', '-', separated by '/')"
+    )]
     BadRepository { reference: String, part: String },
-    #[error("`{reference}`: `{tag}` is not a valid tag (up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-')")]
+    #[error(
+        "`{reference}`: `{tag}` is not a valid tag (up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-')"
+    )]
     BadTag { reference: String, tag: String },
-    #[error("`{reference}`: `{digest}` is not a valid digest (sha256: and 64 lowercase hex digits)")]
+    #[error(
+        "`{reference}`: `{digest}` is not a valid digest (sha256: and 64 lowercase hex digits)"
+    )]
     BadDigest { reference: String, digest: String },
 }
 
 static REPO_COMPONENT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$").unwrap());
-static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$").unwrap());
+static TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$").unwrap());
 static DIGEST: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^sha256:[a-f0-9]{64}$").unwrap());
 
 /// Checks a tag on its own (for `[image] tags`).
@@ -67,13 +74,13 @@ impl Reference {
             }
             None => (name_tag, None),
         };
-        if let Some(t) = &tag {
-            if !TAG.is_match(t) {
-                return Err(ReferenceError::BadTag {
-                    reference: s.into(),
-                    tag: t.clone(),
-                });
-            }
+        if let Some(t) = &tag
+            && !TAG.is_match(t)
+        {
+            return Err(ReferenceError::BadTag {
+                reference: s.into(),
+                tag: t.clone(),
+            });
         }
         let (registry, repo) = match name.split_once('/') {
             Some((first, rest))

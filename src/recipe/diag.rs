@@ -83,51 +83,54 @@ pub fn display_path(path: &Path) -> String {
 /// Rewrites serde/toml messages into recipe language and suggests the closest key.
 pub fn explain_toml_error(message: &str) -> (String, Option<String>) {
     let message = message.trim().to_string();
-    if let Some(rest) = message.strip_prefix("unknown field `") {
-        if let Some((field, tail)) = rest.split_once('`') {
-            let expected: Vec<&str> = tail
-                .split('`')
-                .enumerate()
-                .filter(|(i, _)| i % 2 == 1)
-                .map(|(_, s)| s)
-                .collect();
-            let best = expected
-                .iter()
-                .map(|e| (strsim::jaro_winkler(field, e), *e))
-                .filter(|(score, _)| *score > 0.8)
-                .max_by(|a, b| a.0.total_cmp(&b.0));
-            let help = match best {
-                Some((_, key)) => format!("did you mean `{key}`?"),
-                None if expected.is_empty() => "remove this key".to_string(),
-                None => format!("valid keys here: {}", expected.join(", ")),
-            };
-            return (format!("unknown key `{field}`"), Some(help));
-        }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, tail)) = rest.split_once('`')
+    {
+        let expected: Vec<&str> = tail
+            .split('`')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 1)
+            .map(|(_, s)| s)
+            .collect();
+        let best = expected
+            .iter()
+            .map(|e| (strsim::jaro_winkler(field, e), *e))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let help = match best {
+            Some((_, key)) => format!("did you mean `{key}`?"),
+            None if expected.is_empty() => "remove this key".to_string(),
+            None => format!("valid keys here: {}", expected.join(", ")),
+        };
+        return (format!("unknown key `{field}`"), Some(help));
     }
-    if let Some(rest) = message.strip_prefix("unknown variant `") {
-        if let Some((v, tail)) = rest.split_once('`') {
-            let expected: Vec<&str> = tail
-                .split('`')
-                .enumerate()
-                .filter(|(i, _)| i % 2 == 1)
-                .map(|(_, s)| s)
-                .collect();
-            return (
-                format!("unknown value `{v}`"),
-                Some(format!("write one of: {}", expected.join(", "))),
-            );
-        }
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((v, tail)) = rest.split_once('`')
+    {
+        let expected: Vec<&str> = tail
+            .split('`')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 1)
+            .map(|(_, s)| s)
+            .collect();
+        return (
+            format!("unknown value `{v}`"),
+            Some(format!("write one of: {}", expected.join(", "))),
+        );
     }
-    if let Some(rest) = message.strip_prefix("missing field `") {
-        if let Some((f, _)) = rest.split_once('`') {
-            return (
-                format!("missing required key `{f}`"),
-                Some(format!("add `{f} = …` to this table")),
-            );
-        }
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some((f, _)) = rest.split_once('`')
+    {
+        return (
+            format!("missing required key `{f}`"),
+            Some(format!("add `{f} = …` to this table")),
+        );
     }
     if message.starts_with("invalid type") {
-        return (message, Some("check the value's type (strings need quotes, lists use [ ])".into()));
+        return (
+            message,
+            Some("check the value's type (strings need quotes, lists use [ ])".into()),
+        );
     }
     (message, None)
 }

@@ -35,7 +35,9 @@ pub const DEFAULT_BASE: &str = "rayproject/ray:2.60.0-py311-cpu";
 /// Errors from finding or reading a recipe.
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
-    #[error("no recipe in {dir}: expected {RECIPE_FILE} or a [tool.raypack] table in {PYPROJECT_FILE}")]
+    #[error(
+        "no recipe in {dir}: expected {RECIPE_FILE} or a [tool.raypack] table in {PYPROJECT_FILE}"
+    )]
     NotFound { dir: PathBuf },
     #[error("cannot read {path}: {source}")]
     Io {
@@ -44,7 +46,10 @@ pub enum RecipeError {
         source: std::io::Error,
     },
     #[error("{file}: {} problem{} in the recipe", problems.len(), if problems.len() == 1 { "" } else { "s" })]
-    Invalid { file: String, problems: Vec<Problem> },
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
 }
 
 /// A validated recipe. Paths are absolute.
@@ -220,7 +225,8 @@ impl Recipe {
 
     /// Every local directory that is shipped: the working dir, then each py_module.
     pub fn package_dirs(&self) -> impl Iterator<Item = &Path> {
-        std::iter::once(self.code.working_dir.as_path()).chain(self.code.py_modules.iter().map(|p| p.as_path()))
+        std::iter::once(self.code.working_dir.as_path())
+            .chain(self.code.py_modules.iter().map(|p| p.as_path()))
     }
 
     /// The directory raypack keeps its state in (`.raypack/` next to the recipe).
@@ -250,7 +256,11 @@ fn toml_problem(rep: &mut Reporter, e: &toml::de::Error) {
 /// A span that points inside a quoted string value rather than at its opening quote.
 fn inner(s: &Spanned<String>) -> std::ops::Range<usize> {
     let r = s.span();
-    if r.end > r.start + 1 { r.start + 1..r.end - 1 } else { r }
+    if r.end > r.start + 1 {
+        r.start + 1..r.end - 1
+    } else {
+        r
+    }
 }
 
 fn is_dns1035(s: &str) -> bool {
@@ -258,7 +268,8 @@ fn is_dns1035(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[b.len() - 1] != b'-'
 }
 
@@ -267,7 +278,8 @@ fn is_dns1123(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[b.len() - 1] != b'-'
 }
 
@@ -281,9 +293,20 @@ pub fn suggest_dns1035(s: &str) -> String {
     while out.contains("--") {
         out = out.replace("--", "-");
     }
-    let out = out.trim_matches('-').trim_start_matches(|c: char| c.is_ascii_digit()).trim_start_matches('-');
-    let out = if out.is_empty() { "app".to_string() } else { out.to_string() };
-    out.chars().take(47).collect::<String>().trim_end_matches('-').to_string()
+    let out = out
+        .trim_matches('-')
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .trim_start_matches('-');
+    let out = if out.is_empty() {
+        "app".to_string()
+    } else {
+        out.to_string()
+    };
+    out.chars()
+        .take(47)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_string()
 }
 
 static QUANTITY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
@@ -292,11 +315,16 @@ static QUANTITY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(||
 
 fn is_env_name(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty() && (b[0].is_ascii_alphabetic() || b[0] == b'_') && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
 fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
-    let root = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let root = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
 
     // [project]
     let project_span = raw.project.span();
@@ -323,11 +351,19 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
         if !p.exists() {
             rep.error(
                 inner(s),
-                format!("{what} `{}` does not exist (looked for {})", s.get_ref(), p.display()),
+                format!(
+                    "{what} `{}` does not exist (looked for {})",
+                    s.get_ref(),
+                    p.display()
+                ),
                 Some("paths are relative to the recipe's directory".into()),
             );
         } else if !p.is_dir() {
-            rep.error(inner(s), format!("{what} `{}` is not a directory", s.get_ref()), Some("point at a directory".into()));
+            rep.error(
+                inner(s),
+                format!("{what} `{}` is not a directory", s.get_ref()),
+                Some("point at a directory".into()),
+            );
         }
         p
     };
@@ -339,16 +375,31 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
     let mut module_names = BTreeMap::new();
     for m in &raw.code.py_modules {
         let p = resolve_dir(rep, m, "py_module");
-        let modname = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        if !modname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || modname.starts_with(|c: char| c.is_ascii_digit()) || modname.is_empty() {
+        let modname = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if !modname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || modname.starts_with(|c: char| c.is_ascii_digit())
+            || modname.is_empty()
+        {
             rep.error(
                 inner(m),
                 format!("py_module directory name `{modname}` is not an importable Python name"),
-                Some(format!("Python imports a py_module by its directory name; rename it, e.g. `{}`", modname.replace(['-', '.', ' '], "_"))),
+                Some(format!(
+                    "Python imports a py_module by its directory name; rename it, e.g. `{}`",
+                    modname.replace(['-', '.', ' '], "_")
+                )),
             );
         }
         if module_names.insert(modname.clone(), ()).is_some() {
-            rep.error(inner(m), format!("two py_modules are named `{modname}`"), Some("each py_module needs its own directory name".into()));
+            rep.error(
+                inner(m),
+                format!("two py_modules are named `{modname}`"),
+                Some("each py_module needs its own directory name".into()),
+            );
         }
         py_modules.push(p);
     }
@@ -356,7 +407,11 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
     for e in &raw.code.excludes {
         let mut b = ignore::gitignore::GitignoreBuilder::new(&root);
         if let Err(err) = b.add_line(None, e.get_ref()) {
-            rep.error(inner(e), format!("exclude pattern `{}` is invalid: {err}", e.get_ref()), Some("use gitignore syntax, e.g. \"data/\" or \"*.ckpt\"".into()));
+            rep.error(
+                inner(e),
+                format!("exclude pattern `{}` is invalid: {err}", e.get_ref()),
+                Some("use gitignore syntax, e.g. \"data/\" or \"*.ckpt\"".into()),
+            );
         }
         excludes.push(e.get_ref().clone());
     }
@@ -389,15 +444,39 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
     let check_url = |rep: &mut Reporter, s: &Spanned<String>, what: &str| -> String {
         match url::Url::parse(s.get_ref()) {
             Ok(u) if matches!(u.scheme(), "http" | "https" | "file") => {}
-            Ok(u) => rep.error(inner(s), format!("{what} `{}` has scheme `{}`", s.get_ref(), u.scheme()), Some("index URLs use https:// (or http:// / file://)".into())),
-            Err(e) => rep.error(inner(s), format!("{what} `{}` is not a URL: {e}", s.get_ref()), Some("write a full URL such as https://pypi.org/simple".into())),
+            Ok(u) => rep.error(
+                inner(s),
+                format!("{what} `{}` has scheme `{}`", s.get_ref(), u.scheme()),
+                Some("index URLs use https:// (or http:// / file://)".into()),
+            ),
+            Err(e) => rep.error(
+                inner(s),
+                format!("{what} `{}` is not a URL: {e}", s.get_ref()),
+                Some("write a full URL such as https://pypi.org/simple".into()),
+            ),
         }
         s.get_ref().trim_end_matches('/').to_string()
     };
-    let index_url = d.index_url.as_ref().map(|u| check_url(rep, u, "index_url")).unwrap_or_else(|| DEFAULT_INDEX.to_string());
-    let extra_index_urls = d.extra_index_urls.iter().map(|u| check_url(rep, u, "extra index URL")).collect();
-    let find_links = d.find_links.iter().map(|u| check_url(rep, u, "find_links URL")).collect();
-    let package_indexes = d.package_indexes.iter().map(|(k, v)| (k.clone(), check_url(rep, v, "package index"))).collect();
+    let index_url = d
+        .index_url
+        .as_ref()
+        .map(|u| check_url(rep, u, "index_url"))
+        .unwrap_or_else(|| DEFAULT_INDEX.to_string());
+    let extra_index_urls = d
+        .extra_index_urls
+        .iter()
+        .map(|u| check_url(rep, u, "extra index URL"))
+        .collect();
+    let find_links = d
+        .find_links
+        .iter()
+        .map(|u| check_url(rep, u, "find_links URL"))
+        .collect();
+    let package_indexes = d
+        .package_indexes
+        .iter()
+        .map(|(k, v)| (k.clone(), check_url(rep, v, "package index")))
+        .collect();
 
     // [base]
     let base = match &raw.base {
@@ -406,33 +485,59 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
             let reference = match Reference::parse(b.image.get_ref()) {
                 Ok(r) => r,
                 Err(e) => {
-                    rep.error(inner(&b.image), format!("base image: {e}"), Some("write a reference like \"rayproject/ray:2.60.0-py311-cpu\"".into()));
+                    rep.error(
+                        inner(&b.image),
+                        format!("base image: {e}"),
+                        Some("write a reference like \"rayproject/ray:2.60.0-py311-cpu\"".into()),
+                    );
                     Reference::parse(DEFAULT_BASE).expect("default base parses")
                 }
             };
             let platform = b.platform.as_ref().map(|p| {
                 if !matches!(p.get_ref().as_str(), "linux/amd64" | "linux/arm64") {
-                    rep.error(inner(p), format!("platform `{}` is not supported", p.get_ref()), Some("write \"linux/amd64\" or \"linux/arm64\"".into()));
+                    rep.error(
+                        inner(p),
+                        format!("platform `{}` is not supported", p.get_ref()),
+                        Some("write \"linux/amd64\" or \"linux/arm64\"".into()),
+                    );
                 }
                 p.get_ref().clone()
             });
             if let Some(pv) = &b.python_version {
                 check_python_version(rep, pv);
             }
-            if let Some(py) = &b.python {
-                if !py.get_ref().starts_with('/') {
-                    rep.error(inner(py), "base python must be an absolute path inside the image", Some("e.g. python = \"/home/ray/anaconda3/bin/python\"".into()));
-                }
+            if let Some(py) = &b.python
+                && !py.get_ref().starts_with('/')
+            {
+                rep.error(
+                    inner(py),
+                    "base python must be an absolute path inside the image",
+                    Some("e.g. python = \"/home/ray/anaconda3/bin/python\"".into()),
+                );
             }
-            if let Some(sp) = &b.site_packages {
-                if !sp.get_ref().starts_with('/') {
-                    rep.error(inner(sp), "site_packages must be an absolute path inside the image", Some("e.g. site_packages = \"/home/ray/anaconda3/lib/python3.11/site-packages\"".into()));
-                }
+            if let Some(sp) = &b.site_packages
+                && !sp.get_ref().starts_with('/')
+            {
+                rep.error(
+                    inner(sp),
+                    "site_packages must be an absolute path inside the image",
+                    Some(
+                        "e.g. site_packages = \"/home/ray/anaconda3/lib/python3.11/site-packages\""
+                            .into(),
+                    ),
+                );
             }
             if let Some(u) = &b.user {
-                let ok = u.get_ref().split_once(':').is_some_and(|(a, g)| a.parse::<u32>().is_ok() && g.parse::<u32>().is_ok());
+                let ok = u
+                    .get_ref()
+                    .split_once(':')
+                    .is_some_and(|(a, g)| a.parse::<u32>().is_ok() && g.parse::<u32>().is_ok());
                 if !ok {
-                    rep.error(inner(u), format!("user `{}` is not UID:GID", u.get_ref()), Some("write numeric ids, e.g. user = \"1000:100\"".into()));
+                    rep.error(
+                        inner(u),
+                        format!("user `{}` is not UID:GID", u.get_ref()),
+                        Some("write numeric ids, e.g. user = \"1000:100\"".into()),
+                    );
                 }
             }
             Base {
@@ -462,9 +567,17 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
     let im = &raw.image;
     let repository = im.repository.as_ref().map(|r| {
         match Reference::parse(r.get_ref()) {
-            Ok(p) if p.tag.is_some() || p.digest.is_some() => rep.error(inner(r), format!("repository `{}` carries a tag or digest", r.get_ref()), Some("put tags in `tags = [\"…\"]`; the digest is computed".into())),
+            Ok(p) if p.tag.is_some() || p.digest.is_some() => rep.error(
+                inner(r),
+                format!("repository `{}` carries a tag or digest", r.get_ref()),
+                Some("put tags in `tags = [\"…\"]`; the digest is computed".into()),
+            ),
             Ok(_) => {}
-            Err(e) => rep.error(inner(r), format!("repository: {e}"), Some("write e.g. \"registry.example.com/team/demo\"".into())),
+            Err(e) => rep.error(
+                inner(r),
+                format!("repository: {e}"),
+                Some("write e.g. \"registry.example.com/team/demo\"".into()),
+            ),
         }
         r.get_ref().clone()
     });
@@ -473,7 +586,13 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
         .iter()
         .map(|t| {
             if !is_valid_tag(t.get_ref()) {
-                rep.error(inner(t), format!("`{}` is not a valid image tag", t.get_ref()), Some("tags are up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'".into()));
+                rep.error(
+                    inner(t),
+                    format!("`{}` is not a valid image tag", t.get_ref()),
+                    Some(
+                        "tags are up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'".into(),
+                    ),
+                );
             }
             t.get_ref().clone()
         })
@@ -482,9 +601,19 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
         Some(a) => {
             let v = a.get_ref();
             if !v.starts_with('/') {
-                rep.error(inner(a), format!("app_dir `{v}` is relative"), Some("write an absolute path inside the image, e.g. \"/home/ray/app\"".into()));
-            } else if v.trim_end_matches('/').is_empty() || v.split('/').any(|c| c == ".." || c == ".") {
-                rep.error(inner(a), format!("app_dir `{v}` would put the code at or outside the image root"), Some("write a directory below /, e.g. \"/home/ray/app\"".into()));
+                rep.error(
+                    inner(a),
+                    format!("app_dir `{v}` is relative"),
+                    Some("write an absolute path inside the image, e.g. \"/home/ray/app\"".into()),
+                );
+            } else if v.trim_end_matches('/').is_empty()
+                || v.split('/').any(|c| c == ".." || c == ".")
+            {
+                rep.error(
+                    inner(a),
+                    format!("app_dir `{v}` would put the code at or outside the image root"),
+                    Some("write a directory below /, e.g. \"/home/ray/app\"".into()),
+                );
             }
             v.trim_end_matches('/').to_string()
         }
@@ -493,21 +622,29 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
     let env = check_env_map(rep, &im.env);
 
     // [env]
-    let store = raw.env.store.as_ref().and_then(|s| match StoreUrl::parse(s.get_ref()) {
-        Ok(u) => Some(u),
-        Err(e) => {
-            rep.error(inner(s), format!("store: {e}"), Some(e.help().into()));
-            None
-        }
-    });
+    let store = raw
+        .env
+        .store
+        .as_ref()
+        .and_then(|s| match StoreUrl::parse(s.get_ref()) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                rep.error(inner(s), format!("store: {e}"), Some(e.help().into()));
+                None
+            }
+        });
     let env_vars = check_env_map(rep, &raw.env.env_vars);
     if let Some(pv) = &raw.env.python_version {
         check_python_version(rep, pv);
     }
-    if let Some(t) = &raw.env.setup_timeout_seconds {
-        if *t.get_ref() == 0 || *t.get_ref() < -1 {
-            rep.error(t.span(), "setup_timeout_seconds must be positive, or -1 for no timeout", Some("e.g. setup_timeout_seconds = 600".into()));
-        }
+    if let Some(t) = &raw.env.setup_timeout_seconds
+        && (*t.get_ref() == 0 || *t.get_ref() < -1)
+    {
+        rep.error(
+            t.span(),
+            "setup_timeout_seconds must be positive, or -1 for no timeout",
+            Some("e.g. setup_timeout_seconds = 600".into()),
+        );
     }
     let env_settings = EnvSettings {
         store,
@@ -517,14 +654,21 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
     };
 
     // [cluster]
-    let cluster = raw.cluster.as_ref().map(|c| validate_cluster(c, &name, kind, rep));
+    let cluster = raw
+        .cluster
+        .as_ref()
+        .map(|c| validate_cluster(c, &name, kind, rep));
 
     Recipe {
         path: path.to_path_buf(),
         root: normalize(&std::path::absolute(&root).unwrap_or(root.clone())),
         name,
         description: project.description,
-        code: Code { working_dir, py_modules, excludes },
+        code: Code {
+            working_dir,
+            py_modules,
+            excludes,
+        },
         dependencies: Dependencies {
             requirements,
             requirements_file,
@@ -547,31 +691,57 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
 }
 
 fn check_python_version(rep: &mut Reporter, pv: &Spanned<String>) {
-    let ok = pv.get_ref().split_once('.').is_some_and(|(a, b)| a == "3" && b.parse::<u32>().is_ok_and(|m| (8..=14).contains(&m)));
+    let ok = pv
+        .get_ref()
+        .split_once('.')
+        .is_some_and(|(a, b)| a == "3" && b.parse::<u32>().is_ok_and(|m| (8..=14).contains(&m)));
     if !ok {
-        rep.error(inner(pv), format!("python_version `{}` is not a CPython 3.X version", pv.get_ref()), Some("write e.g. python_version = \"3.11\"".into()));
+        rep.error(
+            inner(pv),
+            format!(
+                "python_version `{}` is not a CPython 3.X version",
+                pv.get_ref()
+            ),
+            Some("write e.g. python_version = \"3.11\"".into()),
+        );
     }
 }
 
-fn check_env_map(rep: &mut Reporter, m: &BTreeMap<String, Spanned<String>>) -> BTreeMap<String, String> {
+fn check_env_map(
+    rep: &mut Reporter,
+    m: &BTreeMap<String, Spanned<String>>,
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (k, v) in m {
         if !is_env_name(k) {
-            rep.error(v.span(), format!("`{k}` is not a valid environment variable name"), Some("use letters, digits and '_', not starting with a digit".into()));
+            rep.error(
+                v.span(),
+                format!("`{k}` is not a valid environment variable name"),
+                Some("use letters, digits and '_', not starting with a digit".into()),
+            );
         }
         out.insert(k.clone(), v.get_ref().clone());
     }
     out
 }
 
-fn validate_cluster(c: &Spanned<RawCluster>, project: &str, _kind: Option<ClusterKind>, rep: &mut Reporter) -> Cluster {
+fn validate_cluster(
+    c: &Spanned<RawCluster>,
+    project: &str,
+    _kind: Option<ClusterKind>,
+    rep: &mut Reporter,
+) -> Cluster {
     let span = c.span();
     let c = c.get_ref();
     let kind = *c.kind.get_ref();
     let name = match &c.name {
         Some(n) => {
             if !is_dns1035(n.get_ref()) {
-                rep.error(inner(n), format!("cluster name `{}` is not a DNS-1035 label", n.get_ref()), Some(format!("e.g. name = \"{}\"", suggest_dns1035(n.get_ref()))));
+                rep.error(
+                    inner(n),
+                    format!("cluster name `{}` is not a DNS-1035 label", n.get_ref()),
+                    Some(format!("e.g. name = \"{}\"", suggest_dns1035(n.get_ref()))),
+                );
             } else if n.get_ref().len() > kind.max_name_len() {
                 rep.error(inner(n), format!("cluster name `{}` is {} characters; KubeRay allows at most {} for a {kind}", n.get_ref(), n.get_ref().len(), kind.max_name_len()), Some("shorten it".into()));
             }
@@ -584,40 +754,83 @@ fn validate_cluster(c: &Spanned<RawCluster>, project: &str, _kind: Option<Cluste
             project.to_string()
         }
     };
-    if let Some(ns) = &c.namespace {
-        if !is_dns1123(ns.get_ref()) {
-            rep.error(inner(ns), format!("namespace `{}` is not a DNS-1123 label", ns.get_ref()), Some("lowercase letters, digits and '-'".into()));
-        }
+    if let Some(ns) = &c.namespace
+        && !is_dns1123(ns.get_ref())
+    {
+        rep.error(
+            inner(ns),
+            format!("namespace `{}` is not a DNS-1123 label", ns.get_ref()),
+            Some("lowercase letters, digits and '-'".into()),
+        );
     }
     match kind {
-        ClusterKind::RayJob if c.entrypoint.is_none() => rep.error(c.kind.span(), "a RayJob needs an entrypoint", Some("add entrypoint = \"python main.py\" to [cluster]".into())),
-        ClusterKind::RayService if c.serve.is_none() => rep.error(c.kind.span(), "a RayService needs [cluster.serve] with an import_path", Some("add [cluster.serve] with import_path = \"app:deployment\"".into())),
+        ClusterKind::RayJob if c.entrypoint.is_none() => rep.error(
+            c.kind.span(),
+            "a RayJob needs an entrypoint",
+            Some("add entrypoint = \"python main.py\" to [cluster]".into()),
+        ),
+        ClusterKind::RayService if c.serve.is_none() => rep.error(
+            c.kind.span(),
+            "a RayService needs [cluster.serve] with an import_path",
+            Some("add [cluster.serve] with import_path = \"app:deployment\"".into()),
+        ),
         _ => {}
     }
-    if let Some(e) = &c.entrypoint {
-        if e.get_ref().trim().is_empty() {
-            rep.error(inner(e), "entrypoint is empty", Some("e.g. entrypoint = \"python main.py\"".into()));
-        }
+    if let Some(e) = &c.entrypoint
+        && e.get_ref().trim().is_empty()
+    {
+        rep.error(
+            inner(e),
+            "entrypoint is empty",
+            Some("e.g. entrypoint = \"python main.py\"".into()),
+        );
     }
-    if let Some(img) = &c.image {
-        if let Err(e) = Reference::parse(img.get_ref()) {
-            rep.error(inner(img), format!("cluster image: {e}"), Some("write e.g. \"rayproject/ray:2.60.0-py311-cpu\"".into()));
-        }
+    if let Some(img) = &c.image
+        && let Err(e) = Reference::parse(img.get_ref())
+    {
+        rep.error(
+            inner(img),
+            format!("cluster image: {e}"),
+            Some("write e.g. \"rayproject/ray:2.60.0-py311-cpu\"".into()),
+        );
     }
     if let Some(v) = &c.ray_version {
-        let ok = v.get_ref().split('.').count() >= 2 && v.get_ref().split('.').all(|p| p.parse::<u32>().is_ok());
+        let ok = v.get_ref().split('.').count() >= 2
+            && v.get_ref().split('.').all(|p| p.parse::<u32>().is_ok());
         if !ok {
-            rep.error(inner(v), format!("ray_version `{}` is not a version like \"2.60.0\"", v.get_ref()), None);
+            rep.error(
+                inner(v),
+                format!(
+                    "ray_version `{}` is not a version like \"2.60.0\"",
+                    v.get_ref()
+                ),
+                None,
+            );
         }
     }
-    for (t, what) in [(&c.ttl_seconds_after_finished, "ttl_seconds_after_finished"), (&c.active_deadline_seconds, "active_deadline_seconds")] {
-        if let Some(t) = t {
-            if *t.get_ref() < 0 || *t.get_ref() > i32::MAX as i64 || (what == "active_deadline_seconds" && *t.get_ref() == 0) {
-                rep.error(t.span(), format!("{what} = {} is out of range", t.get_ref()), Some("use a positive number of seconds".into()));
-            }
+    for (t, what) in [
+        (&c.ttl_seconds_after_finished, "ttl_seconds_after_finished"),
+        (&c.active_deadline_seconds, "active_deadline_seconds"),
+    ] {
+        if let Some(t) = t
+            && (*t.get_ref() < 0
+                || *t.get_ref() > i32::MAX as i64
+                || (what == "active_deadline_seconds" && *t.get_ref() == 0))
+        {
+            rep.error(
+                t.span(),
+                format!("{what} = {} is out of range", t.get_ref()),
+                Some("use a positive number of seconds".into()),
+            );
         }
     }
-    let head = resources(rep, &c.head.cpu, &c.head.memory, &c.head.gpu, &c.head.ray_start_params);
+    let head = resources(
+        rep,
+        &c.head.cpu,
+        &c.head.memory,
+        &c.head.gpu,
+        &c.head.ray_start_params,
+    );
     let mut workers = Vec::new();
     let mut seen = BTreeMap::new();
     for w in &c.workers {
@@ -625,29 +838,54 @@ fn validate_cluster(c: &Spanned<RawCluster>, project: &str, _kind: Option<Cluste
         let w = w.get_ref();
         let g = w.group.get_ref();
         if !is_dns1123(g) {
-            rep.error(inner(&w.group), format!("worker group name `{g}` is not a DNS-1123 label"), Some("lowercase letters, digits and '-', e.g. group = \"cpu\"".into()));
+            rep.error(
+                inner(&w.group),
+                format!("worker group name `{g}` is not a DNS-1123 label"),
+                Some("lowercase letters, digits and '-', e.g. group = \"cpu\"".into()),
+            );
         }
         if seen.insert(g.clone(), ()).is_some() {
-            rep.error(inner(&w.group), format!("worker group `{g}` is defined twice"), Some("give each group its own name".into()));
+            rep.error(
+                inner(&w.group),
+                format!("worker group `{g}` is defined twice"),
+                Some("give each group its own name".into()),
+            );
         }
-        let get = |v: &Option<Spanned<i64>>| v.as_ref().map(|s| (*s.get_ref(), s.span().start, s.span().end));
+        let get = |v: &Option<Spanned<i64>>| {
+            v.as_ref()
+                .map(|s| (*s.get_ref(), s.span().start, s.span().end))
+        };
         let replicas = get(&w.replicas);
         let min = get(&w.min);
         let max = get(&w.max);
         for (v, what) in [(replicas, "replicas"), (min, "min"), (max, "max")] {
-            if let Some((n, a, b)) = v {
-                if !(0..=i32::MAX as i64).contains(&n) {
-                    rep.error(a..b, format!("{what} = {n} is out of range"), Some("use a number from 0 to 2147483647".into()));
-                }
+            if let Some((n, a, b)) = v
+                && !(0..=i32::MAX as i64).contains(&n)
+            {
+                rep.error(
+                    a..b,
+                    format!("{what} = {n} is out of range"),
+                    Some("use a number from 0 to 2147483647".into()),
+                );
             }
         }
-        let r = replicas.map(|v| v.0).unwrap_or_else(|| min.map(|v| v.0).unwrap_or(1));
-        let mn = min.map(|v| v.0).unwrap_or(r.min(1).max(0).min(r));
+        let r = replicas
+            .map(|v| v.0)
+            .unwrap_or_else(|| min.map(|v| v.0).unwrap_or(1));
+        let mn = min.map(|v| v.0).unwrap_or(0);
         let mx = max.map(|v| v.0).unwrap_or(r.max(mn));
         if mn > mx {
-            rep.error(min.map(|m| m.1..m.2).unwrap_or(wspan.clone()), format!("worker group `{g}`: min = {mn} is greater than max = {mx}"), Some("min must be ≤ max".into()));
+            rep.error(
+                min.map(|m| m.1..m.2).unwrap_or(wspan.clone()),
+                format!("worker group `{g}`: min = {mn} is greater than max = {mx}"),
+                Some("min must be ≤ max".into()),
+            );
         } else if r < mn || r > mx {
-            rep.error(replicas.map(|m| m.1..m.2).unwrap_or(wspan.clone()), format!("worker group `{g}`: replicas = {r} is outside min..max = {mn}..{mx}"), Some("set replicas between min and max".into()));
+            rep.error(
+                replicas.map(|m| m.1..m.2).unwrap_or(wspan.clone()),
+                format!("worker group `{g}`: replicas = {r} is outside min..max = {mn}..{mx}"),
+                Some("set replicas between min and max".into()),
+            );
         }
         workers.push(WorkerGroup {
             group: g.clone(),
@@ -660,9 +898,16 @@ fn validate_cluster(c: &Spanned<RawCluster>, project: &str, _kind: Option<Cluste
     let serve = c.serve.as_ref().map(|s| {
         let s = s.get_ref();
         let ip = s.import_path.get_ref();
-        let ok = ip.split_once(':').is_some_and(|(m, a)| !m.is_empty() && !a.is_empty()) || (ip.contains('.') && !ip.ends_with('.'));
+        let ok = ip
+            .split_once(':')
+            .is_some_and(|(m, a)| !m.is_empty() && !a.is_empty())
+            || (ip.contains('.') && !ip.ends_with('.'));
         if !ok {
-            rep.error(inner(&s.import_path), format!("import_path `{ip}` is not module:attribute"), Some("e.g. import_path = \"serve_app:app\"".into()));
+            rep.error(
+                inner(&s.import_path),
+                format!("import_path `{ip}` is not module:attribute"),
+                Some("e.g. import_path = \"serve_app:app\"".into()),
+            );
         }
         Serve {
             import_path: ip.clone(),
@@ -700,7 +945,13 @@ fn resources(
         v.as_ref().map(|s| {
             let val = &s.get_ref().0;
             if !QUANTITY.is_match(val) {
-                rep.error(s.span(), format!("{what} `{val}` is not a Kubernetes quantity"), Some(format!("write e.g. {what} = \"{example}\" (binary suffixes Ki, Mi, Gi; no \"GB\")")));
+                rep.error(
+                    s.span(),
+                    format!("{what} `{val}` is not a Kubernetes quantity"),
+                    Some(format!(
+                        "write e.g. {what} = \"{example}\" (binary suffixes Ki, Mi, Gi; no \"GB\")"
+                    )),
+                );
             }
             val.clone()
         })
@@ -711,7 +962,10 @@ fn resources(
         cpu,
         memory,
         gpu: gpu.as_ref().map(|g| *g.get_ref()),
-        ray_start_params: params.iter().map(|(k, v)| (k.clone(), v.get_ref().0.clone())).collect(),
+        ray_start_params: params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().0.clone()))
+            .collect(),
     }
 }
 
@@ -753,7 +1007,9 @@ mod tests {
     #[test]
     fn problems_carry_line_and_column() {
         let err = load("[project]\nname = \"Demo_App\"\n").unwrap_err();
-        let RecipeError::Invalid { problems, .. } = err else { panic!() };
+        let RecipeError::Invalid { problems, .. } = err else {
+            panic!()
+        };
         assert_eq!(problems.len(), 1);
         assert_eq!((problems[0].line, problems[0].column), (2, 9));
         assert!(problems[0].help.as_deref().unwrap().contains("demo-app"));

@@ -13,10 +13,18 @@ use crate::recipe::{Cluster, ClusterKind, Resources};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot tell the Ray version of image `{image}`; set `ray_version = \"2.60.0\"` in [cluster]")]
+    #[error(
+        "cannot tell the Ray version of image `{image}`; set `ray_version = \"2.60.0\"` in [cluster]"
+    )]
     UnknownRayVersion { image: String },
-    #[error("[cluster] kind is {kind}; `--emit {wanted}` needs kind = \"{wanted_kind}\" or a [cluster] of that kind")]
-    KindMismatch { kind: ClusterKind, wanted: String, wanted_kind: ClusterKind },
+    #[error(
+        "[cluster] kind is {kind}; `--emit {wanted}` needs kind = \"{wanted_kind}\" or a [cluster] of that kind"
+    )]
+    KindMismatch {
+        kind: ClusterKind,
+        wanted: String,
+        wanted_kind: ClusterKind,
+    },
     #[error("a {0} needs [cluster] in the recipe; add one (see recipes/README.md)")]
     NoCluster(ClusterKind),
     #[error("a RayJob needs `entrypoint` in [cluster]")]
@@ -86,7 +94,11 @@ fn pod_spec(cluster: &Cluster, container: Value) -> Value {
         spec.insert("serviceAccountName".into(), json!(sa));
     }
     if !cluster.image_pull_secrets.is_empty() {
-        let s: Vec<Value> = cluster.image_pull_secrets.iter().map(|n| json!({ "name": n })).collect();
+        let s: Vec<Value> = cluster
+            .image_pull_secrets
+            .iter()
+            .map(|n| json!({ "name": n }))
+            .collect();
         spec.insert("imagePullSecrets".into(), Value::Array(s));
     }
     json!({ "spec": spec })
@@ -158,17 +170,23 @@ pub fn manifest(input: &ManifestInput) -> Result<Value, SpecError> {
         ClusterKind::RayCluster => rcs,
         ClusterKind::RayJob => {
             let mut s = Map::new();
-            s.insert("entrypoint".into(), json!(c.entrypoint.as_ref().ok_or(SpecError::NoEntrypoint)?));
-            if let Some(env) = input.runtime_env {
-                if *env != RuntimeEnv::default() {
-                    s.insert("runtimeEnvYAML".into(), json!(env.to_yaml()));
-                }
+            s.insert(
+                "entrypoint".into(),
+                json!(c.entrypoint.as_ref().ok_or(SpecError::NoEntrypoint)?),
+            );
+            if let Some(env) = input.runtime_env
+                && *env != RuntimeEnv::default()
+            {
+                s.insert("runtimeEnvYAML".into(), json!(env.to_yaml()));
             }
-            s.insert("shutdownAfterJobFinishes".into(), json!(c.shutdown_after_job_finishes));
-            if let Some(t) = c.ttl_seconds_after_finished {
-                if c.shutdown_after_job_finishes {
-                    s.insert("ttlSecondsAfterFinished".into(), json!(t));
-                }
+            s.insert(
+                "shutdownAfterJobFinishes".into(),
+                json!(c.shutdown_after_job_finishes),
+            );
+            if let Some(t) = c.ttl_seconds_after_finished
+                && c.shutdown_after_job_finishes
+            {
+                s.insert("ttlSecondsAfterFinished".into(), json!(t));
             }
             if let Some(t) = c.active_deadline_seconds {
                 s.insert("activeDeadlineSeconds".into(), json!(t));
@@ -182,10 +200,10 @@ pub fn manifest(input: &ManifestInput) -> Result<Value, SpecError> {
             app.insert("name".into(), json!(serve.name));
             app.insert("import_path".into(), json!(serve.import_path));
             app.insert("route_prefix".into(), json!(serve.route_prefix));
-            if let Some(env) = input.runtime_env {
-                if *env != RuntimeEnv::default() {
-                    app.insert("runtime_env".into(), env.to_json());
-                }
+            if let Some(env) = input.runtime_env
+                && *env != RuntimeEnv::default()
+            {
+                app.insert("runtime_env".into(), env.to_json());
             }
             let serve_config = json!({ "applications": [Value::Object(app)] });
             json!({
@@ -242,9 +260,18 @@ mod tests {
 
     #[test]
     fn ray_version_from_rayproject_tags() {
-        assert_eq!(ray_version_from_image("rayproject/ray:2.60.0-py311-cpu").as_deref(), Some("2.60.0"));
-        assert_eq!(ray_version_from_image("127.0.0.1:5000/rayproject/ray:2.60.0-py311-cpu").as_deref(), Some("2.60.0"));
-        assert_eq!(ray_version_from_image("rayproject/ray-ml:2.9.3-gpu").as_deref(), Some("2.9.3"));
+        assert_eq!(
+            ray_version_from_image("rayproject/ray:2.60.0-py311-cpu").as_deref(),
+            Some("2.60.0")
+        );
+        assert_eq!(
+            ray_version_from_image("127.0.0.1:5000/rayproject/ray:2.60.0-py311-cpu").as_deref(),
+            Some("2.60.0")
+        );
+        assert_eq!(
+            ray_version_from_image("rayproject/ray-ml:2.9.3-gpu").as_deref(),
+            Some("2.9.3")
+        );
         assert_eq!(ray_version_from_image("python:3.11"), None);
         assert_eq!(ray_version_from_image("rayproject/ray:latest"), None);
     }

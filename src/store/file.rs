@@ -18,7 +18,9 @@ impl FileStore {
                 detail: format!("cannot create {}: {e}", dir.display()),
             })?;
         }
-        Ok(FileStore { dir: dir.to_path_buf() })
+        Ok(FileStore {
+            dir: dir.to_path_buf(),
+        })
     }
 
     fn name(&self) -> String {
@@ -62,13 +64,18 @@ impl FileStore {
             .map_err(|e| self.failed("create temp file for", name, e))?;
         let mut input = std::fs::File::open(src).map_err(|e| self.failed("read", name, e))?;
         std::io::copy(&mut input, tmp.as_file_mut()).map_err(|e| self.failed("write", name, e))?;
-        tmp.as_file_mut().flush().map_err(|e| self.failed("write", name, e))?;
-        tmp.as_file().sync_all().map_err(|e| self.failed("fsync", name, e))?;
+        tmp.as_file_mut()
+            .flush()
+            .map_err(|e| self.failed("write", name, e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| self.failed("fsync", name, e))?;
         // Readable by the Ray nodes that mount the share, like any other file there.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
             .map_err(|e| self.failed("chmod", name, e))?;
-        tmp.persist(self.dir.join(name)).map_err(|e| self.failed("rename", name, e.error))?;
+        tmp.persist(self.dir.join(name))
+            .map_err(|e| self.failed("rename", name, e.error))?;
         if let Ok(d) = std::fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }

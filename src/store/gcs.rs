@@ -33,14 +33,20 @@ pub struct GcsStore {
 }
 
 fn enc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
 }
 
 impl GcsStore {
     pub fn connect(bucket: &str, prefix: &str) -> Result<GcsStore, StoreError> {
         let (base, emulator) = match std::env::var("STORAGE_EMULATOR_HOST") {
             Ok(h) if !h.is_empty() => {
-                let h = if h.contains("://") { h } else { format!("http://{h}") };
+                let h = if h.contains("://") {
+                    h
+                } else {
+                    format!("http://{h}")
+                };
                 (h.trim_end_matches('/').to_string(), true)
             }
             _ => ("https://storage.googleapis.com".to_string(), false),
@@ -98,12 +104,20 @@ impl GcsStore {
             })
     }
 
-    async fn send(&self, rb: reqwest::RequestBuilder, op: &'static str, object: &str) -> Result<reqwest::Response, StoreError> {
+    async fn send(
+        &self,
+        rb: reqwest::RequestBuilder,
+        op: &'static str,
+        object: &str,
+    ) -> Result<reqwest::Response, StoreError> {
         let rb = match self.token().await? {
             Some(t) => rb.bearer_auth(t),
             None => rb,
         };
-        let resp = rb.send().await.map_err(|e| self.failed(op, object, error_chain(&e)))?;
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| self.failed(op, object, error_chain(&e)))?;
         match resp.status() {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(StoreError::Denied {
                 store: self.store(),
@@ -116,7 +130,9 @@ impl GcsStore {
 
     pub async fn check(&self) -> Result<(), StoreError> {
         let url = format!("{}/storage/v1/b/{}", self.base, enc(&self.bucket));
-        let resp = self.send(self.http.get(url), "GET bucket", &self.bucket).await?;
+        let resp = self
+            .send(self.http.get(url), "GET bucket", &self.bucket)
+            .await?;
         match resp.status() {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND => Err(StoreError::NoBucket {
@@ -129,8 +145,15 @@ impl GcsStore {
 
     pub async fn exists(&self, name: &str) -> Result<bool, StoreError> {
         let key = self.key(name);
-        let url = format!("{}/storage/v1/b/{}/o/{}", self.base, enc(&self.bucket), enc(&key));
-        let resp = self.send(self.http.get(url), "GET metadata of", &key).await?;
+        let url = format!(
+            "{}/storage/v1/b/{}/o/{}",
+            self.base,
+            enc(&self.bucket),
+            enc(&key)
+        );
+        let resp = self
+            .send(self.http.get(url), "GET metadata of", &key)
+            .await?;
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -140,14 +163,22 @@ impl GcsStore {
 
     pub async fn put_file(&self, name: &str, path: &Path) -> Result<(), StoreError> {
         let key = self.key(name);
-        let size = std::fs::metadata(path).map_err(|e| self.failed("read", &path.display().to_string(), e))?.len();
+        let size = std::fs::metadata(path)
+            .map_err(|e| self.failed("read", &path.display().to_string(), e))?
+            .len();
         let upload = format!("{}/upload/storage/v1/b/{}/o", self.base, enc(&self.bucket));
         if size <= SINGLE_UPLOAD_MAX {
-            let body = tokio::fs::read(path).await.map_err(|e| self.failed("read", &path.display().to_string(), e))?;
+            let body = tokio::fs::read(path)
+                .await
+                .map_err(|e| self.failed("read", &path.display().to_string(), e))?;
             let rb = self
                 .http
                 .post(&upload)
-                .query(&[("uploadType", "media"), ("name", key.as_str()), ("ifGenerationMatch", "0")])
+                .query(&[
+                    ("uploadType", "media"),
+                    ("name", key.as_str()),
+                    ("ifGenerationMatch", "0"),
+                ])
                 .header("Content-Type", "application/zip")
                 .body(body);
             let resp = self.send(rb, "upload", &key).await?;
@@ -157,7 +188,11 @@ impl GcsStore {
         let rb = self
             .http
             .post(&upload)
-            .query(&[("uploadType", "resumable"), ("name", key.as_str()), ("ifGenerationMatch", "0")])
+            .query(&[
+                ("uploadType", "resumable"),
+                ("name", key.as_str()),
+                ("ifGenerationMatch", "0"),
+            ])
             .header("X-Upload-Content-Type", "application/zip")
             .header("X-Upload-Content-Length", size.to_string())
             .json(&serde_json::json!({ "name": key }));
@@ -175,7 +210,9 @@ impl GcsStore {
         let mut offset = 0;
         loop {
             let len = CHUNK.min(size - offset);
-            let chunk = read_range(&file, offset, len).await.map_err(|e| self.failed("read", &path.display().to_string(), e))?;
+            let chunk = read_range(&file, offset, len)
+                .await
+                .map_err(|e| self.failed("read", &path.display().to_string(), e))?;
             let end = offset + len - 1;
             let rb = self
                 .http
@@ -209,7 +246,11 @@ impl GcsStore {
             }),
             s => {
                 let body = resp.text().await.unwrap_or_default();
-                Err(self.failed("upload", key, format!("HTTP {s}: {}", body.chars().take(300).collect::<String>())))
+                Err(self.failed(
+                    "upload",
+                    key,
+                    format!("HTTP {s}: {}", body.chars().take(300).collect::<String>()),
+                ))
             }
         }
     }
@@ -237,30 +278,44 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// An access token from Application Default Credentials.
 async fn adc_token(http: &reqwest::Client) -> Result<String, String> {
-    if let Ok(t) = std::env::var("GOOGLE_OAUTH_ACCESS_TOKEN") {
-        if !t.is_empty() {
-            return Ok(t);
-        }
+    if let Ok(t) = std::env::var("GOOGLE_OAUTH_ACCESS_TOKEN")
+        && !t.is_empty()
+    {
+        return Ok(t);
     }
-    let file = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from).or_else(|| {
-        let base = std::env::var_os("CLOUDSDK_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/gcloud")))?;
-        let p = base.join("application_default_credentials.json");
-        p.is_file().then_some(p)
-    });
+    let file = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let base = std::env::var_os("CLOUDSDK_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/gcloud"))
+                })?;
+            let p = base.join("application_default_credentials.json");
+            p.is_file().then_some(p)
+        });
     if let Some(file) = file {
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
         return match v["type"].as_str() {
             Some("authorized_user") => {
                 let form = [
                     ("grant_type", "refresh_token"),
                     ("client_id", v["client_id"].as_str().unwrap_or_default()),
-                    ("client_secret", v["client_secret"].as_str().unwrap_or_default()),
-                    ("refresh_token", v["refresh_token"].as_str().unwrap_or_default()),
+                    (
+                        "client_secret",
+                        v["client_secret"].as_str().unwrap_or_default(),
+                    ),
+                    (
+                        "refresh_token",
+                        v["refresh_token"].as_str().unwrap_or_default(),
+                    ),
                 ];
-                let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish();
                 let resp = http
                     .post("https://oauth2.googleapis.com/token")
                     .header("Content-Type", "application/x-www-form-urlencoded")
@@ -269,10 +324,17 @@ async fn adc_token(http: &reqwest::Client) -> Result<String, String> {
                     .await
                     .map_err(|e| format!("token refresh failed: {}", error_chain(&e)))?;
                 if !resp.status().is_success() {
-                    return Err(format!("token refresh for {} was refused (HTTP {})", file.display(), resp.status()));
+                    return Err(format!(
+                        "token refresh for {} was refused (HTTP {})",
+                        file.display(),
+                        resp.status()
+                    ));
                 }
                 let t: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
-                t["access_token"].as_str().map(str::to_string).ok_or_else(|| "token response had no access_token".into())
+                t["access_token"]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| "token response had no access_token".into())
             }
             Some(other) => Err(format!(
                 "{}: credentials of type `{other}` are not supported yet; set GOOGLE_OAUTH_ACCESS_TOKEN=$(gcloud auth print-access-token)",
@@ -281,14 +343,20 @@ async fn adc_token(http: &reqwest::Client) -> Result<String, String> {
             None => Err(format!("{} has no `type`", file.display())),
         };
     }
-    let host = std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| "metadata.google.internal".into());
+    let host =
+        std::env::var("GCE_METADATA_HOST").unwrap_or_else(|_| "metadata.google.internal".into());
     let resp = http
-        .get(format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token"))
+        .get(format!(
+            "http://{host}/computeMetadata/v1/instance/service-accounts/default/token"
+        ))
         .header("Metadata-Flavor", "Google")
         .timeout(std::time::Duration::from_secs(3))
         .send()
         .await
         .map_err(|_| "no ADC file and no GCE metadata server".to_string())?;
     let t: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
-    t["access_token"].as_str().map(str::to_string).ok_or_else(|| "metadata server returned no token".into())
+    t["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "metadata server returned no token".into())
 }

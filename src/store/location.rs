@@ -63,7 +63,10 @@ impl StoreUrl {
             }
             "file" => {
                 let url = url::Url::parse(s).map_err(|_| StoreUrlError::NotAUrl(s.to_string()))?;
-                if url.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+                if url
+                    .host_str()
+                    .is_some_and(|h| !h.is_empty() && h != "localhost")
+                {
                     return Err(StoreUrlError::RelativeFile(s.to_string()));
                 }
                 let path = url
@@ -124,10 +127,9 @@ fn check_bucket(b: &str) -> Result<(), StoreUrlError> {
     if b.len() < 3 || b.len() > 63 {
         return bad("bucket names are 3 to 63 characters");
     }
-    if !b
-        .bytes()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.' || c == b'_')
-    {
+    if !b.bytes().all(|c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.' || c == b'_'
+    }) {
         return bad("use lowercase letters, digits, '-', '.' and '_'");
     }
     let first = b.as_bytes()[0];
@@ -186,7 +188,10 @@ mod tests {
             StoreUrl::parse("hdfs://x/y"),
             Err(StoreUrlError::UnknownScheme { .. })
         ));
-        assert!(matches!(StoreUrl::parse("s3://"), Err(StoreUrlError::NoBucket(_))));
+        assert!(matches!(
+            StoreUrl::parse("s3://"),
+            Err(StoreUrlError::NoBucket(_))
+        ));
         assert!(matches!(
             StoreUrl::parse("s3://Bad_Bucket"),
             Err(StoreUrlError::BadBucket { .. })

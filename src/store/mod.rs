@@ -16,11 +16,19 @@ pub use location::{StoreUrl, StoreUrlError};
 /// Errors from a store; messages name the store and object and never contain credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{store}: bucket `{bucket}` does not exist (create it, or check the name and endpoint)")]
+    #[error(
+        "{store}: bucket `{bucket}` does not exist (create it, or check the name and endpoint)"
+    )]
     NoBucket { store: String, bucket: String },
     #[error("{store}: access denied ({detail}); check the credentials raypack found ({hint})")]
-    Denied { store: String, detail: String, hint: String },
-    #[error("{store}: directory {path} does not exist; create it or check that the share is mounted")]
+    Denied {
+        store: String,
+        detail: String,
+        hint: String,
+    },
+    #[error(
+        "{store}: directory {path} does not exist; create it or check that the share is mounted"
+    )]
     NoDirectory { store: String, path: String },
     #[error("{store}: {op} {object} failed: {detail}")]
     Failed {
@@ -47,7 +55,9 @@ impl Store {
     pub async fn connect(url: &StoreUrl, create: bool) -> Result<Store, StoreError> {
         Ok(match url {
             StoreUrl::File { path } => Store::File(file::FileStore::new(path, create)?),
-            StoreUrl::S3 { bucket, prefix } => Store::S3(s3::S3Store::connect(bucket, prefix).await?),
+            StoreUrl::S3 { bucket, prefix } => {
+                Store::S3(s3::S3Store::connect(bucket, prefix).await?)
+            }
             StoreUrl::Gcs { bucket, prefix } => Store::Gcs(gcs::GcsStore::connect(bucket, prefix)?),
         })
     }

@@ -28,7 +28,9 @@ pub struct S3Store {
 
 impl S3Store {
     pub async fn connect(bucket: &str, prefix: &str) -> Result<S3Store, StoreError> {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
         let mut b = aws_sdk_s3::config::Builder::from(&conf);
         let custom_endpoint = conf.endpoint_url().is_some()
             || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
@@ -74,7 +76,8 @@ impl S3Store {
                 store: self.store(),
                 bucket: self.bucket.clone(),
             },
-            (Some(403), c) | (_, c @ Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied")) => {
+            (Some(403), c)
+            | (_, c @ Some("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied")) => {
                 StoreError::Denied {
                     store: self.store(),
                     detail: c.unwrap_or("HTTP 403").to_string(),
@@ -93,17 +96,26 @@ impl S3Store {
     pub async fn check(&self) -> Result<(), StoreError> {
         match self.client.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),
-            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Err(StoreError::NoBucket {
-                store: self.store(),
-                bucket: self.bucket.clone(),
-            }),
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
+                Err(StoreError::NoBucket {
+                    store: self.store(),
+                    bucket: self.bucket.clone(),
+                })
+            }
             Err(e) => Err(self.classify("HEAD bucket", &self.bucket, e)),
         }
     }
 
     pub async fn exists(&self, name: &str) -> Result<bool, StoreError> {
         let key = self.key(name);
-        match self.client.head_object().bucket(&self.bucket).key(&key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(false),
             Err(e) => Err(self.classify("HEAD", &key, e)),
@@ -121,7 +133,9 @@ impl S3Store {
             })?
             .len();
         if size <= SINGLE_PUT_MAX {
-            let body = ByteStream::from_path(path).await.map_err(|e| self.local(path, e))?;
+            let body = ByteStream::from_path(path)
+                .await
+                .map_err(|e| self.local(path, e))?;
             self.client
                 .put_object()
                 .bucket(&self.bucket)
@@ -150,7 +164,11 @@ impl S3Store {
                     .bucket(&self.bucket)
                     .key(&key)
                     .upload_id(&upload_id)
-                    .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
                     .send()
                     .await
                     .map_err(|e| self.classify("complete multipart upload of", &key, e))?;
@@ -170,7 +188,13 @@ impl S3Store {
         }
     }
 
-    async fn upload_parts(&self, key: &str, upload_id: &str, path: &Path, size: u64) -> Result<Vec<CompletedPart>, StoreError> {
+    async fn upload_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+        path: &Path,
+        size: u64,
+    ) -> Result<Vec<CompletedPart>, StoreError> {
         use futures::stream::{StreamExt, TryStreamExt};
         let count = size.div_ceil(PART_SIZE);
         let parts: Vec<CompletedPart> = futures::stream::iter(0..count)
@@ -196,7 +220,12 @@ impl S3Store {
                     .send()
                     .await
                     .map_err(|e| self.classify("upload part of", key, e))?;
-                Ok::<_, StoreError>(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build())
+                Ok::<_, StoreError>(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(out.e_tag().map(str::to_string))
+                        .build(),
+                )
             })
             .buffered(4)
             .try_collect()
