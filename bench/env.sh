@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Benchmark `raypack env` against Ray 2.60's own packaging on the same seeded tree, in one run.
+#   bench/env.sh [RUNS]      (needs the test venv: scripts/services install, or RAYPACK_TEST_PYTHON)
+# Prints per-run times and the ratios the closing notes quote.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+runs=${1:-3}
+py=${RAYPACK_TEST_PYTHON:-${XDG_CACHE_HOME:-$HOME/.cache}/raypack-test/venv/bin/python}
+[ -x "$py" ] || { echo "bench: no Python with ray at $py; run scripts/test or set RAYPACK_TEST_PYTHON" >&2; exit 1; }
+cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
+bin=$repo/target/release/raypack
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+tree=$work/tree
+python3 "$here/gen_tree.py" "$tree"
+echo "tree: $(find "$tree" -type f | wc -l) files, $(du -sm --apparent-size "$tree" | cut -f1) MiB" >&2
+cat "$tree"/pkg00/sub0/*.py >/dev/null  # warm the page cache the same way for both tools
+find "$tree" -type f -exec cat {} + >/dev/null
+
+now() { date +%s.%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ray_t=(); cold_t=(); warm_t=()
+for i in $(seq "$runs"); do
+  r=$("$py" "$here/ray_pack.py" "$tree")
+  ray_t+=("$(echo "$r" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["total_s"])')")
+  rm -rf "$tree/.raypack" "$work/store"; mkdir -p "$work/store"
+  s=$(now); "$bin" -q -C "$tree" env --store "file://$work/store" >/dev/null; e=$(now)
+  cold_t+=("$(echo "$e - $s" | bc -l)")
+  # warm: unchanged tree, stat cache present, objects already in the store (the stat cache
+  # skips files modified in the last 2 s, so let the tree age first)
+  sleep 2.1; "$bin" -q -C "$tree" env --store "file://$work/store" >/dev/null
+  s=$(now); "$bin" -q -C "$tree" env --store "file://$work/store" >/dev/null; e=$(now)
+  warm_t+=("$(echo "$e - $s" | bc -l)")
+  echo "run $i: ray ${ray_t[-1]} s, raypack cold ${cold_t[-1]} s, raypack warm ${warm_t[-1]} s ($(echo "$r" | "$py" -c 'import json,sys; d=json.load(sys.stdin); print(f"ray hash {d[\"hash_s\"]:.2f} s + zip {d[\"zip_s\"]:.2f} s, {d[\"zip_bytes\"]/2**20:.1f} MiB")'); raypack zip $(du -m --apparent-size "$work"/store/*.zip | cut -f1) MiB)" >&2
+done
+rm=$(printf '%s\n' "${ray_t[@]}" | median); cm=$(printf '%s\n' "${cold_t[@]}" | median); wm=$(printf '%s\n' "${warm_t[@]}" | median)
+printf 'median: ray %.3f s | raypack cold %.3f s (ratio %.3f) | raypack warm %.1f ms\n' "$rm" "$cm" "$(echo "$cm / $rm" | bc -l)" "$(echo "$wm * 1000" | bc -l)"
