@@ -32,7 +32,7 @@ for i in $(seq "$runs"); do
   sleep 2.1; "$bin" -q -C "$tree" env --store "file://$work/store" >/dev/null
   s=$(now); "$bin" -q -C "$tree" env --store "file://$work/store" >/dev/null; e=$(now)
   warm_t+=("$(echo "$e - $s" | bc -l)")
-  echo "run $i: ray ${ray_t[-1]} s, raypack cold ${cold_t[-1]} s, raypack warm ${warm_t[-1]} s ($(echo "$r" | "$py" -c 'import json,sys; d=json.load(sys.stdin); print(f"ray hash {d[\"hash_s\"]:.2f} s + zip {d[\"zip_s\"]:.2f} s, {d[\"zip_bytes\"]/2**20:.1f} MiB")'); raypack zip $(du -m --apparent-size "$work"/store/*.zip | cut -f1) MiB)" >&2
+  echo "run $i: ray ${ray_t[-1]} s, raypack cold ${cold_t[-1]} s, raypack warm ${warm_t[-1]} s ($(echo "$r" | "$py" -c 'import json,sys; d=json.load(sys.stdin); print("ray hash %.2f s + zip %.2f s, %.1f MiB" % (d["hash_s"], d["zip_s"], d["zip_bytes"] / 2**20))'); raypack zip $(du -m --apparent-size "$work"/store/*.zip | cut -f1) MiB)" >&2
 done
 rm=$(printf '%s\n' "${ray_t[@]}" | median); cm=$(printf '%s\n' "${cold_t[@]}" | median); wm=$(printf '%s\n' "${warm_t[@]}" | median)
 printf 'median: ray %.3f s | raypack cold %.3f s (ratio %.3f) | raypack warm %.1f ms\n' "$rm" "$cm" "$(echo "$cm / $rm" | bc -l)" "$(echo "$wm * 1000" | bc -l)"

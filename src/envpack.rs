@@ -1,7 +1,7 @@
 //! `raypack env`: plan the packages, zip and upload what the store lacks, build the
 //! runtime_env.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -136,7 +136,11 @@ pub async fn run(
         if exists.iter().any(|e| !e) {
             store.check().await?;
         }
-        let tmp_root = recipe.state_dir().join("tmp");
+        let own_tmp = recipe.state_dir().join("tmp");
+        let tmp_root = store
+            .staging_dir()
+            .map(Path::to_path_buf)
+            .unwrap_or(own_tmp);
         for ((p, report), present) in packages.iter().zip(reports.iter_mut()).zip(exists) {
             if present {
                 tracing::debug!(uri = %report.uri, "already in the store");
@@ -189,7 +193,11 @@ pub async fn build_zip(
             source,
         };
         std::fs::create_dir_all(&tmp_root).map_err(err)?;
-        let tmp = tempfile::NamedTempFile::new_in(&tmp_root).map_err(err)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".raypack-")
+            .suffix(".partial")
+            .tempfile_in(&tmp_root)
+            .map_err(err)?;
         let out =
             std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(err)?);
         let n = write_zip(out, &entries, level).map_err(err)?;

@@ -131,7 +131,7 @@ fn compress_entry(e: &ZipEntry, level: u32) -> io::Result<Compressed> {
     crc.update(&raw);
     let crc = crc.sum();
     let uncompressed = raw.len() as u64;
-    if level > 0 && raw.len() > 64 {
+    if level > 0 && raw.len() > 64 && !looks_incompressible(&raw) {
         let mut enc = flate2::write::DeflateEncoder::new(
             Vec::with_capacity(raw.len() / 2),
             flate2::Compression::new(level),
@@ -154,6 +154,26 @@ fn compress_entry(e: &ZipEntry, level: u32) -> io::Result<Compressed> {
         method: STORED,
         uncompressed,
     })
+}
+
+/// Already-compressed or random data: a 64 KiB sample from the middle of a large file that
+/// DEFLATE (fastest level) cannot shrink by 10 %. Such entries are stored, saving the time of
+/// compressing them for nothing.
+fn looks_incompressible(raw: &[u8]) -> bool {
+    const SAMPLE: usize = 64 * 1024;
+    if raw.len() < 4 * SAMPLE {
+        return false;
+    }
+    let mid = raw.len() / 2;
+    let sample = &raw[mid - SAMPLE / 2..mid + SAMPLE / 2];
+    let mut enc =
+        flate2::write::DeflateEncoder::new(Vec::with_capacity(SAMPLE), flate2::Compression::fast());
+    if enc.write_all(sample).is_err() {
+        return false;
+    }
+    enc.finish()
+        .map(|c| c.len() * 10 > SAMPLE * 9)
+        .unwrap_or(false)
 }
 
 fn write_local_header<W: Write>(w: &mut W, e: &ZipEntry, c: &Compressed) -> io::Result<()> {

@@ -55,8 +55,27 @@ impl FileStore {
         }
     }
 
+    /// Where to build objects so that publishing is a rename (same directory, same filesystem).
+    pub fn staging_dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn put_file(&self, name: &str, src: &Path) -> Result<(), StoreError> {
         self.check()?;
+        if src.parent() == Some(self.dir.as_path()) {
+            // Built in place by the caller: fsync, make readable, rename.
+            let f = std::fs::File::open(src).map_err(|e| self.failed("open", name, e))?;
+            f.sync_all().map_err(|e| self.failed("fsync", name, e))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(src, std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| self.failed("chmod", name, e))?;
+            std::fs::rename(src, self.dir.join(name))
+                .map_err(|e| self.failed("rename", name, e))?;
+            if let Ok(d) = std::fs::File::open(&self.dir) {
+                let _ = d.sync_all();
+            }
+            return Ok(());
+        }
         let mut tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".partial")

@@ -71,6 +71,15 @@ impl Store {
         }
     }
 
+    /// A directory to build objects in when publishing from there is cheaper (file stores:
+    /// a rename instead of a copy). Temp files there never carry a final object name.
+    pub fn staging_dir(&self) -> Option<&Path> {
+        match self {
+            Store::File(s) => Some(s.staging_dir()),
+            _ => None,
+        }
+    }
+
     /// Whether an object named `name` already exists.
     pub async fn exists(&self, name: &str) -> Result<bool, StoreError> {
         match self {
