@@ -83,7 +83,7 @@ pub async fn run(
     mut progress: impl FnMut(&str),
 ) -> Result<EnvOutcome, EnvError> {
     let (url, is_default) = resolve_store(recipe, opts.store.as_ref());
-    let cache_path = recipe.state_dir().join("cache").join("stat.json");
+    let cache_path = recipe.state_dir().join("cache").join("stat.bin");
     let r = recipe.clone();
     let max = opts.max_package_size;
     let (packages, cache) = tokio::task::spawn_blocking(move || {
