@@ -80,18 +80,18 @@ pub fn display_path(path: &Path) -> String {
         .to_string()
 }
 
+/// The `quoted` words of a serde message tail ("expected one of `a`, `b`").
+fn backticked(tail: &str) -> Vec<&str> {
+    tail.split('`').skip(1).step_by(2).collect()
+}
+
 /// Rewrites serde/toml messages into recipe language and suggests the closest key.
 pub fn explain_toml_error(message: &str) -> (String, Option<String>) {
     let message = message.trim().to_string();
     if let Some(rest) = message.strip_prefix("unknown field `")
         && let Some((field, tail)) = rest.split_once('`')
     {
-        let expected: Vec<&str> = tail
-            .split('`')
-            .enumerate()
-            .filter(|(i, _)| i % 2 == 1)
-            .map(|(_, s)| s)
-            .collect();
+        let expected = backticked(tail);
         let best = expected
             .iter()
             .map(|e| (strsim::jaro_winkler(field, e), *e))
@@ -107,12 +107,7 @@ pub fn explain_toml_error(message: &str) -> (String, Option<String>) {
     if let Some(rest) = message.strip_prefix("unknown variant `")
         && let Some((v, tail)) = rest.split_once('`')
     {
-        let expected: Vec<&str> = tail
-            .split('`')
-            .enumerate()
-            .filter(|(i, _)| i % 2 == 1)
-            .map(|(_, s)| s)
-            .collect();
+        let expected = backticked(tail);
         return (
             format!("unknown value `{v}`"),
             Some(format!("write one of: {}", expected.join(", "))),
