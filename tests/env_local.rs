@@ -4,13 +4,21 @@ mod common;
 use common::*;
 use std::io::Read;
 use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `cmd -C dir [--output json] env --store file://store`.
+fn env_into(mut cmd: Command, dir: &Path, store: &Path, json: bool) -> Output {
+    cmd.arg("-C").arg(dir);
+    if json {
+        cmd.args(["--output", "json"]);
+    }
+    run(cmd
+        .args(["env", "--store"])
+        .arg(format!("file://{}", store.display())))
+}
 
 fn env_json(dir: &Path, store: &Path) -> serde_json::Value {
-    let out = run(raypack()
-        .arg("-C")
-        .arg(dir)
-        .args(["--output", "json", "env", "--store"])
-        .arg(format!("file://{}", store.display())));
+    let out = env_into(raypack(), dir, store, true);
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -278,11 +286,7 @@ fn escaping_symlink_is_refused_and_nothing_uploaded() {
     std::fs::write(outside.path().join("secret.txt"), "s").unwrap();
     std::os::unix::fs::symlink(outside.path().join("secret.txt"), dir.join("link.txt")).unwrap();
     let store = tempfile::tempdir().unwrap();
-    let out = run(raypack()
-        .arg("-C")
-        .arg(&dir)
-        .args(["env", "--store"])
-        .arg(format!("file://{}", store.path().display())));
+    let out = env_into(raypack(), &dir, store.path(), false);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("link.txt") && stderr(&out).contains("outside the project"),
@@ -327,11 +331,7 @@ fn package_over_rays_limit_is_refused_before_hashing() {
     let f = std::fs::File::create(dir.join("huge.bin")).unwrap();
     f.set_len(513 * 1024 * 1024).unwrap(); // sparse
     let store = tempfile::tempdir().unwrap();
-    let out = run(raypack()
-        .arg("-C")
-        .arg(&dir)
-        .args(["env", "--store"])
-        .arg(format!("file://{}", store.path().display())));
+    let out = env_into(raypack(), &dir, store.path(), false);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("limit 512.0 MiB"), "{}", stderr(&out));
     assert_store_empty(store.path());
@@ -357,13 +357,8 @@ fn unreadable_file_is_a_clear_error() {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
     }
     std::fs::write(dir.join("private.txt"), "x").unwrap();
-    std::fs::set_permissions(
-        dir.join("private.txt"),
-        std::fs::Permissions::from_mode(0o000),
-    )
-    .unwrap();
     let is_root = unsafe_geteuid() == 0;
-    let mut cmd = if is_root {
+    let cmd = if is_root {
         let mut c = std::process::Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .arg(env!("CARGO_BIN_EXE_raypack"));
@@ -378,11 +373,7 @@ fn unreadable_file_is_a_clear_error() {
         std::fs::Permissions::from_mode(0o000),
     )
     .unwrap();
-    let out = run(cmd
-        .arg("-C")
-        .arg(&dir)
-        .args(["env", "--store"])
-        .arg(format!("file://{}", store.path().display())));
+    let out = env_into(cmd, &dir, store.path(), false);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("private.txt") && stderr(&out).contains("cannot read"),
