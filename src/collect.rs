@@ -88,7 +88,7 @@ pub enum CollectError {
     Walk { path: PathBuf, message: String },
     #[error("{path}: file name is not valid UTF-8; Ray's zip reader needs UTF-8 names")]
     NonUtf8 { path: PathBuf },
-    #[error("{dir}: package is {} (limit {}); Ray rejects packages this large. Exclude large files in .rayignore or [code] excludes, or bake them into the image", crate::plan::human_bytes(*size), crate::plan::human_bytes(*limit))]
+    #[error("{dir}: package is {} (limit {}); Ray rejects packages this large. Exclude large files in .rayignore or [code] excludes, or bake them into the image", crate::units::human_bytes(*size), crate::units::human_bytes(*limit))]
     TooLarge { dir: PathBuf, size: u64, limit: u64 },
     #[error("exclude pattern `{pattern}`: {message}")]
     Pattern { pattern: String, message: String },
@@ -230,9 +230,13 @@ impl<'a> Collector<'a> {
                     }
                 };
                 let path = entry.path();
+                // A symlink is read through its resolved target (checked to stay inside).
+                let mut read_from = path.to_path_buf();
                 if entry.path_is_symlink() {
                     match path.canonicalize() {
-                        Ok(real) if real.starts_with(project) || real.starts_with(dir) => {}
+                        Ok(real) if real.starts_with(project) || real.starts_with(dir) => {
+                            read_from = real;
+                        }
                         Ok(real) => {
                             found
                                 .lock()
@@ -260,11 +264,6 @@ impl<'a> Collector<'a> {
                             path: path.to_path_buf(),
                         }));
                         return ignore::WalkState::Continue;
-                    };
-                    let read_from = if entry.path_is_symlink() {
-                        path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
-                    } else {
-                        path.to_path_buf()
                     };
                     found.lock().unwrap().push(Ok((
                         rel_str.replace('\\', "/"),
