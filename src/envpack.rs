@@ -7,11 +7,12 @@ use serde::Serialize;
 
 use crate::archive::zip::write_zip;
 use crate::collect::StatCache;
-use crate::plan::{Package, PackageRole, PlanError, human_bytes, plan_packages};
+use crate::plan::{Package, PackageRole, PlanError, plan_packages};
 use crate::recipe::Recipe;
 use crate::requirements::{RequirementsError, inline_list};
 use crate::spec::runtime_env::{DepsMode, RuntimeEnv, RuntimeEnvConfig};
 use crate::store::{Store, StoreError, StoreUrl};
+use crate::units::human_bytes;
 
 /// DEFLATE level for package zips: level 1 compresses source text well at several times the
 /// speed of the default level 6 (see the bench); raise it with `--compression-level`.

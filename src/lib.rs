@@ -17,3 +17,4 @@ pub mod requirements;
 pub mod spec;
 pub mod store;
 pub mod submit;
+pub mod units;

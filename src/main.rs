@@ -364,7 +364,7 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
                 p.role,
                 p.uri,
                 p.files,
-                raypack::plan::human_bytes(p.bytes)
+                raypack::units::human_bytes(p.bytes)
             );
         }
     }
