@@ -95,7 +95,19 @@ pub enum CollectError {
 }
 
 /// A file found by the walk: relative name, path as walked, path to read.
-type Found = (String, PathBuf, PathBuf);
+type Found = (String, PathBuf, PathBuf, std::fs::Metadata);
+
+/// Collects one walker thread's results and hands them over in one lock when the thread ends.
+struct Batch<'a> {
+    local: Vec<Result<Found, CollectError>>,
+    shared: &'a Mutex<Vec<Result<Found, CollectError>>>,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().unwrap().append(&mut self.local);
+    }
+}
 
 /// Configures and runs one collection.
 #[derive(Debug)]
@@ -209,6 +221,10 @@ impl<'a> Collector<'a> {
             let root = &walk_root;
             let dir = &dir;
             let project = &project;
+            let mut batch = Batch {
+                local: Vec::with_capacity(1024),
+                shared: found,
+            };
             Box::new(move |res| {
                 let entry = match res {
                     Ok(e) => e,
@@ -265,11 +281,19 @@ impl<'a> Collector<'a> {
                         }));
                         return ignore::WalkState::Continue;
                     };
-                    found.lock().unwrap().push(Ok((
-                        rel_str.replace('\\', "/"),
-                        path.to_path_buf(),
-                        read_from,
-                    )));
+                    // Stat here, in the walker's threads: one pass over the tree.
+                    match std::fs::metadata(&read_from) {
+                        Ok(meta) => batch.local.push(Ok((
+                            rel_str.replace('\\', "/"),
+                            path.to_path_buf(),
+                            read_from,
+                            meta,
+                        ))),
+                        Err(source) => batch.local.push(Err(CollectError::Read {
+                            path: path.to_path_buf(),
+                            source,
+                        })),
+                    }
                 }
                 ignore::WalkState::Continue
             })
@@ -289,17 +313,7 @@ impl<'a> Collector<'a> {
         paths.sort_by(|a, b| a.0.cmp(&b.0));
         paths.dedup_by(|a, b| a.0 == b.0);
 
-        let metas: Result<Vec<(String, PathBuf, PathBuf, std::fs::Metadata)>, CollectError> = paths
-            .into_par_iter()
-            .map(|(rel, shown, abs)| {
-                let meta = std::fs::metadata(&abs).map_err(|source| CollectError::Read {
-                    path: shown.clone(),
-                    source,
-                })?;
-                Ok((rel, shown, abs, meta))
-            })
-            .collect();
-        let metas = metas?;
+        let metas = paths;
         let total: u64 = metas.iter().map(|m| m.3.len()).sum();
         if let Some(limit) = self.max_total_size
             && total > limit
@@ -409,8 +423,15 @@ struct CacheRecord {
 #[derive(Debug, Default)]
 pub struct StatCache {
     path: Option<PathBuf>,
-    entries: Mutex<HashMap<PathBuf, CacheRecord>>,
-    dirty: std::sync::atomic::AtomicBool,
+    /// What the file held: read without locking by every hashing thread.
+    loaded: HashMap<Box<[u8]>, CacheRecord>,
+    /// Entries hashed in this run.
+    fresh: Mutex<HashMap<Box<[u8]>, CacheRecord>>,
+}
+
+fn key(p: &Path) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes()
 }
 
 /// A compact binary file: this magic, then per entry: path length (u32 LE), path bytes,
@@ -418,12 +439,10 @@ pub struct StatCache {
 /// (JSON took most of a warm re-run's time on 10,000 files.)
 const STAT_CACHE_MAGIC: &[u8] = b"raypack-statcache-v2\n";
 
-fn encode(e: &HashMap<PathBuf, CacheRecord>) -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = Vec::with_capacity(STAT_CACHE_MAGIC.len() + e.len() * 140);
+fn encode<'a>(e: impl Iterator<Item = (&'a Box<[u8]>, &'a CacheRecord)>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(STAT_CACHE_MAGIC.len() + 140 * 1024);
     out.extend_from_slice(STAT_CACHE_MAGIC);
-    for (p, r) in e {
-        let b = p.as_os_str().as_bytes();
+    for (b, r) in e {
         out.extend_from_slice(&(b.len() as u32).to_le_bytes());
         out.extend_from_slice(b);
         out.extend_from_slice(&r.stamp.size.to_le_bytes());
@@ -435,8 +454,7 @@ fn encode(e: &HashMap<PathBuf, CacheRecord>) -> Vec<u8> {
     out
 }
 
-fn decode(b: &[u8]) -> Option<HashMap<PathBuf, CacheRecord>> {
-    use std::os::unix::ffi::OsStrExt;
+fn decode(b: &[u8]) -> Option<HashMap<Box<[u8]>, CacheRecord>> {
     let mut rest = b.strip_prefix(STAT_CACHE_MAGIC)?;
     let mut out = HashMap::new();
     fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
@@ -449,7 +467,7 @@ fn decode(b: &[u8]) -> Option<HashMap<PathBuf, CacheRecord>> {
     }
     while !rest.is_empty() {
         let len = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?) as usize;
-        let path = PathBuf::from(std::ffi::OsStr::from_bytes(take(&mut rest, len)?));
+        let path: Box<[u8]> = take(&mut rest, len)?.into();
         let size = u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
         let mtime_ns = i128::from_le_bytes(take(&mut rest, 16)?.try_into().ok()?);
         let ctime_ns = i128::from_le_bytes(take(&mut rest, 16)?.try_into().ok()?);
@@ -474,20 +492,22 @@ fn decode(b: &[u8]) -> Option<HashMap<PathBuf, CacheRecord>> {
 impl StatCache {
     /// Loads the cache file (a missing, unreadable or foreign file is an empty cache).
     pub fn load(path: &Path) -> StatCache {
-        let entries = std::fs::read(path)
+        let loaded = std::fs::read(path)
             .ok()
             .and_then(|b| decode(&b))
             .unwrap_or_default();
         StatCache {
             path: Some(path.to_path_buf()),
-            entries: Mutex::new(entries),
-            dirty: Default::default(),
+            loaded,
+            fresh: Mutex::default(),
         }
     }
 
     pub fn get(&self, path: &Path, stamp: &Stamp) -> Option<[u8; 32]> {
-        let e = self.entries.lock().unwrap();
-        e.get(path).filter(|r| r.stamp == *stamp).map(|r| r.sha256)
+        self.loaded
+            .get(key(path))
+            .filter(|r| r.stamp == *stamp)
+            .map(|r| r.sha256)
     }
 
     pub fn put(&self, path: &Path, stamp: Stamp, sha256: [u8; 32]) {
@@ -498,11 +518,10 @@ impl StatCache {
         if now - stamp.mtime_ns < 2_000_000_000 {
             return;
         }
-        self.entries
+        self.fresh
             .lock()
             .unwrap()
-            .insert(path.to_path_buf(), CacheRecord { stamp, sha256 });
-        self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+            .insert(key(path).into(), CacheRecord { stamp, sha256 });
     }
 
     /// Writes the cache back if anything changed (atomically: temp file + rename).
@@ -510,11 +529,12 @@ impl StatCache {
         let Some(path) = &self.path else {
             return Ok(());
         };
-        if !self.dirty.load(std::sync::atomic::Ordering::Relaxed) {
+        let fresh = self.fresh.lock().unwrap();
+        if fresh.is_empty() {
             return Ok(());
         }
-        let e = self.entries.lock().unwrap();
-        let data = encode(&e);
+        let kept = self.loaded.iter().filter(|(k, _)| !fresh.contains_key(*k));
+        let data = encode(kept.chain(fresh.iter()));
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
