@@ -62,6 +62,20 @@ enum Command {
     Bake,
     /// Resolve and pin the dependencies for the image's platform (not built yet).
     Lock,
+    /// Log in to a registry: check the credentials, then store them in the docker config.
+    Login {
+        /// Registry host, e.g. registry.example.com or 127.0.0.1:5000 (default: Docker Hub).
+        registry: Option<String>,
+        #[arg(short, long)]
+        username: String,
+        /// Read the password from stdin (the only way: passwords on the command line leak).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[command(flatten)]
+        tls: RegistryArgs,
+    },
+    /// Remove a registry's credentials from the docker config.
+    Logout { registry: Option<String> },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -98,6 +112,27 @@ struct EnvArgs {
     /// Largest package accepted, in bytes (Ray's limit: 512 MiB).
     #[arg(long, default_value_t = RAY_MAX_PACKAGE_SIZE)]
     max_package_size: u64,
+}
+
+/// How to reach registries.
+#[derive(clap::Args, Debug, Clone, Default)]
+struct RegistryArgs {
+    /// Extra CA certificate (PEM) to trust for registries, on top of the system store.
+    #[arg(long, value_name = "FILE")]
+    registry_ca: Vec<PathBuf>,
+    /// Allow plain HTTP to this registry (localhost is always allowed, as in docker).
+    #[arg(long, value_name = "HOST")]
+    insecure_registry: Vec<String>,
+}
+
+impl RegistryArgs {
+    fn options(&self) -> raypack::oci::client::ClientOptions {
+        raypack::oci::client::ClientOptions {
+            insecure: self.insecure_registry.clone(),
+            ca_files: self.registry_ca.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -225,6 +260,52 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             "lock",
             "resolve and pin dependencies for the image's platform",
         ),
+        Command::Login {
+            registry,
+            username,
+            tls,
+            ..
+        } => {
+            let registry = normalize_registry(registry.as_deref());
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\n', '\r']).to_string();
+            if password.is_empty() {
+                return Err(CliError::Other("no password on stdin (use: echo \"$PASSWORD\" | raypack login -u USER --password-stdin REGISTRY)".into()));
+            }
+            let client = raypack::oci::client::Registry::new(tls.options())?;
+            client.set_credential(
+                &registry,
+                Some(raypack::oci::auth::Credential::Basic {
+                    username: username.clone(),
+                    password: password.clone(),
+                }),
+            );
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(client.ping(&registry))?;
+            let path = raypack::oci::auth::store_login(&registry, username, &password)?;
+            if !cli.quiet {
+                eprintln!(
+                    "Login Succeeded ({registry}; credentials stored in {})",
+                    path.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Logout { registry } => {
+            let registry = normalize_registry(registry.as_deref());
+            let removed = raypack::oci::auth::remove_login(&registry)?;
+            if !cli.quiet {
+                if removed {
+                    eprintln!("Removed login credentials for {registry}");
+                } else {
+                    eprintln!("Not logged in to {registry}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,
@@ -234,6 +315,22 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `docker.io`-style names to the registry key used everywhere else.
+fn normalize_registry(r: Option<&str>) -> String {
+    match r {
+        None
+        | Some("docker.io")
+        | Some("index.docker.io")
+        | Some("registry-1.docker.io")
+        | Some("https://index.docker.io/v1/") => raypack::oci::reference::DOCKER_HUB.to_string(),
+        Some(r) => r
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string(),
     }
 }
 

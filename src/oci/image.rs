@@ -1,0 +1,142 @@
+//! The image model between building and publishing: raw manifest and config bytes, and layer
+//! blobs on disk. Manifests and configs stay raw JSON so that nothing a base carries
+//! (Docker-only fields included) is lost, and so that the bytes pushed are the bytes hashed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::cache::{BlobCache, CacheError};
+use super::media::Family;
+use super::sha256_digest;
+
+/// A blob on disk, described as in a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    pub path: PathBuf,
+}
+
+impl Blob {
+    pub fn descriptor(&self) -> Value {
+        json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.size })
+    }
+}
+
+/// A single-platform image ready to publish.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub manifest: Vec<u8>,
+    pub manifest_media_type: String,
+    pub config: Blob,
+    pub layers: Vec<Blob>,
+}
+
+impl Image {
+    /// The manifest digest: the image's identity.
+    pub fn digest(&self) -> String {
+        sha256_digest(&self.manifest)
+    }
+
+    /// Every blob the manifest references, config first.
+    pub fn blobs(&self) -> impl Iterator<Item = &Blob> {
+        std::iter::once(&self.config).chain(self.layers.iter())
+    }
+
+    /// Assembles a manifest of one media-type family around a config and layers.
+    pub fn assemble(
+        family: Family,
+        config_bytes: &[u8],
+        layers: Vec<Blob>,
+        annotations: Option<&serde_json::Map<String, Value>>,
+        cache: &BlobCache,
+    ) -> Result<Image, CacheError> {
+        for l in &layers {
+            debug_assert_eq!(Family::of(&l.media_type), Some(family), "mixed media types");
+        }
+        let (digest, path) = cache.insert_bytes(config_bytes)?;
+        let config = Blob {
+            digest,
+            size: config_bytes.len() as u64,
+            media_type: family.config().to_string(),
+            path,
+        };
+        let mut m = serde_json::Map::new();
+        m.insert("schemaVersion".into(), json!(2));
+        m.insert("mediaType".into(), json!(family.manifest()));
+        m.insert("config".into(), config.descriptor());
+        m.insert(
+            "layers".into(),
+            Value::Array(layers.iter().map(Blob::descriptor).collect()),
+        );
+        if let Some(a) = annotations.filter(|a| !a.is_empty() && family == Family::Oci) {
+            m.insert("annotations".into(), Value::Object(a.clone()));
+        }
+        let manifest = serde_json::to_vec(&Value::Object(m)).expect("manifest serializes");
+        cache.insert_bytes(&manifest)?;
+        Ok(Image {
+            manifest,
+            manifest_media_type: family.manifest().to_string(),
+            config,
+            layers,
+        })
+    }
+}
+
+/// Gzips an uncompressed layer tar deterministically (no name, mtime 0, fixed level) into the
+/// cache. Returns the layer blob and its diff_id (sha256 of the uncompressed tar).
+pub fn gzip_layer(
+    tar: &Path,
+    family: Family,
+    cache: &BlobCache,
+) -> Result<(Blob, String), CacheError> {
+    let io = |e: std::io::Error| CacheError::Io {
+        path: tar.to_path_buf(),
+        source: e,
+    };
+    let diff_id = format!(
+        "sha256:{}",
+        hex::encode(crate::collect::hash_file(tar).map_err(io)?)
+    );
+    let tmp = tempfile::NamedTempFile::new().map_err(io)?;
+    {
+        let out = std::io::BufWriter::new(tmp.as_file().try_clone().map_err(io)?);
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .operating_system(255)
+            .write(out, flate2::Compression::new(6));
+        let mut input = std::fs::File::open(tar).map_err(io)?;
+        std::io::copy(&mut input, &mut gz).map_err(io)?;
+        gz.finish().map_err(io)?.flush().map_err(io)?;
+    }
+    let (digest, path) = cache.insert_file(tmp.path())?;
+    let size = std::fs::metadata(&path).map_err(io)?.len();
+    Ok((
+        Blob {
+            digest,
+            size,
+            media_type: family.layer_gzip().to_string(),
+            path,
+        },
+        diff_id,
+    ))
+}
+
+/// A minimal image config for a set of layers (used by tests and `raypack image push-tar`).
+pub fn minimal_config(platform: &super::media::Platform, diff_ids: &[String]) -> Vec<u8> {
+    let mut cfg = json!({
+        "architecture": platform.architecture,
+        "os": platform.os,
+        "created": "1970-01-01T00:00:00Z",
+        "config": {},
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        "history": diff_ids.iter().map(|_| json!({"created": "1970-01-01T00:00:00Z", "created_by": "raypack"})).collect::<Vec<_>>(),
+    });
+    if let Some(v) = &platform.variant {
+        cfg["variant"] = json!(v);
+    }
+    serde_json::to_vec(&cfg).expect("config serializes")
+}
