@@ -7,9 +7,11 @@
 #![deny(missing_debug_implementations)]
 
 pub mod archive;
+pub mod bake;
 pub mod collect;
 pub mod envpack;
 pub mod init;
+pub mod lockfile;
 pub mod oci;
 pub mod plan;
 pub mod recipe;

@@ -58,10 +58,10 @@ enum Command {
     Check,
     /// Pack the code into content-hashed zips, upload them, print the runtime_env.
     Env(EnvArgs),
-    /// Build an image with the code and dependencies on a rayproject/ray base (not built yet).
-    Bake,
-    /// Resolve and pin the dependencies for the image's platform (not built yet).
-    Lock,
+    /// Build an image with the code on a pinned rayproject/ray base; push it or write it out.
+    Bake(BakeArgs),
+    /// Pin the base image (`--upgrade-base`); resolving Python dependencies is not built yet.
+    Lock(LockArgs),
     /// Log in to a registry: check the credentials, then store them in the docker config.
     Login {
         /// Registry host, e.g. registry.example.com or 127.0.0.1:5000 (default: Docker Hub).
@@ -133,6 +133,49 @@ impl RegistryArgs {
             ..Default::default()
         }
     }
+}
+
+#[derive(clap::Args, Debug)]
+struct BakeArgs {
+    /// Target platform (default: [base] platform, else linux/amd64).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Push to [image] repository: blobs, the manifest by digest, then [image] tags.
+    #[arg(long)]
+    push: bool,
+    /// Write an OCI image layout to DIR (default when nothing else is asked: .raypack/oci).
+    #[arg(long, value_name = "DIR")]
+    oci_layout: Option<PathBuf>,
+    /// Write a tar that `docker load` accepts (OCI layout + manifest.json).
+    #[arg(long, value_name = "FILE")]
+    tar: Option<PathBuf>,
+    /// Print a KubeRay manifest (or Helm values) that pins the image by digest.
+    #[arg(long, value_enum)]
+    emit: Option<BakeEmit>,
+    /// Re-resolve the base tag instead of using the pin in raypack.lock.
+    #[arg(long)]
+    upgrade_base: bool,
+    #[command(flatten)]
+    tls: RegistryArgs,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum BakeEmit {
+    Raycluster,
+    Rayjob,
+    Rayservice,
+    HelmValues,
+}
+
+#[derive(clap::Args, Debug)]
+struct LockArgs {
+    /// Re-resolve [base] image to a digest and pin it in raypack.lock.
+    #[arg(long)]
+    upgrade_base: bool,
+    #[arg(long)]
+    platform: Option<String>,
+    #[command(flatten)]
+    tls: RegistryArgs,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -255,8 +298,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Check => check(&cli),
         Command::Env(args) => env(&cli, args),
-        Command::Bake => not_built("bake", "build an image on a rayproject/ray base"),
-        Command::Lock => not_built(
+        Command::Bake(args) => bake(&cli, args),
+        Command::Lock(args) if args.upgrade_base => lock_base(&cli, args),
+        Command::Lock(_) => not_built(
             "lock",
             "resolve and pin dependencies for the image's platform",
         ),
@@ -339,6 +383,167 @@ fn not_built(cmd: &str, what: &str) -> Result<ExitCode, CliError> {
         "error: `raypack {cmd}` ({what}) is not built yet in this version of raypack; nothing was done"
     );
     Ok(ExitCode::from(1))
+}
+
+fn spinner(cli: &Cli) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    if !cli.quiet && std::io::stderr().is_terminal() {
+        bar.enable_steady_tick(Duration::from_millis(100));
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar
+}
+
+fn lock_base(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
+    let recipe = load_recipe(cli)?;
+    let platform_s = args
+        .platform
+        .clone()
+        .unwrap_or_else(|| recipe.base.platform.clone());
+    let platform = raypack::oci::media::Platform::parse(&platform_s).ok_or_else(|| {
+        CliError::Other(format!(
+            "--platform {platform_s}: write linux/amd64 or linux/arm64"
+        ))
+    })?;
+    let registry = raypack::oci::client::Registry::new(args.tls.options())?;
+    let cache = raypack::oci::cache::BlobCache::new(&raypack::oci::cache::default_cache_dir());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (_, pin, changed) = rt.block_on(raypack::bake::pin_base(
+        &recipe, &platform, &registry, &cache, true,
+    ))?;
+    if cli.output == Output::Json {
+        println!(
+            "{}",
+            serde_json::json!({"image": pin.image, "platform": pin.platform, "digest": pin.digest, "changed": changed})
+        );
+    } else if !cli.quiet {
+        eprintln!(
+            "{} {} ({}) -> {}",
+            if changed { "pinned" } else { "unchanged" },
+            pin.image,
+            pin.platform,
+            pin.digest
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
+    let recipe = load_recipe(cli)?;
+    // Check what will be printed before building anything.
+    if let Some(e) = args.emit {
+        let c = recipe.cluster.as_ref().ok_or_else(|| {
+            CliError::Other("--emit needs [cluster] in the recipe (see recipes/README.md)".into())
+        })?;
+        if e == BakeEmit::Rayjob && c.entrypoint.is_none() {
+            return Err(CliError::Other(
+                "--emit rayjob needs `entrypoint` in [cluster]".into(),
+            ));
+        }
+        if e == BakeEmit::Rayservice && c.serve.is_none() {
+            return Err(CliError::Other(
+                "--emit rayservice needs [cluster.serve] with an import_path".into(),
+            ));
+        }
+    }
+    let opts = raypack::bake::BakeOptions {
+        platform: args.platform.clone(),
+        push: args.push,
+        oci_layout: args.oci_layout.clone(),
+        tar: args.tar.clone(),
+        upgrade_base: args.upgrade_base,
+        registry: args.tls.options(),
+        cache_dir: None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let bar = spinner(cli);
+    let verbose = cli.verbose > 0;
+    let outcome = rt.block_on(raypack::bake::run(&recipe, &opts, |m| {
+        bar.set_message(m.to_string());
+        if verbose {
+            eprintln!("{m}");
+        }
+    }));
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    if !cli.quiet {
+        if outcome.base_pinned_now {
+            eprintln!(
+                "pinned base {} -> {} in raypack.lock",
+                outcome.base, outcome.base_digest
+            );
+        }
+        if let Some(p) = &outcome.pushed {
+            eprintln!(
+                "pushed {} ({} uploaded, {} mounted, {} already there){}",
+                p.repository,
+                p.uploaded,
+                p.mounted,
+                p.skipped,
+                if p.tags.is_empty() {
+                    String::new()
+                } else {
+                    format!(", tags {}", p.tags.join(", "))
+                }
+            );
+        }
+        if let Some(d) = &outcome.oci_layout {
+            eprintln!("wrote OCI layout {}", d.display());
+        }
+        if let Some(t) = &outcome.tar {
+            eprintln!("wrote {}", t.display());
+        }
+    }
+    let doc = match args.emit {
+        None => None,
+        Some(e) => {
+            let c = recipe.cluster.as_ref().expect("checked above");
+            let ray_version = c
+                .ray_version
+                .clone()
+                .or_else(|| outcome.ray_version.clone())
+                .or_else(|| ray_version_from_image(&recipe.base.image))
+                .ok_or_else(|| {
+                    CliError::Other(
+                        raypack::spec::kuberay::SpecError::UnknownRayVersion {
+                            image: recipe.base.image.clone(),
+                        }
+                        .to_string(),
+                    )
+                })?;
+            Some(match e {
+                BakeEmit::HelmValues => raypack::spec::kuberay::helm_values(c, &outcome.reference),
+                other => {
+                    let kind = match other {
+                        BakeEmit::Raycluster => ClusterKind::RayCluster,
+                        BakeEmit::Rayjob => ClusterKind::RayJob,
+                        _ => ClusterKind::RayService,
+                    };
+                    manifest(&ManifestInput {
+                        kind,
+                        cluster: c,
+                        image: &outcome.reference,
+                        ray_version: &ray_version,
+                        runtime_env: None,
+                    })?
+                }
+            })
+        }
+    };
+    match (cli.output, doc) {
+        (Output::Json, doc) => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"bake": outcome, "manifest": doc}))?
+        ),
+        (Output::Text, Some(d)) => print!("{}", raypack::spec::to_yaml(&d)),
+        (Output::Text, None) => println!("{}", outcome.reference),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(cli: &Cli) -> Result<ExitCode, CliError> {

@@ -1,4 +1,4 @@
-//! Archive writers: deterministic zips for runtime_env packages.
-//! (Tar layers for images arrive with `raypack bake`.)
+//! Archive writers: deterministic zips for runtime_env packages and tar layers for images.
 
+pub mod tar;
 pub mod zip;

@@ -1,7 +1,7 @@
 //! KubeRay (ray.io/v1) manifests built from the recipe's `[cluster]`.
 //!
-//! One image reference goes into the head, every worker group and (for a RayJob) the default
-//! submitter, which reuses the head image. Quantities, rayStartParams and rayVersion are
+//! One image reference goes into the head, every worker group and (for a RayJob) the
+//! submitter pod template. Quantities, rayStartParams and rayVersion are
 //! strings, the Ray container is `containers[0]`, and the head declares the ports KubeRay
 //! expects (gcs-server 6379, dashboard 8265, client 10001, metrics 8080, serve 8000 for a
 //! RayService).
@@ -192,6 +192,27 @@ pub fn manifest(input: &ManifestInput) -> Result<Value, SpecError> {
                 s.insert("activeDeadlineSeconds".into(), json!(t));
             }
             s.insert("rayClusterSpec".into(), rcs);
+            // The submitter runs the same image as the cluster (KubeRay's default does too,
+            // but spelling it out pins the digest in every pod of the job).
+            let mut submitter = Map::new();
+            submitter.insert("restartPolicy".into(), json!("Never"));
+            submitter.insert(
+                "containers".into(),
+                json!([{
+                    "name": "ray-job-submitter",
+                    "image": input.image,
+                    "resources": {"requests": {"cpu": "500m", "memory": "200Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
+                }]),
+            );
+            if !c.image_pull_secrets.is_empty() {
+                let secrets: Vec<Value> = c
+                    .image_pull_secrets
+                    .iter()
+                    .map(|n| json!({ "name": n }))
+                    .collect();
+                submitter.insert("imagePullSecrets".into(), Value::Array(secrets));
+            }
+            s.insert("submitterPodTemplate".into(), json!({ "spec": submitter }));
             Value::Object(s)
         }
         ClusterKind::RayService => {

@@ -1,0 +1,193 @@
+//! Deterministic tar layers from file entries.
+//!
+//! A layer is a list of [`LayerEntry`] (paths inside the image, no leading '/'): written sorted
+//! by path, each path once, numeric owner with empty user/group names, one fixed mtime, no
+//! atime/ctime, PAX `path` records for names that do not fit a ustar header. Directory entries
+//! are written only for the directories the caller lists (never for directories the base
+//! already has: an entry would replace their owner and mode).
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+/// What an entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file whose bytes come from `source`.
+    File {
+        source: PathBuf,
+    },
+    /// A regular file with the given bytes (generated files: launchers, RECORD, .pth).
+    Bytes(Vec<u8>),
+    Dir,
+    /// An OCI whiteout for `path` (written as `.wh.<name>` in the same directory).
+    Whiteout,
+}
+
+/// One entry of a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerEntry {
+    /// Path inside the image, '/'-separated, without a leading '/'.
+    pub path: String,
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn tar_name(e: &LayerEntry) -> String {
+    match e.kind {
+        EntryKind::Whiteout => match e.path.rsplit_once('/') {
+            Some((dir, name)) => format!("{dir}/.wh.{name}"),
+            None => format!(".wh.{}", e.path),
+        },
+        EntryKind::Dir => format!("{}/", e.path.trim_end_matches('/')),
+        _ => e.path.clone(),
+    }
+}
+
+/// Writes the entries as an uncompressed tar. Entries are sorted by path here; a path given
+/// twice is an error.
+pub fn write_layer<W: Write>(out: W, entries: &mut [LayerEntry], mtime: u64) -> io::Result<W> {
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    for w in entries.windows(2) {
+        if w[0].path == w[1].path {
+            return Err(io::Error::other(format!(
+                "layer entry /{} appears twice",
+                w[0].path
+            )));
+        }
+    }
+    let mut b = tar::Builder::new(out);
+    b.mode(tar::HeaderMode::Deterministic);
+    for e in entries.iter() {
+        let name = tar_name(e);
+        let mut h = tar::Header::new_ustar();
+        h.set_mtime(mtime);
+        h.set_uid(e.uid as u64);
+        h.set_gid(e.gid as u64);
+        h.set_mode(e.mode);
+        h.set_username("").ok();
+        h.set_groupname("").ok();
+        let (size, kind) = match &e.kind {
+            EntryKind::File { source } => {
+                (std::fs::metadata(source)?.len(), tar::EntryType::Regular)
+            }
+            EntryKind::Bytes(b) => (b.len() as u64, tar::EntryType::Regular),
+            EntryKind::Dir | EntryKind::Whiteout => (
+                0,
+                if matches!(e.kind, EntryKind::Dir) {
+                    tar::EntryType::Directory
+                } else {
+                    tar::EntryType::Regular
+                },
+            ),
+        };
+        h.set_size(size);
+        h.set_entry_type(kind);
+        if h.set_path(&name).is_err() || name.len() > 100 {
+            // PAX extended header carries the full name; the ustar field gets a stand-in.
+            b.append_pax_extensions([("path", name.as_bytes())])?;
+            let short: String = name
+                .chars()
+                .rev()
+                .take(90)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            h.set_path(short.trim_start_matches('/'))
+                .map_err(io::Error::other)?;
+        }
+        h.set_cksum();
+        match &e.kind {
+            EntryKind::File { source } => {
+                let f = std::fs::File::open(source).map_err(|err| {
+                    io::Error::new(err.kind(), format!("{}: {err}", source.display()))
+                })?;
+                b.append(&h, f)?;
+            }
+            EntryKind::Bytes(bytes) => b.append(&h, bytes.as_slice())?,
+            EntryKind::Dir | EntryKind::Whiteout => b.append(&h, io::empty())?,
+        }
+    }
+    b.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn sorted_owned_fixed_mtime_and_long_names() {
+        let long = format!("home/ray/app/{}/x.py", "d".repeat(150));
+        let mut es = vec![
+            LayerEntry {
+                path: "home/ray/app/b.py".into(),
+                kind: EntryKind::Bytes(b"b".to_vec()),
+                mode: 0o644,
+                uid: 1000,
+                gid: 100,
+            },
+            LayerEntry {
+                path: "home/ray/app".into(),
+                kind: EntryKind::Dir,
+                mode: 0o755,
+                uid: 1000,
+                gid: 100,
+            },
+            LayerEntry {
+                path: long.clone(),
+                kind: EntryKind::Bytes(b"x".to_vec()),
+                mode: 0o755,
+                uid: 1000,
+                gid: 100,
+            },
+            LayerEntry {
+                path: "usr/lib/old".into(),
+                kind: EntryKind::Whiteout,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+        ];
+        let buf = write_layer(Vec::new(), &mut es, 1).unwrap();
+        let again = write_layer(Vec::new(), &mut es.clone(), 1).unwrap();
+        assert_eq!(buf, again);
+        let mut a = tar::Archive::new(buf.as_slice());
+        let mut seen = Vec::new();
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let p = e.path().unwrap().to_string_lossy().to_string();
+            assert_eq!(e.header().mtime().unwrap(), 1);
+            if p.ends_with("x.py") {
+                assert_eq!(e.header().uid().unwrap(), 1000);
+                let mut s = String::new();
+                e.read_to_string(&mut s).unwrap();
+                assert_eq!(s, "x");
+            }
+            seen.push(p);
+        }
+        assert_eq!(
+            seen,
+            vec![
+                "home/ray/app/".to_string(),
+                "home/ray/app/b.py".into(),
+                long,
+                "usr/lib/.wh.old".into()
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_paths_are_refused() {
+        let e = LayerEntry {
+            path: "a".into(),
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+        };
+        assert!(write_layer(Vec::new(), &mut [e.clone(), e], 0).is_err());
+    }
+}

@@ -1,0 +1,519 @@
+//! `raypack bake`: the project's code on a pinned rayproject/ray base, as a reproducible image.
+//!
+//! Flow: pin the base (raypack.lock) → pull its manifest, config and layers into the blob cache
+//! → learn its layout ([`base::describe`]) → collect the code (same rules as `raypack env`) →
+//! one code layer under `app_dir` → the base config edited as raw JSON → an [`Image`] →
+//! publish (registry push, OCI layout, docker tar).
+//!
+//! Dependency layers (wheels) slot in between the base layers and the code layer: each is
+//! just another list of [`LayerEntry`]s.
+
+pub mod base;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::archive::tar::{EntryKind, LayerEntry, write_layer};
+use crate::collect::StatCache;
+use crate::lockfile::{BasePin, LockError, LockFile};
+use crate::oci::cache::{BlobCache, CacheError};
+use crate::oci::client::{ClientOptions, PushStats, Registry, RegistryError};
+use crate::oci::image::{Image, gzip_layer};
+use crate::oci::layout::{LayoutError, write_docker_tar, write_oci_layout};
+use crate::oci::media::{Family, Platform};
+use crate::oci::reference::Reference;
+use crate::plan::{PackageRole, PlanError, plan_packages};
+use crate::recipe::Recipe;
+
+pub use base::{BaseError, BaseLayout};
+
+/// Bumped when the code layer's layout changes.
+pub const LAYOUT_VERSION: &str = "raypack-bake-v1";
+/// Where py_modules go under app_dir (the working dir never ships `.raypack/`, so no clash).
+pub const PY_MODULES_DIR: &str = ".raypack/py_modules";
+
+#[derive(Debug, Clone, Default)]
+pub struct BakeOptions {
+    pub platform: Option<String>,
+    pub push: bool,
+    pub oci_layout: Option<PathBuf>,
+    pub tar: Option<PathBuf>,
+    /// Re-resolve the base tag even if raypack.lock pins it.
+    pub upgrade_base: bool,
+    pub registry: ClientOptions,
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BakeError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Base(#[from] BaseError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("--platform {0}: write linux/amd64 or linux/arm64")]
+    Platform(String),
+    #[error(
+        "--push needs `repository` in [image] (e.g. repository = \"registry.example.com/team/app\")"
+    )]
+    NoRepository,
+    #[error("[image] repository `{0}` is not a valid reference")]
+    BadRepository(String),
+    #[error("base image {image}: {message}")]
+    BaseImage { image: String, message: String },
+    #[error("cannot write the code layer: {0}")]
+    Layer(std::io::Error),
+}
+
+/// What a bake produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct BakeOutcome {
+    /// The manifest digest.
+    pub digest: String,
+    /// `repository@digest`, the reference manifests should use.
+    pub reference: String,
+    pub base: String,
+    pub base_digest: String,
+    pub ray_version: Option<String>,
+    pub code_layer: String,
+    pub layers: Vec<String>,
+    pub pushed: Option<PushReport>,
+    pub oci_layout: Option<PathBuf>,
+    pub tar: Option<PathBuf>,
+    pub base_pinned_now: bool,
+    #[serde(skip)]
+    pub image: Image,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PushReport {
+    pub repository: String,
+    pub tags: Vec<String>,
+    pub uploaded: usize,
+    pub mounted: usize,
+    pub skipped: usize,
+}
+
+impl From<(&str, &[String], PushStats)> for PushReport {
+    fn from((repo, tags, s): (&str, &[String], PushStats)) -> Self {
+        PushReport {
+            repository: repo.to_string(),
+            tags: tags.to_vec(),
+            uploaded: s.uploaded,
+            mounted: s.mounted,
+            skipped: s.skipped,
+        }
+    }
+}
+
+/// The image timestamp: `SOURCE_DATE_EPOCH` if set, else the Unix epoch (reproducible).
+pub fn build_epoch() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// RFC 3339 UTC for a Unix time.
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn git(root: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// The git remote as a public URL: credentials stripped, scp-style turned into https.
+fn source_url(root: &Path) -> Option<String> {
+    let raw = git(root, &["remote", "get-url", "origin"])?;
+    if let Ok(mut u) = url::Url::parse(&raw) {
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        return Some(u.to_string());
+    }
+    // git@host:org/repo.git
+    let (_, rest) = raw.split_once('@')?;
+    let (host, path) = rest.split_once(':')?;
+    Some(format!("https://{host}/{path}"))
+}
+
+/// The code layer's entries: the working dir at `app_dir`, each py_module at
+/// `app_dir/.raypack/py_modules/<name>`, owned by the base's user; directories below `app_dir`
+/// (including it) get entries, its parents (which the base has) do not.
+pub fn code_entries(
+    recipe: &Recipe,
+    layout: &BaseLayout,
+    cache: Option<&StatCache>,
+) -> Result<Vec<LayerEntry>, PlanError> {
+    let packages = plan_packages(recipe, cache, u64::MAX)?;
+    let app = recipe.image.app_dir.trim_start_matches('/').to_string();
+    let mut entries = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    dirs.insert(app.clone());
+    for p in &packages {
+        let prefix = match &p.role {
+            PackageRole::WorkingDir => app.clone(),
+            PackageRole::PyModule { name } => format!("{app}/{PY_MODULES_DIR}/{name}"),
+        };
+        for f in &p.files.files {
+            let path = format!("{prefix}/{}", f.rel);
+            let mut d = path.as_str();
+            while let Some((parent, _)) = d.rsplit_once('/') {
+                if parent.len() < app.len() {
+                    break;
+                }
+                dirs.insert(parent.to_string());
+                d = parent;
+            }
+            entries.push(LayerEntry {
+                path,
+                kind: EntryKind::File {
+                    source: f.abs.clone(),
+                },
+                mode: f.mode(),
+                uid: layout.uid,
+                gid: layout.gid,
+            });
+        }
+    }
+    for d in dirs {
+        entries.push(LayerEntry {
+            path: d,
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            uid: layout.uid,
+            gid: layout.gid,
+        });
+    }
+    Ok(entries)
+}
+
+/// Edits the base config (raw JSON, so Docker-only fields survive) for the new layers.
+pub fn edit_config(
+    base_config: &Value,
+    recipe: &Recipe,
+    layout: &BaseLayout,
+    new_layers: &[(String, String)],
+    labels: &Map<String, Value>,
+    created: &str,
+) -> Value {
+    let mut cfg = base_config.clone();
+    if !cfg["config"].is_object() {
+        cfg["config"] = json!({});
+    }
+    let app = &recipe.image.app_dir;
+    cfg["config"]["WorkingDir"] = json!(app);
+    let mut env: Vec<String> = cfg["config"]["Env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut set = |k: &str, v: String| match env
+        .iter_mut()
+        .find(|e| e.split_once('=').is_some_and(|(ek, _)| ek == k))
+    {
+        Some(e) => *e = format!("{k}={v}"),
+        None => env.push(format!("{k}={v}")),
+    };
+    // py_modules and the working dir are importable by every Ray worker, whatever its cwd.
+    let old_pp = base_config["config"]["Env"].as_array().and_then(|a| {
+        a.iter()
+            .filter_map(|v| v.as_str())
+            .find_map(|e| e.strip_prefix("PYTHONPATH="))
+            .map(str::to_string)
+    });
+    let mut pp = format!("{app}/{PY_MODULES_DIR}:{app}");
+    if let Some(o) = old_pp.filter(|o| !o.is_empty()) {
+        pp = format!("{pp}:{o}");
+    }
+    set("PYTHONPATH", pp);
+    for (k, v) in &recipe.image.env {
+        set(k, v.clone());
+    }
+    cfg["config"]["Env"] = json!(env);
+    if !cfg["config"]["Labels"].is_object() {
+        cfg["config"]["Labels"] = json!({});
+    }
+    for (k, v) in labels {
+        cfg["config"]["Labels"][k] = v.clone();
+    }
+    if cfg["config"]["User"].as_str().is_none_or(str::is_empty) {
+        cfg["config"]["User"] = json!(format!("{}:{}", layout.uid, layout.gid));
+    }
+    if !cfg["rootfs"]["diff_ids"].is_array() {
+        cfg["rootfs"] = json!({"type": "layers", "diff_ids": []});
+    }
+    if !cfg["history"].is_array() {
+        cfg["history"] = json!([]);
+    }
+    for (diff_id, created_by) in new_layers {
+        cfg["rootfs"]["diff_ids"]
+            .as_array_mut()
+            .expect("array")
+            .push(json!(diff_id));
+        cfg["history"]
+            .as_array_mut()
+            .expect("array")
+            .push(json!({"created": created, "created_by": created_by, "comment": LAYOUT_VERSION}));
+    }
+    cfg["created"] = json!(created);
+    cfg
+}
+
+fn cache_of(opts: &BakeOptions) -> BlobCache {
+    BlobCache::new(
+        &opts
+            .cache_dir
+            .clone()
+            .unwrap_or_else(crate::oci::cache::default_cache_dir),
+    )
+}
+
+/// Resolves the base to a digest (using and updating raypack.lock).
+pub async fn pin_base(
+    recipe: &Recipe,
+    platform: &Platform,
+    registry: &Registry,
+    cache: &BlobCache,
+    upgrade: bool,
+) -> Result<(Reference, BasePin, bool), BakeError> {
+    let mut lock = LockFile::load(&recipe.root)?;
+    let platform_s = platform.to_string();
+    let base = &recipe.base.reference;
+    if !upgrade && let Some(pin) = lock.base_pin(&recipe.base.image, &platform_s) {
+        return Ok((base.with_digest(&pin.digest), pin.clone(), false));
+    }
+    let resolved = registry.resolve(base, platform, cache).await?;
+    let pin = BasePin {
+        image: recipe.base.image.clone(),
+        platform: platform_s,
+        digest: resolved.digest.clone(),
+        index_digest: resolved.index_digest.clone(),
+    };
+    lock.base = Some(pin.clone());
+    let changed = lock.save(&recipe.root)?;
+    Ok((base.with_digest(&pin.digest), pin, changed))
+}
+
+pub async fn run(
+    recipe: &Recipe,
+    opts: &BakeOptions,
+    mut progress: impl FnMut(&str),
+) -> Result<BakeOutcome, BakeError> {
+    let platform_s = opts
+        .platform
+        .clone()
+        .unwrap_or_else(|| recipe.base.platform.clone());
+    let platform = Platform::parse(&platform_s)
+        .filter(|p| p.os == "linux" && matches!(p.architecture.as_str(), "amd64" | "arm64"))
+        .ok_or_else(|| BakeError::Platform(platform_s.clone()))?;
+    let target = match &recipe.image.repository {
+        Some(r) => Some(Reference::parse(r).map_err(|_| BakeError::BadRepository(r.clone()))?),
+        None if opts.push => return Err(BakeError::NoRepository),
+        None => None,
+    };
+    let registry = Registry::new(opts.registry.clone())?;
+    let cache = cache_of(opts);
+
+    progress("resolving the base image");
+    let (base_ref, pin, pinned_now) =
+        pin_base(recipe, &platform, &registry, &cache, opts.upgrade_base).await?;
+    progress("pulling the base image");
+    let (_, base_image) = registry.pull(&base_ref, &platform, &cache).await?;
+    let base_config: Value =
+        serde_json::from_slice(&std::fs::read(&base_image.config.path).map_err(|e| {
+            CacheError::Io {
+                path: base_image.config.path.clone(),
+                source: e,
+            }
+        })?)
+        .map_err(|e| BakeError::BaseImage {
+            image: recipe.base.image.clone(),
+            message: format!("config is not JSON: {e}"),
+        })?;
+    let layout = base::describe(&recipe.base, &recipe.base.reference, &base_config)?;
+    let family =
+        Family::of(&base_image.manifest_media_type).ok_or_else(|| BakeError::BaseImage {
+            image: recipe.base.image.clone(),
+            message: format!(
+                "unsupported manifest type {}",
+                base_image.manifest_media_type
+            ),
+        })?;
+
+    progress("building the code layer");
+    let stat_cache = StatCache::load(&recipe.state_dir().join("cache").join("stat.bin"));
+    let mut entries = code_entries(recipe, &layout, Some(&stat_cache))?;
+    let _ = stat_cache.save();
+    let mtime = build_epoch();
+    let tmp = tempfile::NamedTempFile::new().map_err(BakeError::Layer)?;
+    let out = std::io::BufWriter::new(tmp.as_file().try_clone().map_err(BakeError::Layer)?);
+    use std::io::Write;
+    write_layer(out, &mut entries, mtime)
+        .map_err(BakeError::Layer)?
+        .flush()
+        .map_err(BakeError::Layer)?;
+    let (code_blob, code_diff) = gzip_layer(tmp.path(), family, &cache)?;
+
+    let created = rfc3339(mtime);
+    let mut labels = Map::new();
+    let mut ann = Map::new();
+    let base_name = format!("{}", recipe.base.reference);
+    for (k, v) in [
+        ("org.opencontainers.image.created", Some(created.clone())),
+        (
+            "org.opencontainers.image.base.name",
+            Some(base_name.clone()),
+        ),
+        (
+            "org.opencontainers.image.base.digest",
+            Some(pin.digest.clone()),
+        ),
+        ("org.opencontainers.image.source", source_url(&recipe.root)),
+        (
+            "org.opencontainers.image.revision",
+            git(&recipe.root, &["rev-parse", "HEAD"]),
+        ),
+        ("org.opencontainers.image.title", Some(recipe.name.clone())),
+    ] {
+        if let Some(v) = v {
+            labels.insert(k.into(), json!(v));
+            ann.insert(k.into(), json!(v));
+        }
+    }
+    for (k, v) in &recipe.image.labels {
+        labels.insert(k.clone(), json!(v));
+    }
+    let cfg = edit_config(
+        &base_config,
+        recipe,
+        &layout,
+        &[(
+            code_diff,
+            format!("raypack bake: code layer ({})", recipe.image.app_dir),
+        )],
+        &labels,
+        &created,
+    );
+    let cfg_bytes = serde_json::to_vec(&cfg).expect("config serializes");
+    let mut layers = base_image.layers.clone();
+    layers.push(code_blob.clone());
+    let image = Image::assemble(family, &cfg_bytes, layers, Some(&ann), &cache)?;
+    let digest = image.digest();
+
+    let mut pushed = None;
+    if opts.push {
+        let target = target.clone().expect("checked above");
+        progress(&format!("pushing to {}", target.name()));
+        let (_, stats) = registry
+            .push_image(&target, &image, &recipe.image.tags, Some(&base_ref))
+            .await?;
+        pushed = Some(PushReport::from((
+            target.name().as_str(),
+            recipe.image.tags.as_slice(),
+            stats,
+        )));
+    }
+    let name = target
+        .as_ref()
+        .map(|t| t.name())
+        .unwrap_or_else(|| recipe.name.clone());
+    let tag_ref = format!(
+        "{name}:{}",
+        recipe
+            .image
+            .tags
+            .first()
+            .map(String::as_str)
+            .unwrap_or("latest")
+    );
+    let mut oci_layout = opts.oci_layout.clone();
+    if !opts.push && opts.oci_layout.is_none() && opts.tar.is_none() {
+        oci_layout = Some(recipe.state_dir().join("oci"));
+    }
+    if let Some(dir) = &oci_layout {
+        progress(&format!("writing the OCI layout {}", dir.display()));
+        write_oci_layout(
+            dir,
+            &image,
+            Some(
+                recipe
+                    .image
+                    .tags
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or("latest"),
+            ),
+        )?;
+    }
+    if let Some(t) = &opts.tar {
+        progress(&format!("writing {}", t.display()));
+        write_docker_tar(t, &image, &[tag_ref])?;
+    }
+    Ok(BakeOutcome {
+        reference: format!("{name}@{digest}"),
+        digest,
+        base: recipe.base.image.clone(),
+        base_digest: pin.digest,
+        ray_version: layout.ray_version.clone(),
+        code_layer: code_blob.digest.clone(),
+        layers: image.layers.iter().map(|l| l.digest.clone()).collect(),
+        pushed,
+        oci_layout,
+        tar: opts.tar.clone(),
+        base_pinned_now: pinned_now,
+        image,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

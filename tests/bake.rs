@@ -1,0 +1,388 @@
+//! `raypack bake` on the stand-in rayproject base (built by scripts/lib/standin.sh, pushed to
+//! the harness registry): push, read back with skopeo, unpack with umoci, run in bubblewrap.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// examples/hello with a recipe pointing at the stand-in base and a fresh repository.
+fn project(repo_tag: &str) -> (tempfile::TempDir, PathBuf, String) {
+    let base = service("RAYPACK_TEST_BASE");
+    let registry = service("RAYPACK_TEST_REGISTRY");
+    let (t, dir) = hello_copy();
+    let repo = format!("{registry}/raypack-test/{}", unique(repo_tag));
+    let text = std::fs::read_to_string(dir.join("raypack.toml")).unwrap();
+    let text = text.replace("image = \"rayproject/ray:2.60.0-py311-cpu\"", &format!("image = \"{base}\"\n\n[image]\nrepository = \"{repo}\"\ntags = [\"v1\"]\nenv = {{ MODE = \"prod\" }}"));
+    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    (t, dir, repo)
+}
+
+fn bake(dir: &Path, args: &[&str]) -> std::process::Output {
+    let cache = dir.parent().unwrap().join("blob-cache");
+    run(raypack()
+        .env("RAYPACK_CACHE_DIR", cache)
+        .arg("-C")
+        .arg(dir)
+        .arg("bake")
+        .args(args))
+}
+
+fn skopeo(args: &[&str]) -> std::process::Output {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Completed blob uploads to `repo` (path after the registry) in the registry's access log.
+fn uploads(repo_path: &str) -> usize {
+    let log = std::fs::read_to_string(service("RAYPACK_TEST_REGISTRY_LOG")).unwrap_or_default();
+    log.lines()
+        .filter(|l| {
+            l.contains(&format!("\"PUT /v2/{repo_path}/blobs/uploads/")) && l.contains("\" 201 ")
+        })
+        .count()
+}
+
+#[test]
+fn baked_image_runs_the_entrypoint_in_a_sandbox() {
+    let (t, dir, repo) = project("run");
+    let out = bake(&dir, &["--push", "--emit", "rayjob"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = stdout(&out);
+    let (ok, report) = validate_kuberay(&yaml);
+    assert!(ok, "{report}\n{yaml}");
+    let doc: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+    let rcs = &doc["spec"]["rayClusterSpec"];
+    let image = rcs["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(image.starts_with(&format!("{repo}@sha256:")), "{image}");
+    assert_eq!(
+        rcs["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["image"],
+        image
+    );
+    assert_eq!(
+        doc["spec"]["submitterPodTemplate"]["spec"]["containers"][0]["image"],
+        image
+    );
+    assert_eq!(
+        rcs["rayVersion"], "2.60.0",
+        "from the base's io.ray.ray-version label"
+    );
+    assert!(dir.join("raypack.lock").is_file(), "the base is pinned");
+
+    // skopeo reads it by digest; umoci unpacks it.
+    let layout = t.path().join("pulled");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{image}"),
+        &format!("oci:{}:img", layout.display()),
+    ]);
+    let bundle = t.path().join("bundle");
+    let out = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:img", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rootfs = bundle.join("rootfs");
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(rootfs.join("home/ray/app/main.py")).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid()),
+        (1000, 100),
+        "code owned by the base's user"
+    );
+    assert!(
+        rootfs
+            .join("home/ray/app/.raypack/py_modules/common/greeting.py")
+            .is_file()
+    );
+    let home = std::fs::metadata(rootfs.join("home/ray")).unwrap();
+    assert_eq!(
+        (home.uid(), home.gid()),
+        (1000, 100),
+        "the base's /home/ray keeps its owner"
+    );
+
+    // Run the [cluster] entrypoint as uid 1000 with the image config's Env and WorkingDir.
+    let rt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let env: Vec<String> = rt["process"]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let cwd = rt["process"]["cwd"].as_str().unwrap().to_string();
+    assert_eq!(cwd, "/home/ray/app");
+    assert!(env.iter().any(|e| e == "MODE=prod"), "{env:?}");
+    let out = Command::new("bwrap")
+        .arg("--bind")
+        .arg(&rootfs)
+        .arg("/")
+        .args([
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm",
+        ])
+        .args([
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-net",
+            "--die-with-parent",
+            "--uid",
+            "1000",
+            "--gid",
+            "100",
+            "--chdir",
+            &cwd,
+        ])
+        .args(["/usr/bin/env", "-i"])
+        .args(&env)
+        .args([
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0",
+            "RAY_USAGE_STATS_ENABLED=0",
+            "sh",
+            "-c",
+            "python main.py",
+        ])
+        .output()
+        .expect("bwrap runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("hello, RAYPACK! (common v1)"), "{text}");
+}
+
+#[test]
+fn bakes_are_reproducible_and_an_edit_changes_only_the_code_layer() {
+    let (_t1, d1, repo) = project("repro");
+    let (_t2, d2, _) = project("repro2");
+    // Same repository in both recipes; different mtimes and modes on the second copy.
+    let r1 = std::fs::read_to_string(d1.join("raypack.toml")).unwrap();
+    std::fs::write(d2.join("raypack.toml"), &r1).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(5_000_000);
+    for f in ["main.py", "helpers.py", "libs/common/greeting.py"] {
+        let p = d2.join(f);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let json = |d: &Path, args: &[&str]| -> serde_json::Value {
+        let cache = d.parent().unwrap().join("blob-cache");
+        let out = run(raypack()
+            .env("RAYPACK_CACHE_DIR", cache)
+            .arg("-C")
+            .arg(d)
+            .args(["--output", "json", "bake"])
+            .args(args));
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let a = json(&d1, &["--push"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let b = json(&d2, &[]);
+    assert_eq!(
+        a["bake"]["digest"], b["bake"]["digest"],
+        "same inputs, same image digest"
+    );
+    let repo_path = repo.split_once('/').unwrap().1.to_string();
+    let before = uploads(&repo_path);
+    // One edit: only the code layer changes, and only it and the config are uploaded.
+    std::fs::write(
+        d1.join("helpers.py"),
+        "def shout(n):\n    return n.title()\n",
+    )
+    .unwrap();
+    let c = json(&d1, &["--push"]);
+    let la: Vec<&serde_json::Value> = a["bake"]["layers"].as_array().unwrap().iter().collect();
+    let lc: Vec<&serde_json::Value> = c["bake"]["layers"].as_array().unwrap().iter().collect();
+    assert_eq!(la.len(), lc.len());
+    assert_eq!(
+        la[..la.len() - 1],
+        lc[..lc.len() - 1],
+        "base layers unchanged"
+    );
+    assert_ne!(la.last(), lc.last(), "code layer changed");
+    assert_eq!(c["bake"]["pushed"]["uploaded"], 2, "code layer + config");
+    assert_eq!(
+        uploads(&repo_path) - before,
+        2,
+        "registry saw exactly two blob uploads"
+    );
+}
+
+#[test]
+fn emitted_manifests_validate_and_pin_one_digest() {
+    let (_t, dir, repo) = project("emit");
+    let mut text = std::fs::read_to_string(dir.join("raypack.toml")).unwrap();
+    text.push_str("serve = { import_path = \"serve_app:app\" }\n");
+    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    for emit in ["raycluster", "rayjob", "rayservice"] {
+        let out = bake(&dir, &["--emit", emit]);
+        assert!(out.status.success(), "{emit}: {}", stderr(&out));
+        let yaml = stdout(&out);
+        let (ok, report) = validate_kuberay(&yaml);
+        assert!(ok, "{emit}: {report}\n{yaml}");
+        let images: Vec<&str> = yaml
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("image: "))
+            .collect();
+        assert!(images.len() >= 2, "{yaml}");
+        assert!(
+            images
+                .iter()
+                .all(|i| *i == images[0] && i.starts_with(&format!("{repo}@sha256:"))),
+            "{images:?}"
+        );
+    }
+    let out = bake(&dir, &["--emit", "helm-values"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_norway::from_str(&stdout(&out)).unwrap();
+    assert!(v["image"]["tag"].as_str().unwrap().starts_with("sha256:"));
+}
+
+#[test]
+fn tar_and_layout_outputs_are_readable() {
+    let (t, dir, _) = project("outputs");
+    let tarball = t.path().join("img.tar");
+    let layout = t.path().join("layout");
+    let out = bake(
+        &dir,
+        &[
+            "--tar",
+            tarball.to_str().unwrap(),
+            "--oci-layout",
+            layout.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = stdout(&out).trim().rsplit('@').next().unwrap().to_string();
+    let raw = skopeo(&["inspect", "--raw", &format!("oci:{}:v1", layout.display())]);
+    assert_eq!(raypack::oci::sha256_digest(&raw.stdout), digest);
+    let cfg = skopeo(&[
+        "inspect",
+        "--config",
+        &format!("docker-archive:{}", tarball.display()),
+    ]);
+    let cfg: serde_json::Value = serde_json::from_slice(&cfg.stdout).unwrap();
+    assert_eq!(cfg["config"]["WorkingDir"], "/home/ray/app");
+    assert_eq!(
+        cfg["config"]["Labels"]["io.ray.ray-version"], "2.60.0",
+        "base labels kept"
+    );
+    assert!(
+        cfg["config"]["Labels"]["org.opencontainers.image.base.digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+}
+
+#[test]
+fn bad_bases_fail_clearly_and_push_nothing() {
+    let registry = service("RAYPACK_TEST_REGISTRY");
+    let (_t, dir, repo) = project("bad");
+    let text = std::fs::read_to_string(dir.join("raypack.toml")).unwrap();
+    let base = service("RAYPACK_TEST_BASE");
+    let manifest_exists = |r: &str| {
+        let (host_repo, _) = r.split_once('@').unwrap_or((r, ""));
+        let path = host_repo.split_once('/').unwrap().1;
+        let url = format!("http://{registry}/v2/{path}/tags/list");
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout) == "200")
+            .unwrap_or(false)
+    };
+    for (bad_base, want) in [
+        (
+            format!("{registry}/raypack-test/no-such-base:1.0"),
+            "not found",
+        ),
+        (
+            "127.0.0.1:9/rayproject/ray:2.60.0-py311-cpu".to_string(),
+            "127.0.0.1:9/rayproject/ray",
+        ),
+    ] {
+        std::fs::write(dir.join("raypack.toml"), text.replace(&base, &bad_base)).unwrap();
+        let _ = std::fs::remove_file(dir.join("raypack.lock"));
+        let out = bake(&dir, &["--push"]);
+        assert_eq!(out.status.code(), Some(1), "{bad_base}");
+        assert!(stderr(&out).contains(want), "{bad_base}: {}", stderr(&out));
+        assert!(out.stdout.is_empty());
+        assert!(!manifest_exists(&repo), "something was pushed to {repo}");
+    }
+    // A base that is not a Ray image: no Python raypack can find, not in the catalog.
+    let t = tempfile::tempdir().unwrap();
+    let cache = raypack::oci::cache::BlobCache::new(t.path());
+    let tar = t.path().join("l.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&tar).unwrap());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(2);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "etc/hi", &b"hi"[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let (blob, diff) =
+        raypack::oci::image::gzip_layer(&tar, raypack::oci::media::Family::Oci, &cache).unwrap();
+    let cfg = raypack::oci::image::minimal_config(
+        &raypack::oci::media::Platform::parse("linux/amd64").unwrap(),
+        &[diff],
+    );
+    let img = raypack::oci::image::Image::assemble(
+        raypack::oci::media::Family::Oci,
+        &cfg,
+        vec![blob],
+        None,
+        &cache,
+    )
+    .unwrap();
+    let nopy = format!("{registry}/raypack-test/{}:1", unique("nopython"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(
+        raypack::oci::client::Registry::new(Default::default())
+            .unwrap()
+            .push_image(
+                &raypack::oci::reference::Reference::parse(&nopy).unwrap(),
+                &img,
+                &["1".into()],
+                None,
+            ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("raypack.toml"), text.replace(&base, &nopy)).unwrap();
+    let _ = std::fs::remove_file(dir.join("raypack.lock"));
+    let out = bake(&dir, &["--push"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not in raypack's catalog") && stderr(&out).contains("[base]"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!manifest_exists(&repo));
+}
