@@ -133,7 +133,15 @@ fn baked_image_runs_the_entrypoint_in_a_sandbox() {
     let cwd = rt["process"]["cwd"].as_str().unwrap().to_string();
     assert_eq!(cwd, "/home/ray/app");
     assert!(env.iter().any(|e| e == "MODE=prod"), "{env:?}");
-    let out = Command::new("bwrap")
+    // bwrap as root cannot take --uid without a user namespace (and then /home/ray would not
+    // be owned by uid 1000 inside): drop to 1000:100 first with setpriv. Every parent of the
+    // rootfs must be traversable by that user.
+    use std::os::unix::fs::PermissionsExt;
+    for p in [t.path(), bundle.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=100", "--clear-groups", "bwrap"])
         .arg("--bind")
         .arg(&rootfs)
         .arg("/")

@@ -2,7 +2,9 @@
 #
 # Test servers for raypack, all on 127.0.0.1: an OCI registry (plain, and a
 # second one with TLS + basic auth), moto (S3), s3s-fs (S3 that verifies
-# SigV4), fake-gcs-server (GCS) and a Ray 2.60 head node.
+# SigV4), fake-gcs-server (GCS) and a Ray 2.60 head node. With the registry,
+# a stand-in for rayproject/ray:2.60.0-py311-cpu (scripts/lib/standin.sh) is
+# built at install time and pushed to the plain registry at start.
 #
 # Sourced by scripts/test and scripts/services. Recipes and gotchas:
 # shared/notes/test-infrastructure.md.
@@ -24,6 +26,9 @@
 
 RAYPACK_TEST_CACHE=${RAYPACK_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/raypack-test}
 RAYPACK_SERVICES=${RAYPACK_SERVICES:-all}
+
+# shellcheck source=SCRIPTDIR/standin.sh
+. "$(dirname "${BASH_SOURCE[0]}")/standin.sh"
 
 # Everything that is listened on, by service (checked free before starting).
 SVC_REGISTRY_PORT=5000
@@ -271,6 +276,9 @@ services_install() {
     flock 9 || exit 1
     svc_timed apt svc_install_apt || { svc_log "apt install failed"; exit 1; }
     svc_timed venv svc_install_venv || { svc_log "venv install failed"; exit 1; }
+    if svc_selected registry; then
+      svc_timed standin standin_build || { svc_log "stand-in base image build failed"; exit 1; }
+    fi
     if svc_selected s3sigv4; then
       svc_timed s3s-fs svc_install_s3s || { svc_log "s3s-fs install failed"; exit 1; }
     fi
@@ -342,6 +350,15 @@ svc_start_registry() {
     || { svc_fail registry "not ready on 127.0.0.1:$SVC_REGISTRY_PORT"; return 1; }
   svc_export RAYPACK_TEST_REGISTRY "127.0.0.1:$SVC_REGISTRY_PORT"
   svc_export RAYPACK_TEST_REGISTRY_LOG "$INFRA/registry-access.log"
+  # The rayproject/ray stand-in (built by services_install), as the tests' base image.
+  local t0 layout
+  t0=$(svc_now)
+  layout=$(standin_layout) || return 1
+  standin_push "127.0.0.1:$SVC_REGISTRY_PORT" \
+    || { svc_log "registry: pushing the stand-in base image failed"; return 1; }
+  svc_log "registry: pushed $STANDIN_REPO:$STANDIN_TAG in $(svc_elapsed "$t0")s"
+  svc_export RAYPACK_TEST_BASE "127.0.0.1:$SVC_REGISTRY_PORT/$STANDIN_REPO:$STANDIN_TAG"
+  svc_export RAYPACK_TEST_BASE_LAYOUT "$layout"
 }
 
 svc_start_registry_tls() {
