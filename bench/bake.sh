@@ -15,8 +15,12 @@ runs=${1:-3}
 : "${RAYPACK_TEST_REGISTRY:?}"
 cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
 bin=$repo/target/release/raypack
-work=$(mktemp -d)
+# buildah names an oci: base after its path, so the path must be a valid lowercase reference
+# (no ".cache", no mixed-case mktemp names).
+work=/tmp/raypack-bench-$$
+mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
+ln -s "$RAYPACK_TEST_BASE_LAYOUT" "$work/base"
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
@@ -40,7 +44,7 @@ for i in $(seq "$runs"); do
   inc+=("$(echo "$e - $s" | bc -l)")
   # buildah, cold storage
   setup "$work/b$i" unused
-  printf 'FROM oci:%s:2.60.0-py311-cpu\nCOPY --chown=1000:100 . /home/ray/app\n' "$RAYPACK_TEST_BASE_LAYOUT" > "$work/b$i/Dockerfile"
+  printf 'FROM oci:%s:2.60.0-py311-cpu\nCOPY --chown=1000:100 . /home/ray/app\n' "$work/base" > "$work/b$i/Dockerfile"
   st=$work/buildah$i
   s=$(now)
   buildah --root "$st/root" --runroot "$st/run" --storage-driver vfs bud --quiet --isolation chroot -t "localhost/bench:$i" "$work/b$i" >/dev/null

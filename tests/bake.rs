@@ -344,6 +344,16 @@ fn bad_bases_fail_clearly_and_push_nothing() {
         assert!(out.stdout.is_empty());
         assert!(!manifest_exists(&repo), "something was pushed to {repo}");
     }
+    // A base for another platform.
+    std::fs::write(dir.join("raypack.toml"), &text).unwrap();
+    let out = bake(&dir, &["--push", "--platform", "linux/arm64"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("built for linux/amd64, not linux/arm64"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!manifest_exists(&repo));
     // A base that is not a Ray image: no Python raypack can find, not in the catalog.
     let t = tempfile::tempdir().unwrap();
     let cache = raypack::oci::cache::BlobCache::new(t.path());

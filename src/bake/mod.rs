@@ -371,6 +371,17 @@ pub async fn run(
             image: recipe.base.image.clone(),
             message: format!("config is not JSON: {e}"),
         })?;
+    // A single-platform base (no index) must itself be for the target platform.
+    let arch = base_config["architecture"].as_str().unwrap_or_default();
+    let os = base_config["os"].as_str().unwrap_or_default();
+    if arch != platform.architecture || os != platform.os {
+        return Err(BakeError::BaseImage {
+            image: recipe.base.image.clone(),
+            message: format!(
+                "it is built for {os}/{arch}, not {platform}; pick a base for {platform} or pass --platform {os}/{arch}"
+            ),
+        });
+    }
     let layout = base::describe(&recipe.base, &recipe.base.reference, &base_config)?;
     let family =
         Family::of(&base_image.manifest_media_type).ok_or_else(|| BakeError::BaseImage {
