@@ -14,6 +14,7 @@ pub mod init;
 pub mod lockfile;
 pub mod oci;
 pub mod plan;
+pub mod python;
 pub mod recipe;
 pub mod requirements;
 pub mod spec;

@@ -76,6 +76,25 @@ enum Command {
     },
     /// Remove a registry's credentials from the docker config.
     Logout { registry: Option<String> },
+    /// Install wheel files into a directory the way `pip install --no-deps --target` does
+    /// (a debugging aid for what bake puts into images).
+    Install {
+        /// Wheel files.
+        #[arg(required = true)]
+        wheels: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        target: PathBuf,
+        /// The interpreter written into script shebangs.
+        #[arg(long, default_value = "/home/ray/anaconda3/bin/python")]
+        python: String,
+        #[arg(long, default_value = "3.11")]
+        python_version: String,
+        #[arg(long, default_value = "linux/amd64")]
+        platform: String,
+        /// glibc level of the target (manylinux_2_N).
+        #[arg(long, default_value = "2_35")]
+        manylinux: String,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -346,6 +365,53 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     eprintln!("Removed login credentials for {registry}");
                 } else {
                     eprintln!("Not logged in to {registry}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Install {
+            wheels,
+            target,
+            python,
+            python_version,
+            platform,
+            manylinux,
+        } => {
+            let t = raypack::python::tags::Target::new(platform, python_version, manylinux)
+                .ok_or_else(|| CliError::Other(format!("unsupported target {platform} / Python {python_version} / manylinux {manylinux}")))?;
+            let prio = t.priorities();
+            let scheme = raypack::python::target_scheme(python, python_version);
+            let scratch = tempfile::tempdir()?;
+            let mut installed = Vec::new();
+            for (i, w) in wheels.iter().enumerate() {
+                let fname = w
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                let wn = raypack::python::wheel::WheelName::parse(&fname).ok_or_else(|| {
+                    CliError::Other(format!("{}: not a wheel file name", w.display()))
+                })?;
+                if wn.priority(&prio).is_none() {
+                    return Err(CliError::Other(format!(
+                        "{fname}: not installable on {t} (its tags: {})",
+                        wn.tags.join(", ")
+                    )));
+                }
+                installed.push(raypack::python::wheel::install(
+                    w,
+                    &scheme,
+                    (0, 0),
+                    true,
+                    &scratch.path().join(i.to_string()),
+                )?);
+            }
+            let roots = vec![scheme.site_packages.clone(), scheme.scripts.clone()];
+            let entries = raypack::python::wheel::merge(&installed, &roots, (0, 0))?;
+            std::fs::create_dir_all(target)?;
+            raypack::python::materialize_target(&entries, target)?;
+            if !cli.quiet {
+                for i in &installed {
+                    eprintln!("installed {} {}", i.name, i.version);
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,60 @@
+//! Python packaging for images, without Python: compatibility tags for a target interpreter
+//! and platform ([`tags`]), wheel filenames and installation into layer entries ([`wheel`]).
+//!
+//! `install` produces [`crate::archive::tar::LayerEntry`] lists and knows nothing of HTTP;
+//! fetching wheels and reading locks live elsewhere.
+
+pub mod tags;
+pub mod wheel;
+
+use std::path::{Path, PathBuf};
+
+use crate::archive::tar::{EntryKind, LayerEntry};
+
+/// The image-side paths used for `raypack install --target DIR` (pip's `--target` layout:
+/// purelib at `DIR`, scripts at `DIR/bin`, RECORD paths relative to `<home>/lib/python`).
+pub const TARGET_HOME: &str = "/raypack-target";
+
+/// The scheme `install --target` installs with, before relocation into the directory.
+pub fn target_scheme(python: &str, python_version: &str) -> wheel::Scheme {
+    wheel::Scheme {
+        site_packages: format!("{TARGET_HOME}/lib/python"),
+        scripts: format!("{TARGET_HOME}/bin"),
+        data: TARGET_HOME.to_string(),
+        headers: format!("{TARGET_HOME}/include/site/python{python_version}"),
+        python: python.to_string(),
+    }
+}
+
+/// Writes entries installed with [`target_scheme`] into `dir` (as `pip install --target`).
+pub fn materialize_target(entries: &[LayerEntry], dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    use std::os::unix::fs::PermissionsExt;
+    let lib = format!("{}/lib/python/", TARGET_HOME.trim_start_matches('/'));
+    let home = format!("{}/", TARGET_HOME.trim_start_matches('/'));
+    let mut written = Vec::new();
+    for e in entries {
+        let rel = e
+            .path
+            .strip_prefix(&lib)
+            .or_else(|| e.path.strip_prefix(&home))
+            .unwrap_or(&e.path);
+        let out = dir.join(rel);
+        match &e.kind {
+            EntryKind::Dir => std::fs::create_dir_all(&out)?,
+            EntryKind::File { source } => {
+                std::fs::create_dir_all(out.parent().unwrap_or(dir))?;
+                std::fs::copy(source, &out)?;
+            }
+            EntryKind::Bytes(b) => {
+                std::fs::create_dir_all(out.parent().unwrap_or(dir))?;
+                std::fs::write(&out, b)?;
+            }
+            EntryKind::Whiteout => continue,
+        }
+        if !matches!(e.kind, EntryKind::Dir) {
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(e.mode))?;
+            written.push(out);
+        }
+    }
+    Ok(written)
+}

@@ -1,0 +1,566 @@
+//! Wheels: filenames and tags, choosing the best wheel for a target, and installing a wheel
+//! into layer entries the way pip does (binary distribution format, PEP 427 / PyPA spec),
+//! without running Python.
+//!
+//! Installing: purelib/platlib into site-packages; `.data/<key>/` spread onto the scheme
+//! (scripts → bin with `#!python` rewritten to the image's interpreter, headers, data);
+//! console and GUI launchers from `entry_points.txt`; INSTALLER (`raypack`), REQUESTED for
+//! requested distributions; RECORD rewritten for the installed paths. Files are 0644, or 0755
+//! when executable; every entry is owned by the base's user. Entries that would escape their
+//! target (absolute, `..`, backslashes, symlinks), a METADATA name/version that differs from
+//! the filename, or more than one `.dist-info` directory are errors.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::archive::tar::{EntryKind, LayerEntry};
+
+/// `{name}-{version}(-{build})?-{py}-{abi}-{plat}.whl`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WheelName {
+    pub name: String,
+    pub version: String,
+    pub build: Option<(u64, String)>,
+    /// Expanded `py-abi-plat` tags (compressed tag sets multiplied out).
+    pub tags: Vec<String>,
+}
+
+/// PEP 503 normalisation: lowercase, runs of `-_.` become `-`.
+pub fn normalize(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut sep = false;
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            sep = true;
+        } else {
+            if sep && !out.is_empty() {
+                out.push('-');
+            }
+            sep = false;
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+impl WheelName {
+    pub fn parse(filename: &str) -> Option<WheelName> {
+        let stem = filename.strip_suffix(".whl")?;
+        let parts: Vec<&str> = stem.split('-').collect();
+        let (name, version, build, py, abi, plat) = match parts.as_slice() {
+            [n, v, py, abi, plat] => (*n, *v, None, *py, *abi, *plat),
+            [n, v, b, py, abi, plat] => {
+                let digits: String = b.chars().take_while(|c| c.is_ascii_digit()).collect();
+                if digits.is_empty() {
+                    return None;
+                }
+                (
+                    *n,
+                    *v,
+                    Some((digits.parse().ok()?, b[digits.len()..].to_string())),
+                    *py,
+                    *abi,
+                    *plat,
+                )
+            }
+            _ => return None,
+        };
+        let mut tags = Vec::new();
+        for p in py.split('.') {
+            for a in abi.split('.') {
+                for pl in plat.split('.') {
+                    tags.push(format!("{p}-{a}-{pl}"));
+                }
+            }
+        }
+        Some(WheelName {
+            name: name.to_string(),
+            version: version.to_string(),
+            build,
+            tags,
+        })
+    }
+
+    /// The best (lowest) priority of any of its tags, if any is compatible.
+    pub fn priority(&self, priorities: &std::collections::HashMap<String, usize>) -> Option<usize> {
+        self.tags
+            .iter()
+            .filter_map(|t| priorities.get(t).copied())
+            .min()
+    }
+}
+
+/// Picks the best of several wheels of one version: best tag, then highest build tag.
+pub fn best_wheel<'a>(
+    names: &'a [WheelName],
+    priorities: &std::collections::HashMap<String, usize>,
+) -> Option<&'a WheelName> {
+    names
+        .iter()
+        .filter_map(|w| w.priority(priorities).map(|p| (p, w)))
+        .min_by(|(pa, a), (pb, b)| pa.cmp(pb).then_with(|| b.build.cmp(&a.build)))
+        .map(|(_, w)| w)
+}
+
+/// Where an installation puts things (absolute paths inside the image).
+#[derive(Debug, Clone)]
+pub struct Scheme {
+    pub site_packages: String,
+    pub scripts: String,
+    pub data: String,
+    /// `…/include/python3.X`; the distribution name is appended.
+    pub headers: String,
+    /// The interpreter written into script shebangs.
+    pub python: String,
+}
+
+impl Scheme {
+    /// The layout of a conda/venv-style environment whose interpreter is `<prefix>/bin/python`.
+    pub fn for_python(python: &str, python_version: &str, site_packages: &str) -> Scheme {
+        let bin = python
+            .rsplit_once('/')
+            .map(|(d, _)| d)
+            .unwrap_or("/usr/bin");
+        let prefix = bin.rsplit_once('/').map(|(d, _)| d).unwrap_or("/usr");
+        Scheme {
+            site_packages: site_packages.to_string(),
+            scripts: bin.to_string(),
+            data: prefix.to_string(),
+            headers: format!("{prefix}/include/python{python_version}"),
+            python: python.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WheelError {
+    #[error("{wheel}: {message}")]
+    Invalid { wheel: String, message: String },
+    #[error(
+        "{wheel}: entry `{entry}` would be installed outside its target directory; refusing the wheel"
+    )]
+    Escape { wheel: String, entry: String },
+    #[error("{wheel}: {source}")]
+    Io {
+        wheel: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One installed distribution.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub name: String,
+    pub version: String,
+    pub dist_info: String,
+    pub entries: Vec<LayerEntry>,
+}
+
+fn b64_sha256(data: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(data))
+    )
+}
+
+/// `to` relative to the directory `from` (both absolute, '/'-separated).
+fn relative(from: &str, to: &str) -> String {
+    let f: Vec<&str> = from
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let t: Vec<&str> = to
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<&str> = std::iter::repeat_n("..", f.len() - common).collect();
+    parts.extend(&t[common..]);
+    parts.join("/")
+}
+
+fn safe_rel(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('/')
+        && !name.contains('\\')
+        && !name.contains('\0')
+        && name.split('/').all(|c| c != ".." && c != ".")
+}
+
+/// The shebang for a script run by `python` (the /bin/sh trampoline for long or spaced paths).
+fn shebang(python: &str) -> String {
+    if python.len() + 2 > 127 || python.contains(' ') {
+        format!("#!/bin/sh\n'''exec' '{python}' \"$0\" \"$@\"\n' '''\n")
+    } else {
+        format!("#!{python}\n")
+    }
+}
+
+fn launcher(python: &str, module: &str, attr: &str) -> String {
+    let top = attr.split('.').next().unwrap_or(attr);
+    format!(
+        "{}# -*- coding: utf-8 -*-\nimport sys\nfrom {module} import {top}\nif __name__ == '__main__':\n    sys.argv[0] = sys.argv[0].removesuffix('.exe')\n    sys.exit({attr}())\n",
+        shebang(python)
+    )
+}
+
+/// Installs the wheel at `path` into layer entries. File contents are extracted under
+/// `unpack_dir` (which must be empty or not exist) and referenced from there.
+pub fn install(
+    path: &Path,
+    scheme: &Scheme,
+    owner: (u32, u32),
+    requested: bool,
+    unpack_dir: &Path,
+) -> Result<Installed, WheelError> {
+    let wheel = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let invalid = |message: String| WheelError::Invalid {
+        wheel: wheel.clone(),
+        message,
+    };
+    let io = |source: std::io::Error| WheelError::Io {
+        wheel: wheel.clone(),
+        source,
+    };
+    let wn = WheelName::parse(&wheel).ok_or_else(|| invalid("not a wheel file name".into()))?;
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| invalid(format!("not a zip archive: {e}")))?;
+
+    // Exactly one .dist-info directory, matching the filename.
+    let mut dist_infos = std::collections::BTreeSet::new();
+    for i in 0..zip.len() {
+        let f = zip.by_index_raw(i).map_err(|e| invalid(e.to_string()))?;
+        let name = f.name().map_err(|e| invalid(e.to_string()))?.to_string();
+        if !safe_rel(name.trim_end_matches('/')) {
+            return Err(WheelError::Escape { wheel, entry: name });
+        }
+        if f.unix_mode().is_some_and(|m| m & 0o170000 == 0o120000) {
+            return Err(WheelError::Escape {
+                wheel,
+                entry: format!("{name} (symlink)"),
+            });
+        }
+        if let Some((top, _)) = name.split_once('/')
+            && top.ends_with(".dist-info")
+        {
+            dist_infos.insert(top.to_string());
+        }
+    }
+    let dist_info = match dist_infos.len() {
+        1 => dist_infos.into_iter().next().expect("one"),
+        0 => return Err(invalid("no .dist-info directory".into())),
+        n => {
+            return Err(invalid(format!(
+                "{n} .dist-info directories ({})",
+                dist_infos.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    };
+    let read_text = |zip: &mut zip::ZipArchive<std::io::BufReader<std::fs::File>>,
+                     name: &str|
+     -> Option<String> {
+        let mut f = zip.by_name(name).ok()?;
+        let mut s = String::new();
+        f.read_to_string(&mut s).ok()?;
+        Some(s)
+    };
+    let metadata = read_text(&mut zip, &format!("{dist_info}/METADATA"))
+        .ok_or_else(|| invalid(format!("{dist_info}/METADATA is missing")))?;
+    let header = |key: &str| {
+        metadata
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| {
+                l.strip_prefix(&format!("{key}: "))
+                    .map(str::trim)
+                    .map(str::to_string)
+            })
+    };
+    let (mname, mversion) = (
+        header("Name").unwrap_or_default(),
+        header("Version").unwrap_or_default(),
+    );
+    if normalize(&mname) != normalize(&wn.name)
+        || mversion.replace('_', "-") != wn.version.replace('_', "-")
+    {
+        return Err(invalid(format!(
+            "METADATA says {mname} {mversion}, the filename says {} {}",
+            wn.name, wn.version
+        )));
+    }
+    let wheel_meta = read_text(&mut zip, &format!("{dist_info}/WHEEL"))
+        .ok_or_else(|| invalid(format!("{dist_info}/WHEEL is missing")))?;
+    let field = |key: &str| {
+        wheel_meta.lines().find_map(|l| {
+            l.strip_prefix(&format!("{key}:"))
+                .map(str::trim)
+                .map(str::to_string)
+        })
+    };
+    let wv = field("Wheel-Version").unwrap_or_default();
+    if !wv.starts_with("1.") {
+        return Err(invalid(format!(
+            "Wheel-Version {wv} is not supported (1.x only)"
+        )));
+    }
+    let data_dir = format!("{}.data", dist_info.trim_end_matches(".dist-info"));
+
+    std::fs::create_dir_all(unpack_dir).map_err(io)?;
+    let sp = scheme.site_packages.trim_end_matches('/').to_string();
+    let mut entries: Vec<LayerEntry> = Vec::new();
+    let mut record: Vec<(String, String, u64)> = Vec::new();
+    let file_entry = |path: &str, source: PathBuf, mode: u32| LayerEntry {
+        path: path.trim_start_matches('/').to_string(),
+        kind: EntryKind::File { source },
+        mode,
+        uid: owner.0,
+        gid: owner.1,
+    };
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).map_err(|e| invalid(e.to_string()))?;
+        let name = f.name().map_err(|e| invalid(e.to_string()))?.to_string();
+        if f.is_dir() || name.ends_with('/') {
+            continue;
+        }
+        if name == format!("{dist_info}/RECORD")
+            || name == format!("{dist_info}/INSTALLER")
+            || name == format!("{dist_info}/REQUESTED")
+        {
+            continue; // rewritten below
+        }
+        let exec = f.unix_mode().is_some_and(|m| m & 0o111 != 0);
+        let (target, is_script) = match name.strip_prefix(&format!("{data_dir}/")) {
+            Some(rest) => {
+                let (key, sub) = rest
+                    .split_once('/')
+                    .ok_or_else(|| invalid(format!("bad data entry {name}")))?;
+                match key {
+                    "purelib" | "platlib" => (format!("{sp}/{sub}"), false),
+                    "scripts" => (format!("{}/{sub}", scheme.scripts), true),
+                    "data" => (format!("{}/{sub}", scheme.data), false),
+                    "headers" => (format!("{}/{}/{sub}", scheme.headers, wn.name), false),
+                    other => {
+                        return Err(invalid(format!(
+                            "unknown wheel data directory `{other}` in {name}"
+                        )));
+                    }
+                }
+            }
+            None => (format!("{sp}/{name}"), false),
+        };
+        let mut bytes = Vec::with_capacity(f.size() as usize);
+        f.read_to_end(&mut bytes).map_err(io)?;
+        let mut mode = if exec { 0o755 } else { 0o644 };
+        if is_script {
+            mode = 0o755;
+            if bytes.starts_with(b"#!python") {
+                let end = bytes
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map(|p| p + 1)
+                    .unwrap_or(bytes.len());
+                let mut out = shebang(&scheme.python).into_bytes();
+                out.extend_from_slice(&bytes[end..]);
+                bytes = out;
+            }
+        }
+        let source = unpack_dir.join(format!("{i:06}"));
+        std::fs::File::create(&source)
+            .and_then(|mut o| o.write_all(&bytes))
+            .map_err(io)?;
+        record.push((
+            relative(&sp, &target),
+            b64_sha256(&bytes),
+            bytes.len() as u64,
+        ));
+        entries.push(file_entry(&target, source, mode));
+    }
+
+    // Launchers from entry_points.txt.
+    if let Some(ep) = read_text(&mut zip, &format!("{dist_info}/entry_points.txt")) {
+        let mut section = String::new();
+        for line in ep.lines() {
+            let line = line.trim();
+            if line.starts_with('[') && line.ends_with(']') {
+                section = line[1..line.len() - 1].trim().to_string();
+                continue;
+            }
+            if !(section == "console_scripts" || section == "gui_scripts")
+                || line.is_empty()
+                || line.starts_with('#')
+                || line.starts_with(';')
+            {
+                continue;
+            }
+            let Some((script, target)) = line.split_once('=') else {
+                continue;
+            };
+            let script = script.trim();
+            if !safe_rel(script) || script.contains('/') {
+                return Err(WheelError::Escape {
+                    wheel,
+                    entry: format!("script {script}"),
+                });
+            }
+            let target = target.split('[').next().unwrap_or(target).trim();
+            let (module, attr) = target
+                .split_once(':')
+                .ok_or_else(|| invalid(format!("entry point `{line}` is not module:attr")))?;
+            let text = launcher(&scheme.python, module.trim(), attr.trim()).into_bytes();
+            let path = format!("{}/{script}", scheme.scripts);
+            record.push((relative(&sp, &path), b64_sha256(&text), text.len() as u64));
+            entries.push(LayerEntry {
+                path: path.trim_start_matches('/').into(),
+                kind: EntryKind::Bytes(text),
+                mode: 0o755,
+                uid: owner.0,
+                gid: owner.1,
+            });
+        }
+    }
+    let di = format!("{sp}/{dist_info}");
+    let mut meta_files = vec![("INSTALLER", b"raypack\n".to_vec())];
+    if requested {
+        meta_files.push(("REQUESTED", Vec::new()));
+    }
+    for (n, data) in meta_files {
+        let path = format!("{di}/{n}");
+        record.push((relative(&sp, &path), b64_sha256(&data), data.len() as u64));
+        entries.push(LayerEntry {
+            path: path.trim_start_matches('/').into(),
+            kind: EntryKind::Bytes(data),
+            mode: 0o644,
+            uid: owner.0,
+            gid: owner.1,
+        });
+    }
+    record.sort();
+    let mut csv = String::new();
+    for (p, h, s) in &record {
+        let p = if p.contains(',') || p.contains('"') {
+            format!("\"{}\"", p.replace('"', "\"\""))
+        } else {
+            p.clone()
+        };
+        csv.push_str(&format!("{p},{h},{s}\n"));
+    }
+    csv.push_str(&format!("{dist_info}/RECORD,,\n"));
+    entries.push(LayerEntry {
+        path: format!("{di}/RECORD").trim_start_matches('/').into(),
+        kind: EntryKind::Bytes(csv.into_bytes()),
+        mode: 0o644,
+        uid: owner.0,
+        gid: owner.1,
+    });
+
+    Ok(Installed {
+        name: mname,
+        version: mversion,
+        dist_info,
+        entries,
+    })
+}
+
+/// Merges installed distributions into one entry list: directory entries for every directory
+/// below `under` (site-packages, bin, …), deduplicated, so namespace packages merge; a file
+/// path shipped by two distributions is an error naming both.
+pub fn merge(
+    installed: &[Installed],
+    owned_roots: &[String],
+    owner: (u32, u32),
+) -> Result<Vec<LayerEntry>, WheelError> {
+    let mut files: BTreeMap<String, (&str, &LayerEntry)> = BTreeMap::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    for inst in installed {
+        for e in &inst.entries {
+            if let Some((prev, _)) = files.get(&e.path) {
+                return Err(WheelError::Invalid {
+                    wheel: inst.name.clone(),
+                    message: format!("/{} is also installed by {prev}", e.path),
+                });
+            }
+            files.insert(e.path.clone(), (&inst.name, e));
+            for root in owned_roots {
+                let root = root.trim_matches('/');
+                if let Some(rest) = e.path.strip_prefix(&format!("{root}/")) {
+                    let mut acc = root.to_string();
+                    let comps: Vec<&str> = rest.split('/').collect();
+                    for c in &comps[..comps.len() - 1] {
+                        acc = format!("{acc}/{c}");
+                        dirs.insert(acc.clone());
+                    }
+                }
+            }
+        }
+    }
+    let mut out: Vec<LayerEntry> = files.into_values().map(|(_, e)| e.clone()).collect();
+    out.extend(dirs.into_iter().map(|d| LayerEntry {
+        path: d,
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: owner.0,
+        gid: owner.1,
+    }));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_and_best_wheel() {
+        let w = WheelName::parse(
+            "numpy-2.1.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        )
+        .unwrap();
+        assert_eq!(
+            w.tags,
+            vec![
+                "cp311-cp311-manylinux_2_17_x86_64",
+                "cp311-cp311-manylinux2014_x86_64"
+            ]
+        );
+        let b = WheelName::parse("pkg-1.0-2b-py2.py3-none-any.whl").unwrap();
+        assert_eq!(b.build, Some((2, "b".into())));
+        assert_eq!(b.tags.len(), 2);
+        let t = crate::python::tags::Target::new("linux/amd64", "3.11", "2_36").unwrap();
+        let pr = t.priorities();
+        let cands = vec![
+            WheelName::parse("x-1-py3-none-any.whl").unwrap(),
+            WheelName::parse("x-1-cp311-cp311-manylinux_2_28_x86_64.whl").unwrap(),
+            WheelName::parse("x-1-cp311-cp311-manylinux_2_38_x86_64.whl").unwrap(),
+            WheelName::parse("x-1-cp311-cp311-macosx_11_0_arm64.whl").unwrap(),
+        ];
+        assert_eq!(
+            best_wheel(&cands, &pr).unwrap().tags[0],
+            "cp311-cp311-manylinux_2_28_x86_64"
+        );
+        assert_eq!(normalize("Foo.Bar__baz"), "foo-bar-baz");
+    }
+
+    #[test]
+    fn relative_paths_and_shebangs() {
+        assert_eq!(
+            relative("/a/lib/python3.11/site-packages", "/a/bin/tool"),
+            "../../../bin/tool"
+        );
+        assert_eq!(relative("/a/sp", "/a/sp/pkg/x.py"), "pkg/x.py");
+        assert_eq!(
+            shebang("/home/ray/anaconda3/bin/python"),
+            "#!/home/ray/anaconda3/bin/python\n"
+        );
+        assert!(shebang("/opt/my env/bin/python").starts_with("#!/bin/sh\n'''exec'"));
+    }
+}

@@ -1,0 +1,309 @@
+//! Wheel tags against `packaging` (in the test venv), and wheel installation against
+//! `pip install --no-deps --target` for real wheels from PyPI.
+
+mod common;
+use common::*;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use raypack::python::tags::Target;
+
+#[test]
+fn tags_match_packaging_for_several_targets() {
+    let py = service("RAYPACK_TEST_PYTHON");
+    for (platform, arch, pyv, glibc) in [
+        ("linux/amd64", "x86_64", "3.11", "2_36"),
+        ("linux/amd64", "x86_64", "3.10", "2_35"),
+        ("linux/arm64", "aarch64", "3.12", "2_39"),
+        ("linux/amd64", "x86_64", "3.13", "2_17"),
+        ("linux/arm64", "aarch64", "3.9", "2_31"),
+    ] {
+        let minor: u32 = pyv[2..].parse().unwrap();
+        let g: u32 = glibc[2..].parse().unwrap();
+        let script = format!(
+            "import packaging.tags as t, packaging._manylinux as m\n\
+             m._get_glibc_version = lambda: (2, {g})\n\
+             m._have_compatible_abi = lambda exe, archs: True\n\
+             plats = ['linux_{arch}'] + list(m.platform_tags(['{arch}']))\n\
+             tags = list(t.cpython_tags((3, {minor}), abis=['cp3{minor}'], platforms=plats)) + list(t.compatible_tags((3, {minor}), 'cp3{minor}', plats))\n\
+             print('\\n'.join(str(x) for x in tags))\n"
+        );
+        let out = Command::new(&py).arg("-c").arg(&script).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let got = Target::new(platform, pyv, glibc).unwrap().tags();
+        assert_eq!(got.len(), want.len(), "{platform} {pyv} {glibc}");
+        assert_eq!(got, want, "{platform} {pyv} {glibc}");
+    }
+}
+
+/// Downloads `name==version`'s best wheel for CPython 3.11 / manylinux_2_36 x86_64 from PyPI's
+/// simple API (PEP 691 JSON), checking its sha256.
+fn pypi_wheel(dir: &Path, name: &str, version: &str) -> PathBuf {
+    use raypack::python::wheel::{WheelName, best_wheel, normalize};
+    let url = format!("https://pypi.org/simple/{}/", normalize(name));
+    let v: serde_json::Value = reqwest::blocking_get_json(&url);
+    let prio = Target::new("linux/amd64", "3.11", "2_36")
+        .unwrap()
+        .priorities();
+    let files: Vec<(&serde_json::Value, WheelName)> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| WheelName::parse(f["filename"].as_str()?).map(|w| (f, w)))
+        .filter(|(_, w)| w.version == version)
+        .collect();
+    let names: Vec<WheelName> = files.iter().map(|(_, w)| w.clone()).collect();
+    let best = best_wheel(&names, &prio)
+        .unwrap_or_else(|| panic!("{name} {version}: no wheel for the target"));
+    let (file, _) = files.iter().find(|(_, w)| w == best).unwrap();
+    let fname = file["filename"].as_str().unwrap();
+    let path = dir.join(fname);
+    let bytes = reqwest::blocking_get_bytes(file["url"].as_str().unwrap());
+    use sha2::Digest;
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        file["hashes"]["sha256"].as_str().unwrap(),
+        "{fname}"
+    );
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// Tiny blocking helpers over reqwest (the test needs no async).
+mod reqwest {
+    pub fn blocking_get_bytes(url: &str) -> Vec<u8> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let r = ::reqwest::Client::new()
+                .get(url)
+                .header("Accept", "application/vnd.pypi.simple.v1+json")
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert!(r.status().is_success(), "{url}: {}", r.status());
+            r.bytes().await.unwrap().to_vec()
+        })
+    }
+    pub fn blocking_get_json(url: &str) -> serde_json::Value {
+        serde_json::from_slice(&blocking_get_bytes(url)).unwrap()
+    }
+}
+
+/// relative path -> bytes, skipping bytecode.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().to_string();
+            if rel.contains("__pycache__") || rel.ends_with(".pyc") {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn record_rows(bytes: &[u8]) -> BTreeMap<String, String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter_map(|l| {
+            let (p, rest) = l.rsplit_once(',').and_then(|(a, _size)| {
+                a.rsplit_once(',')
+                    .map(|(p, h)| (p.to_string(), h.to_string()))
+            })?;
+            let _ = rest;
+            Some((p.trim_matches('"').to_string(), l.to_string()))
+        })
+        .filter(|(p, _)| !p.ends_with(".pyc") && !p.contains("__pycache__"))
+        .collect()
+}
+
+#[test]
+fn install_matches_pip_target_for_real_wheels() {
+    let venv = PathBuf::from(service("RAYPACK_TEST_VENV"));
+    let t = tempfile::tempdir().unwrap();
+    let wheels = [
+        pypi_wheel(t.path(), "click", "8.1.8"),
+        pypi_wheel(t.path(), "pygments", "2.19.1"), // console script (pygmentize)
+        pypi_wheel(t.path(), "jaraco.functools", "4.1.0"), // PEP 420 namespace package
+        pypi_wheel(t.path(), "jaraco.context", "6.0.1"), // same namespace, second wheel
+        pypi_wheel(t.path(), "ruff", "0.9.6"),      // .data/scripts binary
+        pypi_wheel(t.path(), "pyyaml", "6.0.2"),    // platform wheel
+    ];
+    let ours = t.path().join("ours");
+    let out = run(raypack()
+        .args([
+            "install",
+            "--python",
+            "/opt/py/bin/python",
+            "--manylinux",
+            "2_36",
+            "--target",
+        ])
+        .arg(&ours)
+        .args(&wheels));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pips = t.path().join("pip");
+    let out = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--no-deps",
+            "--no-compile",
+            "--disable-pip-version-check",
+            "--no-index",
+            "--target",
+        ])
+        .arg(&pips)
+        .args(&wheels)
+        .env_remove("PIP_FIND_LINKS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pip: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Compared modulo what the issue allows (INSTALLER, launcher text, bytecode) and pip's
+    // direct_url.json, which PEP 610 asks for only because pip installed from local paths.
+    let skip = |p: &str| p.ends_with("/INSTALLER") || p.ends_with("/direct_url.json");
+    let launcher = |p: &str| p.starts_with("bin/") && p != "bin/ruff";
+    let a: BTreeMap<String, Vec<u8>> = tree(&ours).into_iter().filter(|(k, _)| !skip(k)).collect();
+    let b: BTreeMap<String, Vec<u8>> = tree(&pips).into_iter().filter(|(k, _)| !skip(k)).collect();
+    let only_a: Vec<&String> = a.keys().filter(|k| !b.contains_key(*k)).collect();
+    let only_b: Vec<&String> = b.keys().filter(|k| !a.contains_key(*k)).collect();
+    assert!(
+        only_a.is_empty() && only_b.is_empty(),
+        "only raypack: {only_a:?}; only pip: {only_b:?}"
+    );
+    for (k, va) in &a {
+        if launcher(k) {
+            continue;
+        }
+        if k.ends_with("/RECORD") {
+            let ra: BTreeMap<String, String> = record_rows(va)
+                .into_iter()
+                .filter(|(p, _)| !skip(p))
+                .collect();
+            let rb: BTreeMap<String, String> = record_rows(&b[k])
+                .into_iter()
+                .filter(|(p, _)| !skip(p))
+                .collect();
+            assert_eq!(
+                ra.keys().collect::<Vec<_>>(),
+                rb.keys().collect::<Vec<_>>(),
+                "{k}: RECORD paths"
+            );
+            for (p, row) in &ra {
+                if p.starts_with("../../bin/") && !p.ends_with("/ruff") {
+                    continue; // launcher text differs
+                }
+                assert_eq!(row, &rb[p], "{k}: RECORD row for {p}");
+            }
+            continue;
+        }
+        assert!(va == &b[k], "{k} differs from pip's");
+    }
+    // The console script points at the interpreter raypack was told about.
+    let script = String::from_utf8_lossy(&a["bin/pygmentize"]).to_string();
+    assert!(
+        script.starts_with("#!/opt/py/bin/python\n")
+            && script.contains("from pygments.cmdline import main"),
+        "{script}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(ours.join("bin/ruff"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+}
+
+#[test]
+fn hostile_wheels_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let mk = |name: &str, entries: &[(&str, &str)]| -> PathBuf {
+        let p = t.path().join(name);
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
+        for (n, body) in entries {
+            z.start_file(*n, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            std::io::Write::write_all(&mut z, body.as_bytes()).unwrap();
+        }
+        z.finish().unwrap();
+        p
+    };
+    let meta = (
+        "evil-1.0.dist-info/METADATA",
+        "Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n\n",
+    );
+    let wheel = (
+        "evil-1.0.dist-info/WHEEL",
+        "Wheel-Version: 1.0\nRoot-Is-Purelib: true\n",
+    );
+    for (file, entries, want) in [
+        (
+            "evil-1.0-py3-none-any.whl",
+            vec![meta, wheel, ("../../etc/passwd", "x")],
+            "outside its target",
+        ),
+        (
+            "evil-1.0-py3-none-any.whl",
+            vec![meta, wheel, ("/etc/passwd", "x")],
+            "outside its target",
+        ),
+        (
+            "evil-1.0-py3-none-any.whl",
+            vec![
+                (
+                    "evil-1.0.dist-info/METADATA",
+                    "Metadata-Version: 2.1\nName: other\nVersion: 1.0\n\n",
+                ),
+                wheel,
+            ],
+            "METADATA says other 1.0",
+        ),
+        (
+            "evil-1.0-py3-none-any.whl",
+            vec![meta, wheel, ("x-1.0.dist-info/METADATA", "")],
+            "2 .dist-info directories",
+        ),
+        (
+            "evil-1.0-cp311-cp311-macosx_11_0_arm64.whl",
+            vec![meta, wheel],
+            "not installable on CPython 3.11",
+        ),
+    ] {
+        let _ = std::fs::remove_file(t.path().join(file));
+        let w = mk(file, &entries);
+        let dir = t.path().join("target");
+        let out = run(raypack().args(["install", "--target"]).arg(&dir).arg(&w));
+        assert_eq!(out.status.code(), Some(1), "{file}");
+        assert!(
+            stderr(&out).contains(want),
+            "{file}: want `{want}` in {}",
+            stderr(&out)
+        );
+        assert!(!dir.join("etc").exists());
+    }
+}
