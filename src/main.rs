@@ -174,6 +174,9 @@ struct BakeArgs {
     /// Re-resolve the base tag instead of using the pin in raypack.lock.
     #[arg(long)]
     upgrade_base: bool,
+    /// Bake the code only; take the Python dependencies from the base image.
+    #[arg(long)]
+    skip_deps: bool,
     #[command(flatten)]
     tls: RegistryArgs,
 }
@@ -399,6 +402,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 }
                 installed.push(raypack::python::wheel::install(
                     w,
+                    &fname,
                     &scheme,
                     (0, 0),
                     true,
@@ -523,6 +527,7 @@ fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
         upgrade_base: args.upgrade_base,
         registry: args.tls.options(),
         cache_dir: None,
+        skip_deps: args.skip_deps,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

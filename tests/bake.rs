@@ -21,11 +21,12 @@ fn project(repo_tag: &str) -> (tempfile::TempDir, PathBuf, String) {
 
 fn bake(dir: &Path, args: &[&str]) -> std::process::Output {
     let cache = dir.parent().unwrap().join("blob-cache");
+    // examples/hello's requirements are unpinned: its code runs on the base's packages.
     run(raypack()
         .env("RAYPACK_CACHE_DIR", cache)
         .arg("-C")
         .arg(dir)
-        .arg("bake")
+        .args(["bake", "--skip-deps"])
         .args(args))
 }
 
@@ -205,7 +206,7 @@ fn bakes_are_reproducible_and_an_edit_changes_only_the_code_layer() {
             .env("RAYPACK_CACHE_DIR", cache)
             .arg("-C")
             .arg(d)
-            .args(["--output", "json", "bake"])
+            .args(["--output", "json", "bake", "--skip-deps"])
             .args(args));
         assert!(out.status.success(), "{}", stderr(&out));
         serde_json::from_slice(&out.stdout).unwrap()
@@ -403,4 +404,154 @@ fn bad_bases_fail_clearly_and_push_nothing() {
         stderr(&out)
     );
     assert!(!manifest_exists(&repo));
+}
+
+#[test]
+fn pinned_dependencies_are_installed_as_their_own_layer_and_work() {
+    let (t, dir, repo) = project("deps");
+    // A PEP 751 lock with real PyPI wheels: a console script, a PEP 420 namespace package and
+    // its dependency.
+    let mut lock = String::from("lock-version = \"1.0\"\ncreated-by = \"raypack-tests\"\n");
+    for (name, version) in [
+        ("tabulate", "0.9.0"),
+        ("jaraco.functools", "4.1.0"),
+        ("more-itertools", "10.5.0"),
+    ] {
+        let (file, url, sha) = pypi_wheel_info(name, version);
+        lock.push_str(&format!("\n[[packages]]\nname = \"{name}\"\nversion = \"{version}\"\n\n[[packages.wheels]]\nname = \"{file}\"\nurl = \"{url}\"\nhashes = {{ sha256 = \"{sha}\" }}\n"));
+    }
+    std::fs::write(dir.join("pylock.toml"), lock).unwrap();
+    let text = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace(
+            "requirements_file = \"requirements.txt\"",
+            "requirements_file = \"pylock.toml\"",
+        );
+    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    let cache = t.path().join("blob-cache");
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", &cache)
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "bake", "--push"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let image = v["bake"]["reference"].as_str().unwrap().to_string();
+    assert!(image.starts_with(&repo));
+    let layers = v["bake"]["layers"].as_array().unwrap().len();
+    assert_eq!(layers, 3, "base + dependencies + code");
+
+    // Bake again: the dependency layer comes from the cache, byte-identical.
+    let again = run(raypack()
+        .env("RAYPACK_CACHE_DIR", &cache)
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "bake"]));
+    let w: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(w["bake"]["digest"], v["bake"]["digest"]);
+
+    let layout = t.path().join("pulled");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{image}"),
+        &format!("oci:{}:img", layout.display()),
+    ]);
+    let bundle = t.path().join("bundle");
+    let o = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:img", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sp = bundle.join("rootfs/home/ray/anaconda3/lib/python3.11/site-packages");
+    assert_eq!(
+        std::fs::read_to_string(sp.join("tabulate-0.9.0.dist-info/INSTALLER")).unwrap(),
+        "raypack\n"
+    );
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let m = std::fs::metadata(sp.join("jaraco/functools/__init__.py")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 100));
+    let script =
+        std::fs::read_to_string(bundle.join("rootfs/home/ray/anaconda3/bin/tabulate")).unwrap();
+    assert!(
+        script.starts_with("#!/home/ray/anaconda3/bin/python\n"),
+        "{script}"
+    );
+
+    for p in [t.path(), bundle.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    let check = "python -c 'import tabulate, jaraco.functools, more_itertools; print(\"imports ok\")' && tabulate --help > /dev/null && echo 'script ok' && python -m pip check";
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=1000",
+            "--regid=100",
+            "--clear-groups",
+            "bwrap",
+            "--bind",
+        ])
+        .arg(bundle.join("rootfs"))
+        .args([
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-net",
+            "--die-with-parent",
+            "--uid",
+            "1000",
+            "--gid",
+            "100",
+            "--chdir",
+            "/home/ray/app",
+        ])
+        .args([
+            "/usr/bin/env",
+            "-i",
+            "PATH=/home/ray/anaconda3/bin:/usr/bin:/bin",
+            "HOME=/home/ray",
+            "sh",
+            "-c",
+            check,
+        ])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("imports ok")
+            && text.contains("script ok")
+            && text.contains("No broken requirements"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unpinned_requirements_are_refused_with_a_clear_message() {
+    let (_t, dir, repo) = project("unpinned");
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", dir.parent().unwrap().join("c"))
+        .arg("-C")
+        .arg(&dir)
+        .args(["bake", "--push"]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("requests>=2.31")
+            && err.contains("raypack lock")
+            && err.contains("--skip-deps"),
+        "{err}"
+    );
+    let _ = repo;
 }

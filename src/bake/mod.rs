@@ -44,6 +44,8 @@ pub struct BakeOptions {
     pub upgrade_base: bool,
     pub registry: ClientOptions,
     pub cache_dir: Option<PathBuf>,
+    /// Bake the code only; the dependencies come from the base image.
+    pub skip_deps: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,12 @@ pub enum BakeError {
     BaseImage { image: String, message: String },
     #[error("cannot write the code layer: {0}")]
     Layer(std::io::Error),
+    #[error(transparent)]
+    Pinned(#[from] crate::python::pinned::PinnedError),
+    #[error(transparent)]
+    Wheel(#[from] crate::python::wheel::WheelError),
+    #[error("{0}")]
+    Deps(String),
 }
 
 /// What a bake produced.
@@ -335,6 +343,128 @@ pub async fn pin_base(
     Ok((base.with_digest(&pin.digest), pin, changed))
 }
 
+/// The dependency layer for the recipe's pinned inputs (`None` when there are none), cached by
+/// the wheels' hashes + target + layout so identical wheel sets give identical blobs.
+async fn dependency_layer(
+    recipe: &Recipe,
+    platform: &Platform,
+    layout: &BaseLayout,
+    family: Family,
+    cache: &BlobCache,
+    mtime: u64,
+    progress: &mut impl FnMut(&str),
+) -> Result<Option<(crate::oci::image::Blob, String, usize)>, BakeError> {
+    use crate::python::{pinned, tags::Target, wheel};
+    use sha2::Digest;
+    let deps = &recipe.dependencies;
+    if let Some(first) = deps.requirements.first() {
+        return Err(BakeError::Deps(format!(
+            "{}: inline requirement `{first}` is not pinned with hashes; `raypack lock` (which pins requirements) is not built yet. Put a pylock.toml or a hashed requirements.txt in `requirements_file`, or pass --skip-deps to take dependencies from the base",
+            recipe.path.display()
+        )));
+    }
+    let Some(file) = &deps.requirements_file else {
+        return Ok(None);
+    };
+    let manylinux = layout.manylinux.clone().ok_or_else(|| {
+        BakeError::Deps(format!(
+            "{}: the glibc level of the base is unknown; set [base] manylinux = \"2_35\"",
+            recipe.base.image
+        ))
+    })?;
+    let target = Target::new(&platform.to_string(), &layout.python_version, &manylinux)
+        .ok_or_else(|| {
+            BakeError::Deps(format!(
+                "cannot install wheels for {platform} / Python {}",
+                layout.python_version
+            ))
+        })?;
+    let http = crate::submit::http_client().map_err(|e| BakeError::Deps(e.to_string()))?;
+    progress("choosing wheels");
+    let wheels = if file.extension().is_some_and(|e| e == "toml") {
+        pinned::from_pylock(file, &target)?
+    } else {
+        let reqs = pinned::parse_hashed(file, &target)?;
+        pinned::resolve_hashed(&http, &reqs, &deps.index_url, &target).await?
+    };
+    if wheels.is_empty() {
+        return Ok(None);
+    }
+    let scheme = wheel::Scheme::for_python(
+        &layout.python,
+        &layout.python_version,
+        &layout.site_packages,
+    );
+    let mut key = sha2::Sha256::new();
+    key.update(format!(
+        "{LAYOUT_VERSION}\n{target}\n{scheme:?}\n{}:{}\n{mtime}\n{family:?}\n",
+        layout.uid, layout.gid
+    ));
+    let mut shas: Vec<&str> = wheels.iter().map(|w| w.sha256.as_str()).collect();
+    shas.sort();
+    for s in shas {
+        key.update(s.as_bytes());
+    }
+    let key = hex::encode(key.finalize());
+    let index_path = cache
+        .path(&format!("sha256:{key}"))?
+        .with_extension("deplayer.json");
+    if let Ok(t) = std::fs::read_to_string(&index_path)
+        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&t)
+    {
+        let digest = v["digest"].as_str().unwrap_or_default().to_string();
+        if cache.contains(&digest) {
+            let path = cache.path(&digest)?;
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let blob = crate::oci::image::Blob {
+                digest,
+                size,
+                media_type: family.layer_gzip().to_string(),
+                path,
+            };
+            return Ok(Some((
+                blob,
+                v["diff_id"].as_str().unwrap_or_default().to_string(),
+                wheels.len(),
+            )));
+        }
+    }
+    progress(&format!("downloading {} wheels", wheels.len()));
+    let fetched = pinned::fetch(&http, &wheels, cache).await?;
+    progress("installing wheels");
+    let scratch = tempfile::tempdir().map_err(BakeError::Layer)?;
+    let owner = (layout.uid, layout.gid);
+    let mut installed = Vec::new();
+    for (i, (w, path)) in fetched.iter().enumerate() {
+        installed.push(wheel::install(
+            path,
+            &w.filename,
+            &scheme,
+            owner,
+            true,
+            &scratch.path().join(i.to_string()),
+        )?);
+    }
+    let mut entries = wheel::merge(
+        &installed,
+        &[scheme.site_packages.clone(), scheme.scripts.clone()],
+        owner,
+    )?;
+    let tmp = tempfile::NamedTempFile::new().map_err(BakeError::Layer)?;
+    let out = std::io::BufWriter::new(tmp.as_file().try_clone().map_err(BakeError::Layer)?);
+    use std::io::Write;
+    write_layer(out, &mut entries, mtime)
+        .map_err(BakeError::Layer)?
+        .flush()
+        .map_err(BakeError::Layer)?;
+    let (blob, diff_id) = gzip_layer(tmp.path(), family, cache)?;
+    let _ = std::fs::write(
+        &index_path,
+        serde_json::to_vec(&json!({"digest": blob.digest, "diff_id": diff_id})).expect("json"),
+    );
+    Ok(Some((blob, diff_id, installed.len())))
+}
+
 pub async fn run(
     recipe: &Recipe,
     opts: &BakeOptions,
@@ -435,19 +565,36 @@ pub async fn run(
     for (k, v) in &recipe.image.labels {
         labels.insert(k.clone(), json!(v));
     }
+    let mut new_layers = Vec::new();
+    let mut layers = base_image.layers.clone();
+    if !opts.skip_deps
+        && let Some((blob, diff_id, n)) = dependency_layer(
+            recipe,
+            &platform,
+            &layout,
+            family,
+            &cache,
+            mtime,
+            &mut progress,
+        )
+        .await?
+    {
+        new_layers.push((diff_id, format!("raypack bake: {n} Python distributions")));
+        layers.push(blob);
+    }
+    new_layers.push((
+        code_diff,
+        format!("raypack bake: code layer ({})", recipe.image.app_dir),
+    ));
     let cfg = edit_config(
         &base_config,
         recipe,
         &layout,
-        &[(
-            code_diff,
-            format!("raypack bake: code layer ({})", recipe.image.app_dir),
-        )],
+        &new_layers,
         &labels,
         &created,
     );
     let cfg_bytes = serde_json::to_vec(&cfg).expect("config serializes");
-    let mut layers = base_image.layers.clone();
     layers.push(code_blob.clone());
     let image = Image::assemble(family, &cfg_bytes, layers, Some(&ann), &cache)?;
     let digest = image.digest();

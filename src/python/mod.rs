@@ -4,6 +4,7 @@
 //! `install` produces [`crate::archive::tar::LayerEntry`] lists and knows nothing of HTTP;
 //! fetching wheels and reading locks live elsewhere.
 
+pub mod pinned;
 pub mod tags;
 pub mod wheel;
 

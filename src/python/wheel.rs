@@ -211,19 +211,17 @@ fn launcher(python: &str, module: &str, attr: &str) -> String {
     )
 }
 
-/// Installs the wheel at `path` into layer entries. File contents are extracted under
+/// Installs the wheel at `path` (named `filename`) into layer entries. File contents are extracted under
 /// `unpack_dir` (which must be empty or not exist) and referenced from there.
 pub fn install(
     path: &Path,
+    filename: &str,
     scheme: &Scheme,
     owner: (u32, u32),
     requested: bool,
     unpack_dir: &Path,
 ) -> Result<Installed, WheelError> {
-    let wheel = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let wheel = filename.to_string();
     let invalid = |message: String| WheelError::Invalid {
         wheel: wheel.clone(),
         message,

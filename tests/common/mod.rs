@@ -102,3 +102,40 @@ pub fn validate_kuberay(yaml: &str) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+/// The best wheel of `name==version` for CPython 3.11 / manylinux_2_36 x86_64 on PyPI's
+/// simple API (PEP 691 JSON): (filename, url, sha256).
+pub fn pypi_wheel_info(name: &str, version: &str) -> (String, String, String) {
+    use raypack::python::tags::Target;
+    use raypack::python::wheel::{WheelName, best_wheel, normalize};
+    let url = format!("https://pypi.org/simple/{}/", normalize(name));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let v: serde_json::Value = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(&url)
+            .header("Accept", "application/vnd.pypi.simple.v1+json")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(r.status().is_success(), "{url}: {}", r.status());
+        r.json().await.unwrap()
+    });
+    let prio = Target::new("linux/amd64", "3.11", "2_36")
+        .unwrap()
+        .priorities();
+    let files: Vec<(&serde_json::Value, WheelName)> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| WheelName::parse(f["filename"].as_str()?).map(|w| (f, w)))
+        .filter(|(_, w)| w.version == version)
+        .collect();
+    let names: Vec<WheelName> = files.iter().map(|(_, w)| w.clone()).collect();
+    let best = best_wheel(&names, &prio).unwrap_or_else(|| panic!("{name} {version}: no wheel"));
+    let (f, _) = files.iter().find(|(_, w)| w == best).unwrap();
+    (
+        f["filename"].as_str().unwrap().to_string(),
+        f["url"].as_str().unwrap().to_string(),
+        f["hashes"]["sha256"].as_str().unwrap().to_string(),
+    )
+}

@@ -1,0 +1,423 @@
+//! Fully pinned dependency inputs, turned into one wheel per distribution for a target, and
+//! fetched (verified) into the shared cache.
+//!
+//! Inputs: PEP 751 `pylock.toml` (wheels with url + sha256; no index needed), or a
+//! requirements.txt where every requirement is `name==version` with `--hash` options (the
+//! index's PEP 691 JSON maps the hashes to files). Markers are evaluated for the target.
+//! Anything unpinned needs `raypack lock`, which is not built yet: that is an error naming
+//! the requirement.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder, Requirement, VerbatimUrl};
+
+use super::tags::Target;
+use super::wheel::{WheelName, best_wheel, normalize};
+use crate::oci::cache::BlobCache;
+
+/// One wheel to install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedWheel {
+    pub name: String,
+    pub version: String,
+    pub filename: String,
+    pub url: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinnedError {
+    #[error(
+        "{file}:{line}: `{requirement}` is not pinned with == and --hash; raypack installs only fully pinned inputs, and `raypack lock` (which pins them) is not built yet. Pin it (e.g. `uv pip compile --generate-hashes --python-platform x86_64-manylinux_2_35 --python-version 3.11`) or use a pylock.toml; `raypack bake --skip-deps` bakes the code alone"
+    )]
+    Unpinned {
+        file: String,
+        line: usize,
+        requirement: String,
+    },
+    #[error("{file}: {message}")]
+    Malformed { file: String, message: String },
+    #[error(
+        "{name} {version}: no wheel for {target} (available: {available}); sdists are not built"
+    )]
+    NoWheel {
+        name: String,
+        version: String,
+        target: String,
+        available: String,
+    },
+    #[error("{index}: {message}")]
+    Index { index: String, message: String },
+    #[error("{file}: sha256 {actual}, expected {expected}; the download is discarded")]
+    HashMismatch {
+        file: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The marker environment of a CPython target on Linux.
+pub fn marker_env(t: &Target) -> MarkerEnvironment {
+    let pv = format!("3.{}", t.python_minor);
+    let full = format!("3.{}.0", t.python_minor);
+    MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
+        implementation_name: "cpython",
+        implementation_version: &full,
+        os_name: "posix",
+        platform_machine: &t.arch,
+        platform_python_implementation: "CPython",
+        platform_release: "",
+        platform_system: "Linux",
+        platform_version: "",
+        python_full_version: &full,
+        python_version: &pv,
+        sys_platform: "linux",
+    })
+    .expect("valid marker environment")
+}
+
+/// Wheels from a pylock.toml for `target`.
+pub fn from_pylock(path: &Path, target: &Target) -> Result<Vec<PinnedWheel>, PinnedError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| PinnedError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let doc: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| PinnedError::Malformed {
+            file: file.clone(),
+            message: e.message().to_string(),
+        })?;
+    if doc
+        .get("lock-version")
+        .and_then(|v| v.as_str())
+        .is_none_or(|v| !v.starts_with("1."))
+    {
+        return Err(PinnedError::Malformed {
+            file,
+            message: "missing or unsupported lock-version (expected 1.x)".into(),
+        });
+    }
+    let env = marker_env(target);
+    let prio = target.priorities();
+    let mut out = Vec::new();
+    for p in doc
+        .get("packages")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let bad = |m: &str| PinnedError::Malformed {
+            file: file.clone(),
+            message: m.to_string(),
+        };
+        let name = p
+            .get("name")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad("a [[packages]] entry has no name"))?;
+        let version = p
+            .get("version")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad(&format!("package {name} has no version")))?;
+        if let Some(m) = p.get("marker").and_then(|m| m.as_str()) {
+            let req = Requirement::<VerbatimUrl>::from_str(&format!("{name}; {m}"))
+                .map_err(|e| bad(&format!("package {name}: bad marker: {e}")))?;
+            if !req.marker.evaluate(&env, &[]) {
+                continue;
+            }
+        }
+        let wheels = p.get("wheels").and_then(|w| w.as_array()).ok_or_else(|| {
+            bad(&format!(
+                "package {name} {version} has no wheels (sdists are not built)"
+            ))
+        })?;
+        let mut cands = Vec::new();
+        for w in wheels {
+            let url = w
+                .get("url")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| bad(&format!("a wheel of {name} has no url")))?;
+            let fname = w
+                .get("name")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| url.rsplit('/').next().unwrap_or_default().to_string());
+            let sha = w
+                .get("hashes")
+                .and_then(|h| h.get("sha256"))
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| bad(&format!("{fname} has no sha256 hash")))?;
+            if let Some(wn) = WheelName::parse(&fname) {
+                cands.push((
+                    wn,
+                    PinnedWheel {
+                        name: name.into(),
+                        version: version.into(),
+                        filename: fname.clone(),
+                        url: url.into(),
+                        sha256: sha.into(),
+                    },
+                ));
+            }
+        }
+        let names: Vec<WheelName> = cands.iter().map(|c| c.0.clone()).collect();
+        let best = best_wheel(&names, &prio).ok_or_else(|| PinnedError::NoWheel {
+            name: name.into(),
+            version: version.into(),
+            target: target.to_string(),
+            available: names
+                .iter()
+                .flat_map(|n| n.tags.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        out.push(cands.into_iter().find(|c| &c.0 == best).expect("found").1);
+    }
+    Ok(out)
+}
+
+/// `name==version` + hashes from a requirements.txt, and its index options.
+#[derive(Debug, Clone, Default)]
+pub struct HashedRequirements {
+    pub index_url: Option<String>,
+    pub extra_index_urls: Vec<String>,
+    pub pins: Vec<(String, String, Vec<String>)>,
+}
+
+/// Parses a hashed requirements.txt; markers that do not apply to `target` drop the line.
+pub fn parse_hashed(path: &Path, target: &Target) -> Result<HashedRequirements, PinnedError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| PinnedError::Io {
+        path: path.into(),
+        source,
+    })?;
+    let env = marker_env(target);
+    let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
+    let mut out = HashedRequirements::default();
+    for (i, raw) in joined.lines().enumerate() {
+        let line = raw.split(" #").next().unwrap_or(raw).trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words[0] {
+            "--index-url" | "-i" => out.index_url = words.get(1).map(|s| s.to_string()),
+            "--extra-index-url" => out
+                .extra_index_urls
+                .extend(words.get(1).map(|s| s.to_string())),
+            w if w.starts_with('-') => {}
+            _ => {
+                let hashes: Vec<String> = words
+                    .iter()
+                    .filter_map(|w| w.strip_prefix("--hash=sha256:"))
+                    .map(str::to_string)
+                    .collect();
+                let spec: String = words
+                    .iter()
+                    .filter(|w| !w.starts_with("--"))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let req = Requirement::<VerbatimUrl>::from_str(&spec).map_err(|e| {
+                    PinnedError::Malformed {
+                        file: format!("{file}:{}", i + 1),
+                        message: e.to_string(),
+                    }
+                })?;
+                if !req.marker.evaluate(&env, &[]) {
+                    continue;
+                }
+                let version = match &req.version_or_url {
+                    Some(pep508_rs::VersionOrUrl::VersionSpecifier(s))
+                        if s.len() == 1
+                            && s.iter().next().is_some_and(|v| {
+                                v.operator() == &pep508_rs::pep440_rs::Operator::Equal
+                            }) =>
+                    {
+                        s.iter().next().expect("one").version().to_string()
+                    }
+                    _ => {
+                        return Err(PinnedError::Unpinned {
+                            file,
+                            line: i + 1,
+                            requirement: spec,
+                        });
+                    }
+                };
+                if hashes.is_empty() {
+                    return Err(PinnedError::Unpinned {
+                        file,
+                        line: i + 1,
+                        requirement: spec,
+                    });
+                }
+                out.pins.push((req.name.to_string(), version, hashes));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A file listed by an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexFile {
+    pub filename: String,
+    pub url: String,
+    pub sha256: String,
+    pub yanked: bool,
+}
+
+/// PEP 691 JSON for one project.
+pub async fn index_files(
+    http: &reqwest::Client,
+    index: &str,
+    name: &str,
+) -> Result<Vec<IndexFile>, PinnedError> {
+    let url = format!("{}/{}/", index.trim_end_matches('/'), normalize(name));
+    let err = |message: String| PinnedError::Index {
+        index: index.to_string(),
+        message,
+    };
+    let resp = http
+        .get(&url)
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
+        .send()
+        .await
+        .map_err(|e| err(format!("{name}: {}", e.without_url())))?;
+    if !resp.status().is_success() {
+        return Err(err(format!("{name}: HTTP {}", resp.status())));
+    }
+    let v: serde_json::Value = resp.json().await.map_err(|e| err(format!("{name}: the index did not answer PEP 691 JSON ({e}); HTML indexes are not supported yet")))?;
+    let base = url::Url::parse(&url).map_err(|e| err(e.to_string()))?;
+    Ok(v["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            let href = f["url"].as_str()?;
+            let abs = base.join(href).ok()?.to_string();
+            Some(IndexFile {
+                filename: f["filename"].as_str()?.to_string(),
+                url: abs,
+                sha256: f["hashes"]["sha256"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                yanked: f["yanked"].as_bool().unwrap_or(false) || f["yanked"].is_string(),
+            })
+        })
+        .collect())
+}
+
+/// Maps hashed pins to one wheel each (the best for `target` among the files whose sha256 is
+/// listed), asking the index only for filenames and URLs.
+pub async fn resolve_hashed(
+    http: &reqwest::Client,
+    reqs: &HashedRequirements,
+    default_index: &str,
+    target: &Target,
+) -> Result<Vec<PinnedWheel>, PinnedError> {
+    let index = reqs
+        .index_url
+        .clone()
+        .unwrap_or_else(|| default_index.to_string());
+    let prio = target.priorities();
+    let mut out = Vec::new();
+    for (name, version, hashes) in &reqs.pins {
+        let files = index_files(http, &index, name).await?;
+        let cands: Vec<(WheelName, &IndexFile)> = files
+            .iter()
+            .filter(|f| hashes.contains(&f.sha256))
+            .filter_map(|f| WheelName::parse(&f.filename).map(|w| (w, f)))
+            .collect();
+        let names: Vec<WheelName> = cands.iter().map(|c| c.0.clone()).collect();
+        let best = best_wheel(&names, &prio).ok_or_else(|| PinnedError::NoWheel {
+            name: name.clone(),
+            version: version.clone(),
+            target: target.to_string(),
+            available: names
+                .iter()
+                .flat_map(|n| n.tags.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        let (_, f) = cands.iter().find(|c| &c.0 == best).expect("found");
+        out.push(PinnedWheel {
+            name: name.clone(),
+            version: version.clone(),
+            filename: f.filename.clone(),
+            url: f.url.clone(),
+            sha256: f.sha256.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Downloads the wheels (in parallel, at most 4 at once) into the content-addressed cache,
+/// verifying each whole file's sha256; returns (wheel, cached path).
+pub async fn fetch(
+    http: &reqwest::Client,
+    wheels: &[PinnedWheel],
+    cache: &BlobCache,
+) -> Result<Vec<(PinnedWheel, PathBuf)>, PinnedError> {
+    use futures::stream::{StreamExt, TryStreamExt};
+    futures::stream::iter(wheels.iter().cloned())
+        .map(|w| async move {
+            let digest = format!("sha256:{}", w.sha256);
+            if cache.contains(&digest) {
+                let p = cache.path(&digest).expect("valid digest");
+                return Ok((w, p));
+            }
+            let resp = http
+                .get(&w.url)
+                .send()
+                .await
+                .map_err(|e| PinnedError::Index {
+                    index: w.url.clone(),
+                    message: e.without_url().to_string(),
+                })?;
+            if !resp.status().is_success() {
+                return Err(PinnedError::Index {
+                    index: w.url.clone(),
+                    message: format!("HTTP {}", resp.status()),
+                });
+            }
+            match cache
+                .insert_stream(&digest, &w.filename, resp.bytes_stream())
+                .await
+            {
+                Ok(p) => Ok((w, p)),
+                Err(crate::oci::cache::CacheError::Mismatch { actual, .. }) => {
+                    Err(PinnedError::HashMismatch {
+                        file: w.filename.clone(),
+                        expected: digest,
+                        actual,
+                    })
+                }
+                Err(e) => Err(PinnedError::Index {
+                    index: w.url.clone(),
+                    message: e.to_string(),
+                }),
+            }
+        })
+        .buffered(4)
+        .try_collect()
+        .await
+}
+
+/// Names of the pins, normalised (for REQUESTED and reports).
+pub fn names(wheels: &[PinnedWheel]) -> HashMap<String, String> {
+    wheels
+        .iter()
+        .map(|w| (normalize(&w.name), w.version.clone()))
+        .collect()
+}
