@@ -343,6 +343,23 @@ pub async fn pin_base(
     Ok((base.with_digest(&pin.digest), pin, changed))
 }
 
+/// Writes entries as a tar layer, gzips it into the cache; returns the blob and its diff_id.
+fn layer_blob(
+    entries: &mut [LayerEntry],
+    mtime: u64,
+    family: Family,
+    cache: &BlobCache,
+) -> Result<(crate::oci::image::Blob, String), BakeError> {
+    use std::io::Write;
+    let tmp = tempfile::NamedTempFile::new().map_err(BakeError::Layer)?;
+    let out = std::io::BufWriter::new(tmp.as_file().try_clone().map_err(BakeError::Layer)?);
+    write_layer(out, entries, mtime)
+        .map_err(BakeError::Layer)?
+        .flush()
+        .map_err(BakeError::Layer)?;
+    Ok(gzip_layer(tmp.path(), family, cache)?)
+}
+
 /// The dependency layer for the recipe's pinned inputs (`None` when there are none), cached by
 /// the wheels' hashes + target + layout so identical wheel sets give identical blobs.
 async fn dependency_layer(
@@ -450,14 +467,7 @@ async fn dependency_layer(
         &[scheme.site_packages.clone(), scheme.scripts.clone()],
         owner,
     )?;
-    let tmp = tempfile::NamedTempFile::new().map_err(BakeError::Layer)?;
-    let out = std::io::BufWriter::new(tmp.as_file().try_clone().map_err(BakeError::Layer)?);
-    use std::io::Write;
-    write_layer(out, &mut entries, mtime)
-        .map_err(BakeError::Layer)?
-        .flush()
-        .map_err(BakeError::Layer)?;
-    let (blob, diff_id) = gzip_layer(tmp.path(), family, cache)?;
+    let (blob, diff_id) = layer_blob(&mut entries, mtime, family, cache)?;
     let _ = std::fs::write(
         &index_path,
         serde_json::to_vec(&json!({"digest": blob.digest, "diff_id": diff_id})).expect("json"),
@@ -527,14 +537,7 @@ pub async fn run(
     let mut entries = code_entries(recipe, &layout, Some(&stat_cache))?;
     let _ = stat_cache.save();
     let mtime = build_epoch();
-    let tmp = tempfile::NamedTempFile::new().map_err(BakeError::Layer)?;
-    let out = std::io::BufWriter::new(tmp.as_file().try_clone().map_err(BakeError::Layer)?);
-    use std::io::Write;
-    write_layer(out, &mut entries, mtime)
-        .map_err(BakeError::Layer)?
-        .flush()
-        .map_err(BakeError::Layer)?;
-    let (code_blob, code_diff) = gzip_layer(tmp.path(), family, &cache)?;
+    let (code_blob, code_diff) = layer_blob(&mut entries, mtime, family, &cache)?;
 
     let created = rfc3339(mtime);
     let mut labels = Map::new();
