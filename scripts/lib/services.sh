@@ -60,6 +60,8 @@ SVC_PY_REQUIREMENTS=(
   packaging
 )
 SVC_S3S_VERSION=0.14.1
+# Peer tools the tests and benches compare raypack with (own venv: the Ray venv stays stable).
+SVC_TOOL_REQUIREMENTS=('uv==0.13.9')
 
 # Stop order (reverse of start order).
 SVC_ALL=(registry registry_tls s3 s3sigv4 gcs ray)
@@ -218,6 +220,23 @@ python: $("$py" -c 'import sys; print(sys.version.split()[0])')"
   printf '%s\n' "$want" >"$stamp"
 }
 
+svc_tools_dir() { printf '%s/tools\n' "$RAYPACK_TEST_CACHE"; }
+
+svc_install_tools() {
+  local dir stamp want
+  dir=$(svc_tools_dir)
+  stamp="$dir.stamp"
+  want="$(printf '%s\n' "${SVC_TOOL_REQUIREMENTS[@]}")"
+  if [ -x "$dir/bin/uv" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  svc_log "tools: installing ${SVC_TOOL_REQUIREMENTS[*]} into $dir"
+  rm -rf "$dir" "$stamp"
+  "${RAYPACK_TEST_BASE_PYTHON:-python3}" -m venv "$dir" || return 1
+  "$dir/bin/python" -m pip install -q "${SVC_TOOL_REQUIREMENTS[@]}" >&2 || return 1
+  printf '%s\n' "$want" >"$stamp"
+}
+
 svc_install_s3s() {
   local bin
   bin=$(svc_s3s_bin)
@@ -276,6 +295,7 @@ services_install() {
     flock 9 || exit 1
     svc_timed apt svc_install_apt || { svc_log "apt install failed"; exit 1; }
     svc_timed venv svc_install_venv || { svc_log "venv install failed"; exit 1; }
+    svc_timed tools svc_install_tools || { svc_log "tools install failed"; exit 1; }
     if svc_selected registry; then
       svc_timed standin standin_build || { svc_log "stand-in base image build failed"; exit 1; }
     fi
@@ -509,6 +529,7 @@ services_start() {
   svc_export RAYPACK_TEST_INFRA "$INFRA"
   svc_export RAYPACK_TEST_VENV "$venv"
   svc_export RAYPACK_TEST_PYTHON "$venv/bin/python"
+  svc_export RAYPACK_TEST_UV "$(svc_tools_dir)/bin/uv"
   svc_export RAYPACK_TEST_BUCKET "$SVC_BUCKET"
   svc_export RAYPACK_TEST_S3_ACCESS_KEY "$SVC_S3_ACCESS_KEY"
   svc_export RAYPACK_TEST_S3_SECRET_KEY "$SVC_S3_SECRET_KEY"
