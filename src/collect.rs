@@ -45,6 +45,8 @@ pub struct FileEntry {
     pub size: u64,
     pub executable: bool,
     pub sha256: [u8; 32],
+    /// CRC-32 of the bytes, computed in the same read (a stored zip entry needs nothing else).
+    pub crc32: u32,
 }
 
 impl FileEntry {
@@ -331,16 +333,16 @@ impl<'a> Collector<'a> {
                 let stamp = Stamp::of(&meta);
                 let executable = meta.permissions().mode() & 0o111 != 0;
                 let cached = self.cache.and_then(|c| c.get(&abs, &stamp));
-                let sha256 = match cached {
+                let (sha256, crc32) = match cached {
                     Some(h) => h,
                     None => {
                         hashed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let h = hash_file(&abs).map_err(|source| CollectError::Read {
+                        let h = hash_and_crc(&abs).map_err(|source| CollectError::Read {
                             path: shown.clone(),
                             source,
                         })?;
                         if let Some(c) = self.cache {
-                            c.put(&abs, stamp, h);
+                            c.put(&abs, stamp, h.0, h.1);
                         }
                         h
                     }
@@ -351,6 +353,7 @@ impl<'a> Collector<'a> {
                     size: meta.len(),
                     executable,
                     sha256,
+                    crc32,
                 })
             })
             .collect();
@@ -376,18 +379,44 @@ fn walk_error(err: &ignore::Error, root: &Path) -> (PathBuf, String) {
 
 /// SHA-256 of a whole file.
 pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
+    read_chunks(path, |_| {}).map(|(h, _)| h)
+}
+
+/// SHA-256 and CRC-32 of a whole file, in one read.
+pub fn hash_and_crc(path: &Path) -> std::io::Result<([u8; 32], u32)> {
+    let mut crc = flate2::Crc::new();
+    let (h, _) = read_chunks(path, |b| crc.update(b))?;
+    Ok((h, crc.sum()))
+}
+
+/// Reads `path` through a per-thread buffer (allocating and zeroing one per file cost more
+/// than the reads on trees of small files), hashing it and handing every chunk to `also`.
+fn read_chunks(path: &Path, mut also: impl FnMut(&[u8])) -> std::io::Result<([u8; 32], u64)> {
     use std::io::Read;
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
+    let mut total = 0u64;
+    BUF.with_borrow_mut(|buf| {
+        if buf.is_empty() {
+            buf.resize(256 * 1024, 0);
         }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().into())
+        loop {
+            let n = match f.read(buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            h.update(&buf[..n]);
+            also(&buf[..n]);
+            total += n as u64;
+        }
+        Ok(())
+    })?;
+    Ok((h.finalize().into(), total))
 }
 
 /// What identifies an unchanged file: size, mtime, ctime (changes on chmod) and inode.
@@ -414,6 +443,7 @@ impl Stamp {
 struct CacheRecord {
     stamp: Stamp,
     sha256: [u8; 32],
+    crc32: u32,
 }
 
 /// A persistent (path, stamp) → SHA-256 cache that makes unchanged re-runs cheap.
@@ -435,9 +465,9 @@ fn key(p: &Path) -> &[u8] {
 }
 
 /// A compact binary file: this magic, then per entry: path length (u32 LE), path bytes,
-/// size (u64), mtime_ns (i128), ctime_ns (i128), inode (u64), SHA-256 (32 bytes).
+/// size (u64), mtime_ns (i128), ctime_ns (i128), inode (u64), SHA-256 (32 bytes), CRC-32 (u32).
 /// (JSON took most of a warm re-run's time on 10,000 files.)
-const STAT_CACHE_MAGIC: &[u8] = b"raypack-statcache-v2\n";
+const STAT_CACHE_MAGIC: &[u8] = b"raypack-statcache-v3\n";
 
 fn encode<'a>(e: impl Iterator<Item = (&'a Box<[u8]>, &'a CacheRecord)>) -> Vec<u8> {
     let mut out = Vec::with_capacity(STAT_CACHE_MAGIC.len() + 140 * 1024);
@@ -450,6 +480,7 @@ fn encode<'a>(e: impl Iterator<Item = (&'a Box<[u8]>, &'a CacheRecord)>) -> Vec<
         out.extend_from_slice(&r.stamp.ctime_ns.to_le_bytes());
         out.extend_from_slice(&r.stamp.ino.to_le_bytes());
         out.extend_from_slice(&r.sha256);
+        out.extend_from_slice(&r.crc32.to_le_bytes());
     }
     out
 }
@@ -473,6 +504,7 @@ fn decode(b: &[u8]) -> Option<HashMap<Box<[u8]>, CacheRecord>> {
         let ctime_ns = i128::from_le_bytes(take(&mut rest, 16)?.try_into().ok()?);
         let ino = u64::from_le_bytes(take(&mut rest, 8)?.try_into().ok()?);
         let sha256: [u8; 32] = take(&mut rest, 32)?.try_into().ok()?;
+        let crc32 = u32::from_le_bytes(take(&mut rest, 4)?.try_into().ok()?);
         out.insert(
             path,
             CacheRecord {
@@ -483,6 +515,7 @@ fn decode(b: &[u8]) -> Option<HashMap<Box<[u8]>, CacheRecord>> {
                     ino,
                 },
                 sha256,
+                crc32,
             },
         );
     }
@@ -503,14 +536,15 @@ impl StatCache {
         }
     }
 
-    pub fn get(&self, path: &Path, stamp: &Stamp) -> Option<[u8; 32]> {
+    /// The SHA-256 and CRC-32 recorded for `path` if its stamp is unchanged.
+    pub fn get(&self, path: &Path, stamp: &Stamp) -> Option<([u8; 32], u32)> {
         self.loaded
             .get(key(path))
             .filter(|r| r.stamp == *stamp)
-            .map(|r| r.sha256)
+            .map(|r| (r.sha256, r.crc32))
     }
 
-    pub fn put(&self, path: &Path, stamp: Stamp, sha256: [u8; 32]) {
+    pub fn put(&self, path: &Path, stamp: Stamp, sha256: [u8; 32], crc32: u32) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i128)
@@ -518,10 +552,14 @@ impl StatCache {
         if now - stamp.mtime_ns < 2_000_000_000 {
             return;
         }
-        self.fresh
-            .lock()
-            .unwrap()
-            .insert(key(path).into(), CacheRecord { stamp, sha256 });
+        self.fresh.lock().unwrap().insert(
+            key(path).into(),
+            CacheRecord {
+                stamp,
+                sha256,
+                crc32,
+            },
+        );
     }
 
     /// Writes the cache back if anything changed (atomically: temp file + rename).

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::archive::zip::write_zip;
+use crate::archive::zip::{write_stored_file, write_zip};
 use crate::collect::StatCache;
 use crate::plan::{Package, PackageRole, PlanError, plan_packages};
 use crate::recipe::Recipe;
@@ -14,15 +14,26 @@ use crate::spec::runtime_env::{DepsMode, RuntimeEnv, RuntimeEnvConfig};
 use crate::store::{Store, StoreError, StoreUrl};
 use crate::units::human_bytes;
 
-/// DEFLATE level for package zips: level 1 compresses source text well at several times the
-/// speed of the default level 6 (see the bench); raise it with `--compression-level`.
-pub const DEFAULT_COMPRESSION: u32 = 1;
+/// DEFLATE level for package zips bound for object stores: level 1 compresses source text well
+/// at several times the speed of the default level 6; raise it with `--compression-level`.
+pub const DEFAULT_REMOTE_COMPRESSION: u32 = 1;
+
+/// The zip compression a store gets unless told otherwise: STORED for `file://` stores (local
+/// disk or NFS: copying is cheaper than compressing, and Ray's own packages are stored too),
+/// DEFLATE level 1 for S3 and GCS, where every byte crosses the network twice.
+pub fn default_compression(url: &StoreUrl) -> u32 {
+    match url {
+        StoreUrl::File { .. } => 0,
+        StoreUrl::S3 { .. } | StoreUrl::Gcs { .. } => DEFAULT_REMOTE_COMPRESSION,
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct EnvOptions {
     pub store: Option<StoreUrl>,
     pub deps: DepsMode,
-    pub compression_level: u32,
+    /// `None`: [`default_compression`] for the store.
+    pub compression_level: Option<u32>,
     pub max_package_size: u64,
     /// Plan and print only: no zip, no upload.
     pub dry_run: bool,
@@ -83,6 +94,7 @@ pub async fn run(
     opts: &EnvOptions,
     mut progress: impl FnMut(&str),
 ) -> Result<EnvOutcome, EnvError> {
+    let started = std::time::Instant::now();
     let (url, is_default) = resolve_store(recipe, opts.store.as_ref());
     let cache_path = recipe.state_dir().join("cache").join("stat.bin");
     let r = recipe.clone();
@@ -95,6 +107,7 @@ pub async fn run(
     .await
     .expect("planning does not panic");
     let packages = packages?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "planned");
     if let Err(e) = cache.save() {
         tracing::warn!("cannot save the stat cache: {e}");
     }
@@ -148,13 +161,20 @@ pub async fn run(
                 continue;
             }
             progress(&format!("zipping {} ({} files)", report.role, report.files));
-            let (tmp, zip_bytes) = build_zip(p, &tmp_root, opts.compression_level).await?;
+            let level = opts
+                .compression_level
+                .unwrap_or_else(|| default_compression(&url));
+            let t = std::time::Instant::now();
+            let (tmp, zip_bytes) = build_zip(p, &tmp_root, level).await?;
+            tracing::debug!(role = %report.role, level, ms = t.elapsed().as_millis() as u64, "zip built");
             progress(&format!(
                 "uploading {} ({})",
                 report.uri,
                 human_bytes(zip_bytes)
             ));
+            let t = std::time::Instant::now();
             store.put_file(&p.object_name, tmp.path()).await?;
+            tracing::debug!(uri = %report.uri, ms = t.elapsed().as_millis() as u64, "published");
             report.uploaded = true;
             report.zip_bytes = Some(zip_bytes);
         }
@@ -199,9 +219,13 @@ pub async fn build_zip(
             .suffix(".partial")
             .tempfile_in(&tmp_root)
             .map_err(err)?;
-        let out =
-            std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(err)?);
-        let n = write_zip(out, &entries, level).map_err(err)?;
+        let n = if level == 0 && entries.iter().all(|e| e.crc32.is_some()) {
+            write_stored_file(tmp.path(), &entries).map_err(err)?
+        } else {
+            let out =
+                std::io::BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone().map_err(err)?);
+            write_zip(out, &entries, level).map_err(err)?
+        };
         Ok((tmp, n))
     })
     .await

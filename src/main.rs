@@ -125,9 +125,10 @@ struct EnvArgs {
     /// Plan and print without zipping or uploading.
     #[arg(long)]
     dry_run: bool,
-    /// DEFLATE level 0-9 for the zips.
-    #[arg(long, default_value_t = envpack::DEFAULT_COMPRESSION, value_parser = clap::value_parser!(u32).range(0..=9))]
-    compression_level: u32,
+    /// DEFLATE level 0-9 for the zips (0 = stored). Default: 0 for file:// stores (local disk
+    /// or NFS, where Ray itself stores), 1 for S3 and GCS (fewer bytes over the network).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
+    compression_level: Option<u32>,
     /// Largest package accepted, in bytes (Ray's limit: 512 MiB).
     #[arg(long, default_value_t = RAY_MAX_PACKAGE_SIZE)]
     max_package_size: u64,

@@ -105,6 +105,7 @@ impl Package {
                 source: f.abs.clone(),
                 mode: f.mode(),
                 size: f.size,
+                crc32: Some(f.crc32),
             })
             .collect()
     }
