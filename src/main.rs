@@ -178,6 +178,9 @@ struct BakeArgs {
     /// Bake the code only; take the Python dependencies from the base image.
     #[arg(long)]
     skip_deps: bool,
+    /// List the dependencies kept from the base, installed and replaced, and the layers.
+    #[arg(long)]
+    explain: bool,
     #[command(flatten)]
     tls: RegistryArgs,
 }
@@ -502,6 +505,57 @@ fn lock_base(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `bake --explain`: what happened to each pinned distribution, and the layers (stderr).
+fn explain_deps(d: &raypack::bake::deps::DepsReport) {
+    let list = |title: &str, items: Vec<String>| {
+        eprintln!("{title} ({}):", items.len());
+        for i in items {
+            eprintln!("  {i}");
+        }
+    };
+    list(
+        "kept from the base",
+        d.kept
+            .iter()
+            .map(|x| format!("{} {}", x.name, x.version))
+            .collect(),
+    );
+    list(
+        "installed",
+        d.installed
+            .iter()
+            .map(|x| format!("{} {}", x.name, x.version))
+            .collect(),
+    );
+    list(
+        "replaced",
+        d.replaced
+            .iter()
+            .map(|x| {
+                format!(
+                    "{} {} -> {} ({} whiteouts)",
+                    x.name, x.from, x.to, x.whiteouts
+                )
+            })
+            .collect(),
+    );
+    list(
+        "dependency layers",
+        d.layers
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {} unpacked{}: {}",
+                    &l.digest[..19.min(l.digest.len())],
+                    raypack::units::human_bytes(l.unpacked),
+                    if l.cached { ", cached" } else { "" },
+                    l.distributions.join(", ")
+                )
+            })
+            .collect(),
+    );
+}
+
 fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
     let recipe = load_recipe(cli)?;
     // Check what will be printed before building anything.
@@ -543,6 +597,20 @@ fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
     }));
     bar.finish_and_clear();
     let outcome = outcome?;
+    if args.explain {
+        explain_deps(&outcome.dependencies);
+    } else if !cli.quiet {
+        let d = &outcome.dependencies;
+        if !(d.installed.is_empty() && d.replaced.is_empty() && d.kept.is_empty()) {
+            eprintln!(
+                "dependencies: {} installed, {} replaced, {} kept from the base, in {} layer(s) (--explain lists them)",
+                d.installed.len(),
+                d.replaced.len(),
+                d.kept.len(),
+                d.layers.len()
+            );
+        }
+    }
     if !cli.quiet {
         if outcome.base_pinned_now {
             eprintln!(

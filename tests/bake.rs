@@ -43,6 +43,95 @@ fn skopeo(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// Pulls `image` with skopeo and unpacks it with umoci (which applies whiteouts) under `dir`;
+/// returns the bundle (rootfs at `bundle/rootfs`).
+fn pull_and_unpack(dir: &Path, image: &str) -> PathBuf {
+    let layout = dir.join("pulled");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{image}"),
+        &format!("oci:{}:img", layout.display()),
+    ]);
+    let bundle = dir.join("bundle");
+    let o = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:img", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    bundle
+}
+
+/// Runs `script` with sh as ray (1000:100) inside the unpacked image, in bubblewrap with no
+/// network; returns (success, stdout + stderr). bwrap as root cannot take --uid without a
+/// user namespace, so setpriv drops to 1000:100 first; every parent of the rootfs must be
+/// traversable by that user.
+fn sandbox(tmp: &Path, bundle: &Path, script: &str) -> (bool, String) {
+    let env = [
+        "PATH=/home/ray/anaconda3/bin:/usr/bin:/bin".to_string(),
+        "HOME=/home/ray".to_string(),
+    ];
+    sandbox_with(tmp, bundle, "/home/ray/app", &env, script)
+}
+
+/// [`sandbox`] with the given working directory and environment.
+fn sandbox_with(
+    tmp: &Path,
+    bundle: &Path,
+    cwd: &str,
+    env: &[String],
+    script: &str,
+) -> (bool, String) {
+    use std::os::unix::fs::PermissionsExt;
+    for p in [tmp, bundle] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=1000",
+            "--regid=100",
+            "--clear-groups",
+            "bwrap",
+            "--bind",
+        ])
+        .arg(bundle.join("rootfs"))
+        .args(["/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
+        .args(["--tmpfs", "/dev/shm"])
+        .args([
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-net",
+            "--die-with-parent",
+        ])
+        .args(["--uid", "1000", "--gid", "100", "--chdir", cwd])
+        .args(["/usr/bin/env", "-i"])
+        .args(env)
+        .args(["sh", "-c", script])
+        .output()
+        .expect("bwrap runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+const SITE_PACKAGES: &str = "rootfs/home/ray/anaconda3/lib/python3.11/site-packages";
+
+/// dist-info directories of `name` (normalized prefix match) in an unpacked site-packages.
+fn dist_infos(sp: &Path, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(sp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".dist-info") && n.to_lowercase().starts_with(prefix))
+        .collect();
+    v.sort();
+    v
+}
+
 /// Completed blob uploads to `repo` (path after the registry) in the registry's access log.
 fn uploads(repo_path: &str) -> usize {
     let log = std::fs::read_to_string(service("RAYPACK_TEST_REGISTRY_LOG")).unwrap_or_default();
@@ -134,50 +223,13 @@ fn baked_image_runs_the_entrypoint_in_a_sandbox() {
     let cwd = rt["process"]["cwd"].as_str().unwrap().to_string();
     assert_eq!(cwd, "/home/ray/app");
     assert!(env.iter().any(|e| e == "MODE=prod"), "{env:?}");
-    // bwrap as root cannot take --uid without a user namespace (and then /home/ray would not
-    // be owned by uid 1000 inside): drop to 1000:100 first with setpriv. Every parent of the
-    // rootfs must be traversable by that user.
-    use std::os::unix::fs::PermissionsExt;
-    for p in [t.path(), bundle.as_path()] {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
-    }
-    let out = Command::new("setpriv")
-        .args(["--reuid=1000", "--regid=100", "--clear-groups", "bwrap"])
-        .arg("--bind")
-        .arg(&rootfs)
-        .arg("/")
-        .args([
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm",
-        ])
-        .args([
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--unshare-net",
-            "--die-with-parent",
-            "--uid",
-            "1000",
-            "--gid",
-            "100",
-            "--chdir",
-            &cwd,
-        ])
-        .args(["/usr/bin/env", "-i"])
-        .args(&env)
-        .args([
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0",
-            "RAY_USAGE_STATS_ENABLED=0",
-            "sh",
-            "-c",
-            "python main.py",
-        ])
-        .output()
-        .expect("bwrap runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
+    let mut env = env;
+    env.extend([
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0".to_string(),
+        "RAY_USAGE_STATS_ENABLED=0".to_string(),
+    ]);
+    let (ok, text) = sandbox_with(t.path(), &bundle, &cwd, &env, "python main.py");
+    assert!(ok, "{text}");
     assert!(text.contains("hello, RAYPACK! (common v1)"), "{text}");
 }
 
@@ -450,27 +502,13 @@ fn pinned_dependencies_are_installed_as_their_own_layer_and_work() {
     let w: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(w["bake"]["digest"], v["bake"]["digest"]);
 
-    let layout = t.path().join("pulled");
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{image}"),
-        &format!("oci:{}:img", layout.display()),
-    ]);
-    let bundle = t.path().join("bundle");
-    let o = Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:img", layout.display()))
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bundle = pull_and_unpack(t.path(), &image);
     let sp = bundle.join("rootfs/home/ray/anaconda3/lib/python3.11/site-packages");
     assert_eq!(
         std::fs::read_to_string(sp.join("tabulate-0.9.0.dist-info/INSTALLER")).unwrap(),
         "raypack\n"
     );
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(sp.join("jaraco/functools/__init__.py")).unwrap();
     assert_eq!((m.uid(), m.gid()), (1000, 100));
     let script =
@@ -480,55 +518,9 @@ fn pinned_dependencies_are_installed_as_their_own_layer_and_work() {
         "{script}"
     );
 
-    for p in [t.path(), bundle.as_path()] {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
-    }
     let check = "python -c 'import tabulate, jaraco.functools, more_itertools; print(\"imports ok\")' && tabulate --help > /dev/null && echo 'script ok' && python -m pip check";
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=1000",
-            "--regid=100",
-            "--clear-groups",
-            "bwrap",
-            "--bind",
-        ])
-        .arg(bundle.join("rootfs"))
-        .args([
-            "/",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "--tmpfs",
-            "/tmp",
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--unshare-net",
-            "--die-with-parent",
-            "--uid",
-            "1000",
-            "--gid",
-            "100",
-            "--chdir",
-            "/home/ray/app",
-        ])
-        .args([
-            "/usr/bin/env",
-            "-i",
-            "PATH=/home/ray/anaconda3/bin:/usr/bin:/bin",
-            "HOME=/home/ray",
-            "sh",
-            "-c",
-            check,
-        ])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = sandbox(t.path(), &bundle, check);
+    assert!(ok, "{text}");
     assert!(
         text.contains("imports ok")
             && text.contains("script ok")
@@ -554,4 +546,109 @@ fn unpinned_requirements_are_refused_with_a_clear_message() {
         "{err}"
     );
     let _ = repo;
+}
+
+#[test]
+fn acceptance_set_installs_what_the_base_lacks_and_runs() {
+    let (t, dir, repo) = project("accept");
+    // uv-compiled, hashed: requests, pyyaml, numpy, pydantic, click, jaraco.* (namespace),
+    // ruff (.data/scripts) and their dependencies.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/acceptance/requirements.txt"),
+        dir.join("requirements.txt"),
+    )
+    .unwrap();
+    let cache = t.path().join("blob-cache");
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", &cache)
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "bake", "--push", "--explain"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let deps = &v["bake"]["dependencies"];
+    let names = |k: &str| -> Vec<String> {
+        deps[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The stand-in base ships Ray 2.60's dependencies: these pins match its versions.
+    for kept in ["click", "requests", "pyyaml", "pydantic", "pydantic-core"] {
+        assert!(names("kept").contains(&kept.to_string()), "{deps}");
+    }
+    for new in ["numpy", "ruff", "jaraco-functools", "jaraco-context"] {
+        assert!(names("installed").contains(&new.to_string()), "{deps}");
+    }
+    assert!(names("replaced").is_empty(), "{deps}");
+    let explain = stderr(&out);
+    assert!(
+        explain.contains("kept from the base (") && explain.contains("numpy 2.4.6"),
+        "{explain}"
+    );
+    let image = v["bake"]["reference"].as_str().unwrap().to_string();
+    assert!(image.starts_with(&repo));
+
+    let bundle = pull_and_unpack(t.path(), &image);
+    let sp = bundle.join(SITE_PACKAGES);
+    // Kept means not installed again: one click, the base's.
+    assert_eq!(dist_infos(&sp, "click-"), vec!["click-8.5.1.dist-info"]);
+    assert_ne!(
+        std::fs::read_to_string(sp.join("click-8.5.1.dist-info/INSTALLER")).unwrap_or_default(),
+        "raypack\n"
+    );
+    let check = "python -c 'import requests, yaml, numpy, pydantic, click, jaraco.functools, jaraco.context, more_itertools; numpy.ones(3).sum(); print(\"imports ok\")' && ruff --version && normalizer --version && python -m pip check";
+    let (ok, text) = sandbox(t.path(), &bundle, check);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("imports ok")
+            && text.contains("ruff 0.17.6")
+            && text.contains("No broken requirements"),
+        "{text}"
+    );
+}
+
+#[test]
+fn downgrading_a_base_package_leaves_one_version_visible() {
+    let (t, dir, _repo) = project("downgrade");
+    let (file, url, sha) = pypi_wheel_info("click", "8.1.7");
+    std::fs::write(
+        dir.join("pylock.toml"),
+        format!("lock-version = \"1.0\"\ncreated-by = \"raypack-tests\"\n\n[[packages]]\nname = \"click\"\nversion = \"8.1.7\"\n\n[[packages.wheels]]\nname = \"{file}\"\nurl = \"{url}\"\nhashes = {{ sha256 = \"{sha}\" }}\n"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace(
+            "requirements_file = \"requirements.txt\"",
+            "requirements_file = \"pylock.toml\"",
+        );
+    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", t.path().join("blob-cache"))
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "bake", "--push"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &v["bake"]["dependencies"]["replaced"][0];
+    assert_eq!(
+        (r["name"].as_str(), r["from"].as_str(), r["to"].as_str()),
+        (Some("click"), Some("8.5.1"), Some("8.1.7")),
+        "{v}"
+    );
+    assert!(r["whiteouts"].as_u64().unwrap() > 1, "{r}");
+
+    let bundle = pull_and_unpack(t.path(), v["bake"]["reference"].as_str().unwrap());
+    let sp = bundle.join(SITE_PACKAGES);
+    assert_eq!(dist_infos(&sp, "click-"), vec!["click-8.1.7.dist-info"]);
+    let check = "python -c 'import importlib.metadata as m, click; vs = [d.version for d in m.distributions() if d.metadata[\"Name\"].lower() == \"click\"]; assert vs == [\"8.1.7\"], vs; assert m.version(\"click\") == \"8.1.7\"; print(\"one click\")' && python -m pip check";
+    let (ok, text) = sandbox(t.path(), &bundle, check);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("one click") && text.contains("No broken requirements"),
+        "{text}"
+    );
 }

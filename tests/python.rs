@@ -136,18 +136,43 @@ fn record_rows(bytes: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// `(name, version, sha256s)` of every pin in tests/data/acceptance/requirements.txt.
+fn acceptance_pins() -> Vec<(String, String, Vec<String>)> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/acceptance/requirements.txt"),
+    )
+    .unwrap();
+    let mut out: Vec<(String, String, Vec<String>)> = Vec::new();
+    for line in text.lines() {
+        let l = line.trim().trim_end_matches('\\').trim();
+        if let Some(h) = l.strip_prefix("--hash=sha256:") {
+            out.last_mut().unwrap().2.push(h.to_string());
+        } else if let Some((n, v)) = l.split_once("==") {
+            out.push((n.to_string(), v.to_string(), Vec::new()));
+        }
+    }
+    out
+}
+
 #[test]
 fn install_matches_pip_target_for_real_wheels() {
     let venv = PathBuf::from(service("RAYPACK_TEST_VENV"));
     let t = tempfile::tempdir().unwrap();
-    let wheels = [
-        pypi_wheel(t.path(), "click", "8.1.8"),
-        pypi_wheel(t.path(), "pygments", "2.19.1"), // console script (pygmentize)
-        pypi_wheel(t.path(), "jaraco.functools", "4.1.0"), // PEP 420 namespace package
-        pypi_wheel(t.path(), "jaraco.context", "6.0.1"), // same namespace, second wheel
-        pypi_wheel(t.path(), "ruff", "0.9.6"),      // .data/scripts binary
-        pypi_wheel(t.path(), "pyyaml", "6.0.2"),    // platform wheel
-    ];
+    // The committed acceptance set (tests/data/acceptance, compiled by uv with hashes):
+    // requests, pyyaml, numpy, pydantic(-core), click, a namespace package (jaraco.*), ruff
+    // (.data/scripts) and their dependencies.
+    let wheels: Vec<PathBuf> = acceptance_pins()
+        .iter()
+        .map(|(name, version, hashes)| {
+            let p = pypi_wheel(t.path(), name, version);
+            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+                std::fs::read(&p).unwrap(),
+            ));
+            assert!(hashes.contains(&sha), "{name}: {sha} is not in the lock");
+            p
+        })
+        .collect();
+    assert!(wheels.len() >= 15, "{wheels:?}");
     let ours = t.path().join("ours");
     let out = run(raypack()
         .args([
@@ -222,10 +247,10 @@ fn install_matches_pip_target_for_real_wheels() {
         assert!(va == &b[k], "{k} differs from pip's");
     }
     // The console script points at the interpreter raypack was told about.
-    let script = String::from_utf8_lossy(&a["bin/pygmentize"]).to_string();
+    let script = String::from_utf8_lossy(&a["bin/normalizer"]).to_string();
     assert!(
         script.starts_with("#!/opt/py/bin/python\n")
-            && script.contains("from pygments.cmdline import main"),
+            && script.contains("from charset_normalizer.cli import"),
         "{script}"
     );
     use std::os::unix::fs::PermissionsExt;

@@ -5,10 +5,11 @@
 //! one code layer under `app_dir` → the base config edited as raw JSON → an [`Image`] →
 //! publish (registry push, OCI layout, docker tar).
 //!
-//! Dependency layers (wheels) slot in between the base layers and the code layer: each is
-//! just another list of [`LayerEntry`]s.
+//! Dependency layers (wheels, [`deps`]) slot in between the base layers and the code layer:
+//! each is just another list of [`LayerEntry`]s.
 
 pub mod base;
+pub mod deps;
 
 use std::path::{Path, PathBuf};
 
@@ -98,6 +99,8 @@ pub struct BakeOutcome {
     pub oci_layout: Option<PathBuf>,
     pub tar: Option<PathBuf>,
     pub base_pinned_now: bool,
+    /// Kept from the base, installed, replaced; the dependency layers.
+    pub dependencies: deps::DepsReport,
     #[serde(skip)]
     pub image: Image,
 }
@@ -360,121 +363,6 @@ fn layer_blob(
     Ok(gzip_layer(tmp.path(), family, cache)?)
 }
 
-/// The dependency layer for the recipe's pinned inputs (`None` when there are none), cached by
-/// the wheels' hashes + target + layout so identical wheel sets give identical blobs.
-async fn dependency_layer(
-    recipe: &Recipe,
-    platform: &Platform,
-    layout: &BaseLayout,
-    family: Family,
-    cache: &BlobCache,
-    mtime: u64,
-    progress: &mut impl FnMut(&str),
-) -> Result<Option<(crate::oci::image::Blob, String, usize)>, BakeError> {
-    use crate::python::{pinned, tags::Target, wheel};
-    use sha2::Digest;
-    let deps = &recipe.dependencies;
-    if let Some(first) = deps.requirements.first() {
-        return Err(BakeError::Deps(format!(
-            "{}: inline requirement `{first}` is not pinned with hashes; `raypack lock` (which pins requirements) is not built yet. Put a pylock.toml or a hashed requirements.txt in `requirements_file`, or pass --skip-deps to take dependencies from the base",
-            recipe.path.display()
-        )));
-    }
-    let Some(file) = &deps.requirements_file else {
-        return Ok(None);
-    };
-    let manylinux = layout.manylinux.clone().ok_or_else(|| {
-        BakeError::Deps(format!(
-            "{}: the glibc level of the base is unknown; set [base] manylinux = \"2_35\"",
-            recipe.base.image
-        ))
-    })?;
-    let target = Target::new(&platform.to_string(), &layout.python_version, &manylinux)
-        .ok_or_else(|| {
-            BakeError::Deps(format!(
-                "cannot install wheels for {platform} / Python {}",
-                layout.python_version
-            ))
-        })?;
-    let http = crate::submit::http_client().map_err(|e| BakeError::Deps(e.to_string()))?;
-    progress("choosing wheels");
-    let wheels = if file.extension().is_some_and(|e| e == "toml") {
-        pinned::from_pylock(file, &target)?
-    } else {
-        let reqs = pinned::parse_hashed(file, &target)?;
-        pinned::resolve_hashed(&http, &reqs, &deps.index_url, &target).await?
-    };
-    if wheels.is_empty() {
-        return Ok(None);
-    }
-    let scheme = wheel::Scheme::for_python(
-        &layout.python,
-        &layout.python_version,
-        &layout.site_packages,
-    );
-    let mut key = sha2::Sha256::new();
-    key.update(format!(
-        "{LAYOUT_VERSION}\n{target}\n{scheme:?}\n{}:{}\n{mtime}\n{family:?}\n",
-        layout.uid, layout.gid
-    ));
-    let mut shas: Vec<&str> = wheels.iter().map(|w| w.sha256.as_str()).collect();
-    shas.sort();
-    for s in shas {
-        key.update(s.as_bytes());
-    }
-    let key = hex::encode(key.finalize());
-    let index_path = cache
-        .path(&format!("sha256:{key}"))?
-        .with_extension("deplayer.json");
-    if let Ok(t) = std::fs::read_to_string(&index_path)
-        && let Ok(v) = serde_json::from_str::<serde_json::Value>(&t)
-    {
-        let digest = v["digest"].as_str().unwrap_or_default().to_string();
-        if cache.contains(&digest) {
-            let path = cache.path(&digest)?;
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let blob = crate::oci::image::Blob {
-                digest,
-                size,
-                media_type: family.layer_gzip().to_string(),
-                path,
-            };
-            return Ok(Some((
-                blob,
-                v["diff_id"].as_str().unwrap_or_default().to_string(),
-                wheels.len(),
-            )));
-        }
-    }
-    progress(&format!("downloading {} wheels", wheels.len()));
-    let fetched = pinned::fetch(&http, &wheels, cache).await?;
-    progress("installing wheels");
-    let scratch = tempfile::tempdir().map_err(BakeError::Layer)?;
-    let owner = (layout.uid, layout.gid);
-    let mut installed = Vec::new();
-    for (i, (w, path)) in fetched.iter().enumerate() {
-        installed.push(wheel::install(
-            path,
-            &w.filename,
-            &scheme,
-            owner,
-            true,
-            &scratch.path().join(i.to_string()),
-        )?);
-    }
-    let mut entries = wheel::merge(
-        &installed,
-        &[scheme.site_packages.clone(), scheme.scripts.clone()],
-        owner,
-    )?;
-    let (blob, diff_id) = layer_blob(&mut entries, mtime, family, cache)?;
-    let _ = std::fs::write(
-        &index_path,
-        serde_json::to_vec(&json!({"digest": blob.digest, "diff_id": diff_id})).expect("json"),
-    );
-    Ok(Some((blob, diff_id, installed.len())))
-}
-
 pub async fn run(
     recipe: &Recipe,
     opts: &BakeOptions,
@@ -570,20 +458,25 @@ pub async fn run(
     }
     let mut new_layers = Vec::new();
     let mut layers = base_image.layers.clone();
-    if !opts.skip_deps
-        && let Some((blob, diff_id, n)) = dependency_layer(
+    let mut dependencies = deps::DepsReport::default();
+    if !opts.skip_deps {
+        let base_paths: Vec<PathBuf> = base_image.layers.iter().map(|l| l.path.clone()).collect();
+        let (built, report) = deps::dependency_layers(
             recipe,
             &platform,
             &layout,
             family,
             &cache,
             mtime,
+            (&base_image.config.digest, &base_paths),
             &mut progress,
         )
-        .await?
-    {
-        new_layers.push((diff_id, format!("raypack bake: {n} Python distributions")));
-        layers.push(blob);
+        .await?;
+        for (blob, diff_id, created_by) in built {
+            new_layers.push((diff_id, created_by));
+            layers.push(blob);
+        }
+        dependencies = report;
     }
     new_layers.push((
         code_diff,
@@ -663,6 +556,7 @@ pub async fn run(
         oci_layout,
         tar: opts.tar.clone(),
         base_pinned_now: pinned_now,
+        dependencies,
         image,
     })
 }

@@ -54,6 +54,11 @@ impl BlobCache {
         }
     }
 
+    /// The cache root (blobs live under `blobs/sha256`; indexes may sit beside them).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn dir(&self) -> PathBuf {
         self.root.join("blobs").join("sha256")
     }

@@ -1,9 +1,11 @@
 //! Python packaging for images, without Python: compatibility tags for a target interpreter
-//! and platform ([`tags`]), wheel filenames and installation into layer entries ([`wheel`]).
+//! and platform ([`tags`]), wheel filenames and installation into layer entries ([`wheel`]),
+//! and what a base image already has installed ([`installed`]).
 //!
 //! `install` produces [`crate::archive::tar::LayerEntry`] lists and knows nothing of HTTP;
 //! fetching wheels and reading locks live elsewhere.
 
+pub mod installed;
 pub mod pinned;
 pub mod tags;
 pub mod wheel;

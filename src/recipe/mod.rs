@@ -85,6 +85,8 @@ pub struct Dependencies {
     pub extra_index_urls: Vec<String>,
     pub find_links: Vec<String>,
     pub package_indexes: BTreeMap<String, String>,
+    /// `None`: the bake default ([`crate::bake::deps::DEFAULT_MAX_LAYERS`]).
+    pub max_layers: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -477,6 +479,17 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
         .iter()
         .map(|(k, v)| (k.clone(), check_url(rep, v, "package index")))
         .collect();
+    let max_layers = d.max_layers.as_ref().map(|m| {
+        let n = *m.get_ref();
+        if !(1..=32).contains(&n) {
+            rep.error(
+                m.span(),
+                format!("max_layers = {n} is out of range"),
+                Some("use 1 to 32 (heavy distributions get their own layers within it)".into()),
+            );
+        }
+        n.clamp(1, 32) as usize
+    });
 
     // [base]
     let base = match &raw.base {
@@ -676,6 +689,7 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
             extra_index_urls,
             find_links,
             package_indexes,
+            max_layers,
         },
         base,
         image: Image {

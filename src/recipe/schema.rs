@@ -62,6 +62,9 @@ pub struct RawDependencies {
     /// Per-package index pinning: `torch = "https://download.pytorch.org/whl/cu124"`.
     #[serde(default)]
     pub package_indexes: BTreeMap<String, Spanned<String>>,
+    /// Most dependency layers a bake writes (heavy distributions get their own).
+    #[serde(default)]
+    pub max_layers: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,0 +1,455 @@
+//! The dependency layers of a bake: pinned wheels → what the base already has → layers.
+//!
+//! 1. Choose one wheel per pinned distribution for the image's target (pylock.toml, or a hashed
+//!    requirements.txt resolved against the index).
+//! 2. Compare with the base's installed distributions ([`BaseIndex`], built once per base):
+//!    the same version is **kept** (not installed again); another version is **replaced**:
+//!    installed, plus OCI whiteouts for every file of the old RECORD the new version does not
+//!    ship and for the old `.dist-info`, so `importlib.metadata` sees one version.
+//! 3. Group: distributions of at least [`HEAVY_BYTES`] unpacked (torch, pyarrow, nvidia-*)
+//!    get a layer each, the largest first, within the budget (`[dependencies] max_layers`);
+//!    the rest share one layer. Each layer is keyed by its wheels' hashes + target + layout
+//!    (+ the base, when it carries whiteouts), so the same wheels give the same blob in any
+//!    project, and a cached layer is neither unpacked nor rebuilt.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::json;
+use sha2::Digest;
+
+use super::{BakeError, BaseLayout, LAYOUT_VERSION, layer_blob};
+use crate::archive::tar::{EntryKind, LayerEntry};
+use crate::oci::cache::BlobCache;
+use crate::oci::image::Blob;
+use crate::oci::media::{Family, Platform};
+use crate::python::installed::BaseIndex;
+use crate::python::pinned::{self, PinnedWheel};
+use crate::python::tags::Target;
+use crate::python::wheel;
+use crate::recipe::Recipe;
+
+/// Unpacked size from which a distribution gets a layer of its own.
+pub const HEAVY_BYTES: u64 = 64 * 1024 * 1024;
+/// Default number of dependency layers at most.
+pub const DEFAULT_MAX_LAYERS: usize = 6;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Dist {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Replaced {
+    pub name: String,
+    /// The base's version.
+    pub from: String,
+    pub to: String,
+    /// Files of the old version removed by whiteouts (dist-info included as one).
+    pub whiteouts: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DepLayer {
+    pub digest: String,
+    pub distributions: Vec<String>,
+    /// Unpacked bytes of the wheels in it.
+    pub unpacked: u64,
+    /// Taken from the layer cache rather than built.
+    pub cached: bool,
+}
+
+/// What `bake --explain` prints.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DepsReport {
+    pub kept: Vec<Dist>,
+    pub installed: Vec<Dist>,
+    pub replaced: Vec<Replaced>,
+    pub layers: Vec<DepLayer>,
+}
+
+/// A built dependency layer: blob, diff_id, history text.
+pub type BuiltLayer = (Blob, String, String);
+
+#[allow(clippy::too_many_arguments)]
+pub async fn dependency_layers(
+    recipe: &Recipe,
+    platform: &Platform,
+    layout: &BaseLayout,
+    family: Family,
+    cache: &BlobCache,
+    mtime: u64,
+    base: (&str, &[PathBuf]),
+    progress: &mut impl FnMut(&str),
+) -> Result<(Vec<BuiltLayer>, DepsReport), BakeError> {
+    let deps = &recipe.dependencies;
+    if let Some(first) = deps.requirements.first() {
+        return Err(BakeError::Deps(format!(
+            "{}: inline requirement `{first}` is not pinned with hashes; `raypack lock` (which pins requirements) is not built yet. Put a pylock.toml or a hashed requirements.txt in `requirements_file`, or pass --skip-deps to take dependencies from the base",
+            recipe.path.display()
+        )));
+    }
+    let mut report = DepsReport::default();
+    let Some(file) = &deps.requirements_file else {
+        return Ok((Vec::new(), report));
+    };
+    let manylinux = layout.manylinux.clone().ok_or_else(|| {
+        BakeError::Deps(format!(
+            "{}: the glibc level of the base is unknown; set [base] manylinux = \"2_35\"",
+            recipe.base.image
+        ))
+    })?;
+    let target = Target::new(&platform.to_string(), &layout.python_version, &manylinux)
+        .ok_or_else(|| {
+            BakeError::Deps(format!(
+                "cannot install wheels for {platform} / Python {}",
+                layout.python_version
+            ))
+        })?;
+    let http = crate::submit::http_client().map_err(|e| BakeError::Deps(e.to_string()))?;
+    progress("choosing wheels");
+    let wheels = if file.extension().is_some_and(|e| e == "toml") {
+        pinned::from_pylock(file, &target)?
+    } else {
+        let reqs = pinned::parse_hashed(file, &target)?;
+        pinned::resolve_hashed(&http, &reqs, &deps.index_url, &target).await?
+    };
+    if wheels.is_empty() {
+        return Ok((Vec::new(), report));
+    }
+
+    progress("reading what the base has installed");
+    let (base_key, base_layers) = (base.0.to_string(), base.1.to_vec());
+    let index_dir = cache.root().join("base-index");
+    let sp = layout.site_packages.clone();
+    let index = tokio::task::spawn_blocking(move || {
+        BaseIndex::load_or_build(&index_dir, &base_key, &base_layers, &sp)
+    })
+    .await
+    .expect("indexing does not panic")
+    .map_err(|e| BakeError::Deps(e.to_string()))?;
+
+    let mut to_install = Vec::new();
+    for w in wheels {
+        match index.get(&w.name) {
+            Some(d) if same_version(&d.version, &w.version) => report.kept.push(Dist {
+                name: w.name.clone(),
+                version: d.version.clone(),
+            }),
+            Some(d) => {
+                report.replaced.push(Replaced {
+                    name: w.name.clone(),
+                    from: d.version.clone(),
+                    to: w.version.clone(),
+                    whiteouts: 0,
+                });
+                to_install.push(w);
+            }
+            None => {
+                report.installed.push(Dist {
+                    name: w.name.clone(),
+                    version: w.version.clone(),
+                });
+                to_install.push(w);
+            }
+        }
+    }
+    if to_install.is_empty() {
+        return Ok((Vec::new(), report));
+    }
+
+    progress(&format!("downloading {} wheels", to_install.len()));
+    let fetched = pinned::fetch(&http, &to_install, cache).await?;
+    let sized = tokio::task::spawn_blocking(move || {
+        fetched
+            .into_iter()
+            .map(|(w, p)| {
+                let n = unpacked_size(&p).map_err(|e| {
+                    BakeError::Deps(format!("{}: not a readable wheel: {e}", w.filename))
+                })?;
+                Ok((w, p, n))
+            })
+            .collect::<Result<Vec<_>, BakeError>>()
+    })
+    .await
+    .expect("sizing does not panic")?;
+    let max_layers = recipe
+        .dependencies
+        .max_layers
+        .unwrap_or(DEFAULT_MAX_LAYERS)
+        .max(1);
+    let groups = group(sized, max_layers);
+
+    let scheme = wheel::Scheme::for_python(
+        &layout.python,
+        &layout.python_version,
+        &layout.site_packages,
+    );
+    let owner = (layout.uid, layout.gid);
+    let mut built = Vec::new();
+    for g in groups {
+        let names: Vec<String> = g.iter().map(|(w, _, _)| w.name.clone()).collect();
+        let unpacked: u64 = g.iter().map(|(_, _, n)| n).sum();
+        let replaced_here: Vec<&str> = g
+            .iter()
+            .filter(|(w, _, _)| report.replaced.iter().any(|r| r.name == w.name))
+            .map(|(w, _, _)| w.name.as_str())
+            .collect();
+        let mut key = sha2::Sha256::new();
+        key.update(format!(
+            "{LAYOUT_VERSION}\n{target}\n{scheme:?}\n{}:{}\n{mtime}\n{family:?}\n",
+            layout.uid, layout.gid
+        ));
+        if !replaced_here.is_empty() {
+            // Whiteouts depend on what the base ships.
+            key.update(format!("base {}\n", base.0));
+        }
+        let mut shas: Vec<&str> = g.iter().map(|(w, _, _)| w.sha256.as_str()).collect();
+        shas.sort();
+        for s in shas {
+            key.update(s.as_bytes());
+        }
+        let key = hex::encode(key.finalize());
+        let index_path = cache
+            .path(&format!("sha256:{key}"))?
+            .with_extension("deplayer.json");
+        let created_by = format!("raypack bake: {}", names.join(", "));
+        if let Some((blob, diff_id, whiteouts)) = cached_layer(&index_path, cache, family) {
+            for (name, n) in whiteouts {
+                if let Some(r) = report.replaced.iter_mut().find(|r| r.name == name) {
+                    r.whiteouts = n;
+                }
+            }
+            report.layers.push(DepLayer {
+                digest: blob.digest.clone(),
+                distributions: names,
+                unpacked,
+                cached: true,
+            });
+            built.push((blob, diff_id, created_by));
+            continue;
+        }
+        progress(&format!("installing {}", names.join(", ")));
+        let scratch = tempfile::tempdir().map_err(BakeError::Layer)?;
+        let mut installed = Vec::new();
+        for (i, (w, path, _)) in g.iter().enumerate() {
+            installed.push(wheel::install(
+                path,
+                &w.filename,
+                &scheme,
+                owner,
+                true,
+                &scratch.path().join(i.to_string()),
+            )?);
+        }
+        let mut entries = wheel::merge(
+            &installed,
+            &[scheme.site_packages.clone(), scheme.scripts.clone()],
+            owner,
+        )?;
+        let shipped: BTreeSet<String> = entries.iter().map(|e| e.path.clone()).collect();
+        let mut whiteouts = Vec::new();
+        for name in &replaced_here {
+            let old = index.get(name).expect("replaced means present");
+            let before = entries.len();
+            entries.extend(whiteouts_for(old, &shipped, owner));
+            whiteouts.push((name.to_string(), entries.len() - before));
+        }
+        for (name, n) in &whiteouts {
+            if let Some(r) = report.replaced.iter_mut().find(|r| &r.name == name) {
+                r.whiteouts = *n;
+            }
+        }
+        let (blob, diff_id) = layer_blob(&mut entries, mtime, family, cache)?;
+        let _ = std::fs::write(
+            &index_path,
+            serde_json::to_vec(&json!({
+                "digest": blob.digest,
+                "diff_id": diff_id,
+                "whiteouts": whiteouts,
+            }))
+            .expect("json"),
+        );
+        report.layers.push(DepLayer {
+            digest: blob.digest.clone(),
+            distributions: names,
+            unpacked,
+            cached: false,
+        });
+        built.push((blob, diff_id, created_by));
+    }
+    Ok((built, report))
+}
+
+type CachedLayer = (Blob, String, Vec<(String, usize)>);
+
+fn cached_layer(
+    index_path: &std::path::Path,
+    cache: &BlobCache,
+    family: Family,
+) -> Option<CachedLayer> {
+    let t = std::fs::read_to_string(index_path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&t).ok()?;
+    let digest = v["digest"].as_str()?.to_string();
+    if !cache.contains(&digest) {
+        return None;
+    }
+    let path = cache.path(&digest).ok()?;
+    let size = std::fs::metadata(&path).ok()?.len();
+    let whiteouts = serde_json::from_value(v["whiteouts"].clone()).unwrap_or_default();
+    Some((
+        Blob {
+            digest,
+            size,
+            media_type: family.layer_gzip().to_string(),
+            path,
+        },
+        v["diff_id"].as_str()?.to_string(),
+        whiteouts,
+    ))
+}
+
+/// PEP 440 equality (`1.0` == `1.0.0`), falling back to string equality.
+fn same_version(a: &str, b: &str) -> bool {
+    use std::str::FromStr;
+    match (
+        pep508_rs::pep440_rs::Version::from_str(a),
+        pep508_rs::pep440_rs::Version::from_str(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// The sum of the uncompressed sizes in a wheel's central directory.
+fn unpacked_size(path: &std::path::Path) -> Result<u64, zip::result::ZipError> {
+    let z = zip::ZipArchive::new(std::fs::File::open(path)?)?;
+    Ok(z.decompressed_size().map(|n| n as u64).unwrap_or(0))
+}
+
+type Sized = (PinnedWheel, PathBuf, u64);
+
+/// Heavy distributions first, one layer each (largest first, within the budget), then one
+/// layer for the rest; names order every group.
+fn group(mut wheels: Vec<Sized>, max_layers: usize) -> Vec<Vec<Sized>> {
+    wheels.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.name.cmp(&b.0.name)));
+    let heavy = wheels
+        .iter()
+        .take_while(|w| w.2 >= HEAVY_BYTES)
+        .count()
+        .min(max_layers.saturating_sub(1));
+    let rest = wheels.split_off(heavy);
+    let mut groups: Vec<Vec<Sized>> = wheels.into_iter().map(|w| vec![w]).collect();
+    if !rest.is_empty() {
+        let mut rest = rest;
+        rest.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        groups.push(rest);
+    }
+    groups
+}
+
+/// Whiteouts for the files of `old` that the new layer does not ship, and one for its
+/// `.dist-info` directory.
+fn whiteouts_for(
+    old: &crate::python::installed::InstalledDist,
+    shipped: &BTreeSet<String>,
+    owner: (u32, u32),
+) -> Vec<LayerEntry> {
+    let wh = |path: String| LayerEntry {
+        path,
+        kind: EntryKind::Whiteout,
+        mode: 0o644,
+        uid: owner.0,
+        gid: owner.1,
+    };
+    let di = format!("{}/", old.dist_info);
+    let mut out: Vec<LayerEntry> = old
+        .files
+        .iter()
+        .filter(|f| !f.starts_with(&di) && !shipped.contains(*f))
+        .map(|f| wh(f.clone()))
+        .collect();
+    if !shipped.contains(&old.dist_info) {
+        out.push(wh(old.dist_info.clone()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(name: &str, size: u64) -> Sized {
+        (
+            PinnedWheel {
+                name: name.into(),
+                version: "1".into(),
+                filename: format!("{name}-1-py3-none-any.whl"),
+                url: String::new(),
+                sha256: String::new(),
+            },
+            PathBuf::new(),
+            size,
+        )
+    }
+
+    fn names(g: &[Vec<Sized>]) -> Vec<Vec<&str>> {
+        g.iter()
+            .map(|x| x.iter().map(|w| w.0.name.as_str()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn heavy_distributions_get_their_own_layers_within_the_budget() {
+        let m = 1 << 20;
+        let set = vec![
+            w("torch", 1500 * m),
+            w("requests", m),
+            w("pyarrow", 120 * m),
+            w("nvidia-cudnn", 700 * m),
+            w("idna", m),
+        ];
+        assert_eq!(
+            names(&group(set.clone(), 6)),
+            vec![
+                vec!["torch"],
+                vec!["nvidia-cudnn"],
+                vec!["pyarrow"],
+                vec!["idna", "requests"]
+            ]
+        );
+        assert_eq!(
+            names(&group(set.clone(), 2)),
+            vec![
+                vec!["torch"],
+                vec!["idna", "nvidia-cudnn", "pyarrow", "requests"]
+            ]
+        );
+        assert_eq!(names(&group(set, 1)).len(), 1);
+    }
+
+    #[test]
+    fn whiteouts_cover_what_the_new_version_drops() {
+        let old = crate::python::installed::InstalledDist {
+            name: "click".into(),
+            version: "8.1.7".into(),
+            dist_info: "sp/click-8.1.7.dist-info".into(),
+            requires_dist: vec![],
+            requires_python: None,
+            files: vec![
+                "sp/click-8.1.7.dist-info/RECORD".into(),
+                "sp/click/__init__.py".into(),
+                "sp/click/old.py".into(),
+            ],
+        };
+        let shipped: BTreeSet<String> = ["sp/click/__init__.py".to_string()].into();
+        let paths: Vec<String> = whiteouts_for(&old, &shipped, (1000, 100))
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        assert_eq!(paths, vec!["sp/click/old.py", "sp/click-8.1.7.dist-info"]);
+        assert!(same_version("1.0", "1.0.0") && !same_version("1.0", "1.1"));
+    }
+}
