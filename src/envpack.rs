@@ -47,6 +47,8 @@ pub enum EnvError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Requirements(#[from] RequirementsError),
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
     #[error("cannot write the package zip for {dir}: {source}")]
     Zip {
         dir: String,
@@ -122,7 +124,17 @@ pub async fn run(
             ));
         }
     }
-    let requirements = inline_list(recipe)?;
+    let requirements = if opts.deps == DepsMode::Bundle {
+        Vec::new()
+    } else {
+        inline_list(recipe)?
+    };
+    let bundle = if opts.deps == DepsMode::Bundle {
+        progress("choosing wheels for the dependency bundle");
+        crate::bundle::plan(recipe).await?
+    } else {
+        None
+    };
 
     let mut reports: Vec<PackageReport> = packages
         .iter()
@@ -141,6 +153,20 @@ pub async fn run(
             zip_bytes: None,
         })
         .collect();
+
+    if let Some(b) = &bundle {
+        reports.push(PackageReport {
+            role: "py_module:dependencies".into(),
+            dir: recipe.root.clone(),
+            uri: url.uri_for(&b.object_name),
+            digest: b.digest.clone(),
+            files: b.wheels.len(),
+            bytes: 0,
+            hashed: 0,
+            uploaded: false,
+            zip_bytes: None,
+        });
+    }
 
     if !opts.dry_run {
         let store = Store::connect(&url, is_default).await?;
@@ -178,6 +204,38 @@ pub async fn run(
             report.uploaded = true;
             report.zip_bytes = Some(zip_bytes);
         }
+        if let Some(b) = &bundle {
+            let report = reports.last_mut().expect("bundle report");
+            if store.exists(&b.object_name).await? {
+                tracing::debug!(uri = %report.uri, "dependency bundle already in the store");
+            } else {
+                store.check().await?;
+                progress(&format!(
+                    "installing {} wheels into the bundle",
+                    b.wheels.len()
+                ));
+                let scratch = tempfile::tempdir().map_err(|source| EnvError::Zip {
+                    dir: "dependency bundle".into(),
+                    source,
+                })?;
+                let cache =
+                    crate::oci::cache::BlobCache::new(&crate::oci::cache::default_cache_dir());
+                let entries = crate::bundle::entries(b, &cache, scratch.path()).await?;
+                let level = opts
+                    .compression_level
+                    .unwrap_or_else(|| default_compression(&url));
+                let (tmp, zip_bytes) =
+                    zip_entries(entries, "dependency bundle".into(), &tmp_root, level).await?;
+                progress(&format!(
+                    "uploading {} ({})",
+                    report.uri,
+                    human_bytes(zip_bytes)
+                ));
+                store.put_file(&b.object_name, tmp.path()).await?;
+                report.uploaded = true;
+                report.zip_bytes = Some(zip_bytes);
+            }
+        }
     }
 
     let mut env = RuntimeEnv {
@@ -205,8 +263,22 @@ pub async fn build_zip(
     tmp_root: &std::path::Path,
     level: u32,
 ) -> Result<(tempfile::NamedTempFile, u64), EnvError> {
-    let entries = p.zip_entries();
-    let dir = p.files.root.display().to_string();
+    zip_entries(
+        p.zip_entries(),
+        p.files.root.display().to_string(),
+        tmp_root,
+        level,
+    )
+    .await
+}
+
+/// Writes `entries` as a zip into a temp file under `tmp_root` (removed when dropped).
+async fn zip_entries(
+    entries: Vec<crate::archive::zip::ZipEntry>,
+    dir: String,
+    tmp_root: &std::path::Path,
+    level: u32,
+) -> Result<(tempfile::NamedTempFile, u64), EnvError> {
     let tmp_root = tmp_root.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let err = |source| EnvError::Zip {

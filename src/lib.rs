@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod bake;
+pub mod bundle;
 pub mod collect;
 pub mod envpack;
 pub mod init;

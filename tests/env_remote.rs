@@ -327,3 +327,82 @@ fn a_failing_job_fails_the_command() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("FAILED"), "{}", stderr(&out));
 }
+
+#[test]
+fn ray_imports_a_dependency_bundle_without_pip() {
+    let ray = service("RAYPACK_TEST_RAY");
+    let (_t, dir) = hello_copy();
+    // Packages the Ray venv lacks: a plain one, a PEP 420 namespace package and its dependency.
+    let mut lock = String::from("lock-version = \"1.0\"\ncreated-by = \"raypack-tests\"\n");
+    for (name, version) in [
+        ("tabulate", "0.9.0"),
+        ("jaraco.functools", "4.1.0"),
+        ("more-itertools", "10.5.0"),
+    ] {
+        let (file, url, sha) = pypi_wheel_info(name, version);
+        lock.push_str(&format!("\n[[packages]]\nname = \"{name}\"\nversion = \"{version}\"\n\n[[packages.wheels]]\nname = \"{file}\"\nurl = \"{url}\"\nhashes = {{ sha256 = \"{sha}\" }}\n"));
+    }
+    std::fs::write(dir.join("pylock.toml"), lock).unwrap();
+    let recipe = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace("requirements.txt", "pylock.toml");
+    std::fs::write(dir.join("raypack.toml"), recipe).unwrap();
+    std::fs::write(
+        dir.join("main.py"),
+        r#"import ray
+
+@ray.remote
+def where() -> str:
+    import tabulate, jaraco.functools, more_itertools
+    return tabulate.__file__
+
+ray.init()
+path = ray.get(where.remote())
+print("bundle import ok from", path)
+"#,
+    )
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let store_url = format!("file://{}", store.path().display());
+    let cache = tempfile::tempdir().unwrap();
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", cache.path())
+        .arg("-C")
+        .arg(&dir)
+        .args(["env", "--deps", "bundle", "--store", &store_url])
+        .args(["--submit", &ray, "--timeout", "300"]));
+    let err = stderr(&out);
+    assert!(out.status.success(), "job failed:\n{err}");
+    assert!(
+        err.contains("bundle import ok from") && err.contains("py_modules_files"),
+        "{err}"
+    );
+    let printed: serde_json::Value = serde_norway::from_str(&stdout(&out)).unwrap();
+    assert!(printed.get("pip").is_none(), "{printed}");
+    let mods: Vec<&str> = printed["py_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(mods.len(), 2, "{mods:?}");
+    assert!(mods[1].contains("/hello-deps-"), "{mods:?}");
+
+    // Same wheels: same URI, nothing uploaded again.
+    let again = run(raypack()
+        .env("RAYPACK_CACHE_DIR", cache.path())
+        .arg("-C")
+        .arg(&dir)
+        .args([
+            "--output", "json", "env", "--deps", "bundle", "--store", &store_url,
+        ]));
+    assert!(again.status.success(), "{}", stderr(&again));
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    let pkgs = v["packages"].as_array().unwrap();
+    let deps = pkgs
+        .iter()
+        .find(|p| p["role"] == "py_module:dependencies")
+        .unwrap();
+    assert_eq!(deps["uri"], mods[1]);
+    assert_eq!(deps["uploaded"], false, "{v}");
+}

@@ -85,16 +85,10 @@ pub async fn dependency_layers(
     progress: &mut impl FnMut(&str),
 ) -> Result<(Vec<BuiltLayer>, DepsReport), BakeError> {
     let deps = &recipe.dependencies;
-    if let Some(first) = deps.requirements.first() {
-        return Err(BakeError::Deps(format!(
-            "{}: inline requirement `{first}` is not pinned with hashes; `raypack lock` (which pins requirements) is not built yet. Put a pylock.toml or a hashed requirements.txt in `requirements_file`, or pass --skip-deps to take dependencies from the base",
-            recipe.path.display()
-        )));
-    }
     let mut report = DepsReport::default();
-    let Some(file) = &deps.requirements_file else {
+    if deps.requirements.is_empty() && deps.requirements_file.is_none() {
         return Ok((Vec::new(), report));
-    };
+    }
     let manylinux = layout.manylinux.clone().ok_or_else(|| {
         BakeError::Deps(format!(
             "{}: the glibc level of the base is unknown; set [base] manylinux = \"2_35\"",
@@ -110,12 +104,7 @@ pub async fn dependency_layers(
         })?;
     let http = crate::submit::http_client().map_err(|e| BakeError::Deps(e.to_string()))?;
     progress("choosing wheels");
-    let wheels = if file.extension().is_some_and(|e| e == "toml") {
-        pinned::from_pylock(file, &target)?
-    } else {
-        let reqs = pinned::parse_hashed(file, &target)?;
-        pinned::resolve_hashed(&http, &reqs, &deps.index_url, &target).await?
-    };
+    let wheels = pinned::recipe_wheels(recipe, &target, &http).await?;
     if wheels.is_empty() {
         return Ok((Vec::new(), report));
     }

@@ -40,6 +40,10 @@ pub enum PinnedError {
     #[error("{file}: {message}")]
     Malformed { file: String, message: String },
     #[error(
+        "{recipe}: inline requirement `{requirement}` is not pinned with hashes; run `raypack lock`, or put a pylock.toml or a hashed requirements.txt in `requirements_file`"
+    )]
+    InlineUnpinned { recipe: String, requirement: String },
+    #[error(
         "{name} {version}: no wheel for {target} (available: {available}); sdists are not built"
     )]
     NoWheel {
@@ -265,6 +269,32 @@ pub fn parse_hashed(path: &Path, target: &Target) -> Result<HashedRequirements, 
         }
     }
     Ok(out)
+}
+
+/// The recipe's pinned wheels for `target`: its `requirements_file` (a PEP 751 pylock.toml,
+/// or a requirements.txt where every line is `==` with `--hash`, mapped to files through the
+/// index). Inline requirements are not pinned, so they are an error here.
+pub async fn recipe_wheels(
+    recipe: &crate::recipe::Recipe,
+    target: &Target,
+    http: &reqwest::Client,
+) -> Result<Vec<PinnedWheel>, PinnedError> {
+    let deps = &recipe.dependencies;
+    if let Some(first) = deps.requirements.first() {
+        return Err(PinnedError::InlineUnpinned {
+            recipe: recipe.path.display().to_string(),
+            requirement: first.clone(),
+        });
+    }
+    let Some(file) = &deps.requirements_file else {
+        return Ok(Vec::new());
+    };
+    if file.extension().is_some_and(|e| e == "toml") {
+        from_pylock(file, target)
+    } else {
+        let reqs = parse_hashed(file, target)?;
+        resolve_hashed(http, &reqs, &deps.index_url, target).await
+    }
 }
 
 /// A file listed by an index.

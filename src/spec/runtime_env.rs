@@ -16,6 +16,9 @@ pub enum DepsMode {
     Uv,
     /// No dependency field (the image already has them).
     None,
+    /// The pinned wheels installed into a content-hashed `py_modules` zip (no pip on the
+    /// workers).
+    Bundle,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -49,7 +52,7 @@ impl RuntimeEnv {
         match mode {
             DepsMode::Pip => self.pip = Some(requirements),
             DepsMode::Uv => self.uv = Some(requirements),
-            DepsMode::None => {}
+            DepsMode::None | DepsMode::Bundle => {}
         }
         self
     }

@@ -1,0 +1,135 @@
+//! `raypack env --deps bundle`: the recipe's pinned wheels installed the way bake installs
+//! them, but into one content-addressed `py_modules` zip, so Ray workers import the
+//! dependencies without running pip at start-up.
+//!
+//! Layout: everything under the zip's single wrapper directory (`pkg/`), which Ray strips and
+//! puts on `sys.path` (see docs on py_modules): `pkg/requests/…`, `pkg/requests-2.x.dist-info/…`.
+//! Scripts land in `pkg/bin` (not on the workers' PATH); `.data` data and headers under
+//! `pkg/.raypack-data`. The digest covers the layout version, the target and the wheels'
+//! hashes, so the same wheels give the same URI on any machine and an unchanged set uploads
+//! nothing.
+
+use sha2::Digest;
+
+use crate::archive::tar::EntryKind;
+use crate::archive::zip::ZipEntry;
+use crate::oci::cache::BlobCache;
+use crate::python::pinned::{self, PinnedError, PinnedWheel};
+use crate::python::tags::Target;
+use crate::python::wheel::{self, Scheme, WheelError};
+use crate::recipe::Recipe;
+
+/// Bumped when the bundle layout changes.
+pub const BUNDLE_LAYOUT: &str = "raypack-bundle-v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error(transparent)]
+    Pinned(#[from] PinnedError),
+    #[error(transparent)]
+    Wheel(#[from] WheelError),
+    #[error("dependency bundle: {0}")]
+    Target(String),
+    #[error("dependency bundle: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The wheels of a bundle and its name in the store.
+#[derive(Debug, Clone)]
+pub struct BundlePlan {
+    pub target: Target,
+    pub wheels: Vec<PinnedWheel>,
+    pub digest: String,
+    pub object_name: String,
+}
+
+/// Chooses the wheels (no download). `None` when the recipe has no pinned dependencies.
+pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
+    let target =
+        crate::bake::base::target_without_pull(&recipe.base).map_err(BundleError::Target)?;
+    let http = crate::submit::http_client().map_err(|e| BundleError::Target(e.to_string()))?;
+    let wheels = pinned::recipe_wheels(recipe, &target, &http).await?;
+    if wheels.is_empty() {
+        return Ok(None);
+    }
+    let mut h = sha2::Sha256::new();
+    h.update(format!("{BUNDLE_LAYOUT}\n{target}\n"));
+    let mut shas: Vec<&str> = wheels.iter().map(|w| w.sha256.as_str()).collect();
+    shas.sort();
+    for s in shas {
+        h.update(s.as_bytes());
+        h.update(b"\n");
+    }
+    let digest = hex::encode(h.finalize());
+    let object_name = format!("{}-deps-{}.zip", recipe.name, &digest[..32]);
+    Ok(Some(BundlePlan {
+        target,
+        wheels,
+        digest,
+        object_name,
+    }))
+}
+
+fn scheme(target: &Target) -> Scheme {
+    Scheme {
+        site_packages: "/pkg".into(),
+        scripts: "/pkg/bin".into(),
+        data: "/pkg/.raypack-data".into(),
+        headers: format!("/pkg/.raypack-data/include/python3.{}", target.python_minor),
+        // Scripts are not on the workers' PATH; launchers still need an absolute interpreter.
+        python: "/usr/bin/python3".into(),
+    }
+}
+
+/// Downloads (into the shared wheel cache) and installs the wheels under `scratch`; returns
+/// the zip entries, sorted, ready for [`crate::archive::zip::write_zip`].
+pub async fn entries(
+    plan: &BundlePlan,
+    cache: &BlobCache,
+    scratch: &std::path::Path,
+) -> Result<Vec<ZipEntry>, BundleError> {
+    let http = crate::submit::http_client().map_err(|e| BundleError::Target(e.to_string()))?;
+    let fetched = pinned::fetch(&http, &plan.wheels, cache).await?;
+    let scheme = scheme(&plan.target);
+    let scratch = scratch.to_path_buf();
+    tokio::task::spawn_blocking(move || -> Result<Vec<ZipEntry>, BundleError> {
+        let mut installed = Vec::new();
+        for (i, (w, path)) in fetched.iter().enumerate() {
+            installed.push(wheel::install(
+                path,
+                &w.filename,
+                &scheme,
+                (0, 0),
+                true,
+                &scratch.join(format!("w{i}")),
+            )?);
+        }
+        let merged = wheel::merge(&installed, &[], (0, 0))?;
+        let generated = scratch.join("generated");
+        let mut out = Vec::new();
+        for (i, e) in merged.into_iter().enumerate() {
+            let source = match e.kind {
+                EntryKind::File { source } => source,
+                EntryKind::Bytes(b) => {
+                    std::fs::create_dir_all(&generated)?;
+                    let p = generated.join(i.to_string());
+                    std::fs::write(&p, b)?;
+                    p
+                }
+                EntryKind::Dir | EntryKind::Whiteout => continue,
+            };
+            let size = std::fs::metadata(&source)?.len();
+            out.push(ZipEntry {
+                name: e.path,
+                source,
+                mode: e.mode,
+                size,
+                crc32: None,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    })
+    .await
+    .expect("installing does not panic")
+}
