@@ -181,6 +181,32 @@ pub async fn run(
             .staging_dir()
             .map(Path::to_path_buf)
             .unwrap_or(own_tmp);
+        // The bundle is built before anything is uploaded: a bad wheel publishes nothing.
+        let mut bundle_zip = None;
+        if let Some(b) = &bundle {
+            if store.exists(&b.object_name).await? {
+                tracing::debug!(object = %b.object_name, "dependency bundle already in the store");
+            } else {
+                store.check().await?;
+                progress(&format!(
+                    "installing {} wheels into the bundle",
+                    b.wheels.len()
+                ));
+                let scratch = tempfile::tempdir().map_err(|source| EnvError::Zip {
+                    dir: "dependency bundle".into(),
+                    source,
+                })?;
+                let cache =
+                    crate::oci::cache::BlobCache::new(&crate::oci::cache::default_cache_dir());
+                let entries = crate::bundle::entries(b, &cache, scratch.path()).await?;
+                let level = opts
+                    .compression_level
+                    .unwrap_or_else(|| default_compression(&url));
+                let (tmp, zip_bytes) =
+                    zip_entries(entries, "dependency bundle".into(), &tmp_root, level).await?;
+                bundle_zip = Some((b, tmp, zip_bytes));
+            }
+        }
         for ((p, report), present) in packages.iter().zip(reports.iter_mut()).zip(exists) {
             if present {
                 tracing::debug!(uri = %report.uri, "already in the store");
@@ -204,37 +230,16 @@ pub async fn run(
             report.uploaded = true;
             report.zip_bytes = Some(zip_bytes);
         }
-        if let Some(b) = &bundle {
+        if let Some((b, tmp, zip_bytes)) = bundle_zip {
             let report = reports.last_mut().expect("bundle report");
-            if store.exists(&b.object_name).await? {
-                tracing::debug!(uri = %report.uri, "dependency bundle already in the store");
-            } else {
-                store.check().await?;
-                progress(&format!(
-                    "installing {} wheels into the bundle",
-                    b.wheels.len()
-                ));
-                let scratch = tempfile::tempdir().map_err(|source| EnvError::Zip {
-                    dir: "dependency bundle".into(),
-                    source,
-                })?;
-                let cache =
-                    crate::oci::cache::BlobCache::new(&crate::oci::cache::default_cache_dir());
-                let entries = crate::bundle::entries(b, &cache, scratch.path()).await?;
-                let level = opts
-                    .compression_level
-                    .unwrap_or_else(|| default_compression(&url));
-                let (tmp, zip_bytes) =
-                    zip_entries(entries, "dependency bundle".into(), &tmp_root, level).await?;
-                progress(&format!(
-                    "uploading {} ({})",
-                    report.uri,
-                    human_bytes(zip_bytes)
-                ));
-                store.put_file(&b.object_name, tmp.path()).await?;
-                report.uploaded = true;
-                report.zip_bytes = Some(zip_bytes);
-            }
+            progress(&format!(
+                "uploading {} ({})",
+                report.uri,
+                human_bytes(zip_bytes)
+            ));
+            store.put_file(&b.object_name, tmp.path()).await?;
+            report.uploaded = true;
+            report.zip_bytes = Some(zip_bytes);
         }
     }
 

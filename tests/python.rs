@@ -332,3 +332,124 @@ fn hostile_wheels_are_refused() {
         assert!(!dir.join("etc").exists());
     }
 }
+
+/// Runs `env --deps bundle` on examples/hello with `file` (name, content) as its
+/// requirements_file; asserts exit 1 and that the store stayed empty; returns stderr.
+fn bundle_fails(name: &str, content: &str) -> String {
+    let (_t, dir) = hello_copy();
+    std::fs::write(dir.join(name), content).unwrap();
+    let recipe = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace("requirements.txt", name);
+    std::fs::write(dir.join("raypack.toml"), recipe).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", cache.path())
+        .arg("-C")
+        .arg(&dir)
+        .args(["env", "--deps", "bundle", "--store"])
+        .arg(format!("file://{}", store.path().display())));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let left: Vec<_> = std::fs::read_dir(store.path()).unwrap().collect();
+    assert!(left.is_empty(), "published despite the error: {left:?}");
+    err
+}
+
+/// sha256 of `filename` as PyPI's simple API lists it.
+fn pypi_sha(project: &str, filename: &str) -> String {
+    let v = reqwest::blocking_get_json(&format!("https://pypi.org/simple/{project}/"));
+    v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["filename"] == filename)
+        .unwrap_or_else(|| panic!("{filename} not on PyPI"))["hashes"]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_download_that_does_not_match_its_hash_is_fatal_and_named() {
+    let (file, url, _) = pypi_wheel_info("tabulate", "0.9.0");
+    let wrong = "0".repeat(64);
+    let err = bundle_fails(
+        "pylock.toml",
+        &format!("lock-version = \"1.0\"\ncreated-by = \"t\"\n\n[[packages]]\nname = \"tabulate\"\nversion = \"0.9.0\"\n\n[[packages.wheels]]\nname = \"{file}\"\nurl = \"{url}\"\nhashes = {{ sha256 = \"{wrong}\" }}\n"),
+    );
+    assert!(
+        err.contains(&file) && err.contains(&wrong) && err.contains("discarded"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_wheel_for_the_target_names_the_tags_it_has() {
+    let sha = pypi_sha("pywin32", "pywin32-306-cp311-cp311-win32.whl");
+    let err = bundle_fails(
+        "requirements.txt",
+        &format!("pywin32==306 --hash=sha256:{sha}\n"),
+    );
+    assert!(
+        err.contains("pywin32 306: no wheel for")
+            && err.contains("cp311-cp311-win32")
+            && err.contains("sdists are not built"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_yanked_only_version_is_refused_with_the_reason() {
+    let sha = pypi_sha("requests", "requests-2.32.0-py3-none-any.whl");
+    let err = bundle_fails(
+        "requirements.txt",
+        &format!("requests==2.32.0 --hash=sha256:{sha}\n"),
+    );
+    assert!(
+        err.contains("requests==2.32.0") && err.contains("yanked") && err.contains("CVE-2024-35195"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pins_whose_hashes_the_index_does_not_list_are_refused() {
+    let err = bundle_fails(
+        "requirements.txt",
+        &format!("tabulate==0.9.0 --hash=sha256:{}\n", "1".repeat(64)),
+    );
+    assert!(
+        err.contains("tabulate==0.9.0") && err.contains("none of its 1 --hash values"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unreachable_index_is_a_clear_error_without_its_credentials() {
+    // Port 9 on loopback: nothing listens, the connection is refused.
+    let err = bundle_fails(
+        "requirements.txt",
+        &format!(
+            "--index-url http://alice:s3cret-canary-9@127.0.0.1:9/simple\ntabulate==0.9.0 --hash=sha256:{}\n",
+            "1".repeat(64)
+        ),
+    );
+    assert!(
+        err.contains("127.0.0.1:9") && err.contains("cannot reach the index for tabulate"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-canary-9") && !err.contains("alice"), "{err}");
+}
+
+#[test]
+fn a_malformed_lock_points_at_the_line() {
+    let err = bundle_fails(
+        "pylock.toml",
+        "lock-version = \"1.0\"\n[[packages]\nname = \"x\"\n",
+    );
+    assert!(
+        err.contains("pylock.toml:2:") && err.contains("not valid TOML"),
+        "{err}"
+    );
+}

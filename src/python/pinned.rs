@@ -54,6 +54,25 @@ pub enum PinnedError {
     },
     #[error("{index}: {message}")]
     Index { index: String, message: String },
+    #[error(
+        "{name}=={version}: every file of this version is yanked from {index} ({reason}); pin another version"
+    )]
+    Yanked {
+        name: String,
+        version: String,
+        index: String,
+        reason: String,
+    },
+    #[error(
+        "{file}: {name}=={version}: none of its {hashes} --hash values matches a file {index} lists for this version; the pins are stale or the index serves other files (re-lock)"
+    )]
+    UnknownHashes {
+        file: String,
+        name: String,
+        version: String,
+        hashes: usize,
+        index: String,
+    },
     #[error("{file}: sha256 {actual}, expected {expected}; the download is discarded")]
     HashMismatch {
         file: String,
@@ -98,8 +117,16 @@ pub fn from_pylock(path: &Path, target: &Target) -> Result<Vec<PinnedWheel>, Pin
     let doc: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| PinnedError::Malformed {
-            file: file.clone(),
-            message: e.message().to_string(),
+            file: match e.span() {
+                Some(span) => {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+                    format!("{file}:{line}:{col}")
+                }
+                None => file.clone(),
+            },
+            message: format!("not valid TOML: {}", e.message()),
         })?;
     if doc
         .get("lock-version")
@@ -192,6 +219,8 @@ pub fn from_pylock(path: &Path, target: &Target) -> Result<Vec<PinnedWheel>, Pin
 /// `name==version` + hashes from a requirements.txt, and its index options.
 #[derive(Debug, Clone, Default)]
 pub struct HashedRequirements {
+    /// The file the pins came from (for messages).
+    pub source: String,
     pub index_url: Option<String>,
     pub extra_index_urls: Vec<String>,
     pub pins: Vec<(String, String, Vec<String>)>,
@@ -206,7 +235,10 @@ pub fn parse_hashed(path: &Path, target: &Target) -> Result<HashedRequirements, 
     })?;
     let env = marker_env(target);
     let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
-    let mut out = HashedRequirements::default();
+    let mut out = HashedRequirements {
+        source: file.clone(),
+        ..Default::default()
+    };
     for (i, raw) in joined.lines().enumerate() {
         let line = raw.split(" #").next().unwrap_or(raw).trim();
         if line.is_empty() || line.starts_with('#') {
@@ -304,6 +336,20 @@ pub struct IndexFile {
     pub url: String,
     pub sha256: String,
     pub yanked: bool,
+    /// PEP 592 reason, when the index gives one.
+    pub yanked_reason: Option<String>,
+}
+
+/// `url` without userinfo, for messages (credentials are never printed).
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// PEP 691 JSON for one project.
@@ -314,15 +360,36 @@ pub async fn index_files(
 ) -> Result<Vec<IndexFile>, PinnedError> {
     let url = format!("{}/{}/", index.trim_end_matches('/'), normalize(name));
     let err = |message: String| PinnedError::Index {
-        index: index.to_string(),
+        index: redact(index),
         message,
     };
-    let resp = http
-        .get(&url)
-        .header("Accept", "application/vnd.pypi.simple.v1+json")
-        .send()
-        .await
-        .map_err(|e| err(format!("{name}: {}", e.without_url())))?;
+    // Network errors and 5xx answers are retried (3 tries, 0.5 s then 1 s apart).
+    let mut attempt = 0;
+    let resp = loop {
+        attempt += 1;
+        let r = http
+            .get(&url)
+            .header("Accept", "application/vnd.pypi.simple.v1+json")
+            .send()
+            .await;
+        match r {
+            Ok(resp) if resp.status().is_server_error() && attempt < 3 => {}
+            Ok(resp) => break resp,
+            Err(e) if attempt < 3 && (e.is_connect() || e.is_timeout() || e.is_request()) => {}
+            Err(e) => {
+                return Err(err(format!(
+                    "cannot reach the index for {name} after {attempt} tries ({}); check index_url and the network",
+                    e.without_url()
+                )));
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+    };
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Err(err(format!(
+            "no project `{name}` on this index (HTTP 404); check the name"
+        )));
+    }
     if !resp.status().is_success() {
         return Err(err(format!("{name}: HTTP {}", resp.status())));
     }
@@ -343,6 +410,10 @@ pub async fn index_files(
                     .unwrap_or_default()
                     .to_string(),
                 yanked: f["yanked"].as_bool().unwrap_or(false) || f["yanked"].is_string(),
+                yanked_reason: f["yanked"]
+                    .as_str()
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty()),
             })
         })
         .collect())
@@ -362,11 +433,41 @@ pub async fn resolve_hashed(
         .unwrap_or_else(|| default_index.to_string());
     let prio = target.priorities();
     let mut out = Vec::new();
-    for (name, version, hashes) in &reqs.pins {
-        let files = index_files(http, &index, name).await?;
-        let cands: Vec<(WheelName, &IndexFile)> = files
+    // The index pages are fetched 8 at a time; the pins are then mapped in order.
+    use futures::stream::{StreamExt, TryStreamExt};
+    let pages: Vec<Vec<IndexFile>> = futures::stream::iter(reqs.pins.iter())
+        .map(|(name, _, _)| index_files(http, &index, name))
+        .buffered(8)
+        .try_collect()
+        .await?;
+    for ((name, version, hashes), files) in reqs.pins.iter().zip(pages) {
+        let listed: Vec<&IndexFile> = files
             .iter()
             .filter(|f| hashes.contains(&f.sha256))
+            .collect();
+        if listed.is_empty() {
+            return Err(PinnedError::UnknownHashes {
+                file: reqs.source.clone(),
+                name: name.clone(),
+                version: version.clone(),
+                hashes: hashes.len(),
+                index: redact(&index),
+            });
+        }
+        if listed.iter().all(|f| f.yanked) {
+            return Err(PinnedError::Yanked {
+                name: name.clone(),
+                version: version.clone(),
+                index: redact(&index),
+                reason: listed
+                    .iter()
+                    .find_map(|f| f.yanked_reason.clone())
+                    .unwrap_or_else(|| "no reason given".into()),
+            });
+        }
+        let cands: Vec<(WheelName, &IndexFile)> = listed
+            .into_iter()
+            .filter(|f| !f.yanked)
             .filter_map(|f| WheelName::parse(&f.filename).map(|w| (w, f)))
             .collect();
         let names: Vec<WheelName> = cands.iter().map(|c| c.0.clone()).collect();
