@@ -340,6 +340,21 @@ pub struct IndexFile {
     pub yanked_reason: Option<String>,
 }
 
+/// An error and its sources, innermost last ("error sending request: … : Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 /// `url` without userinfo, for messages (credentials are never printed).
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
@@ -379,7 +394,7 @@ pub async fn index_files(
             Err(e) => {
                 return Err(err(format!(
                     "cannot reach the index for {name} after {attempt} tries ({}); check index_url and the network",
-                    e.without_url()
+                    error_chain(&e.without_url())
                 )));
             }
         }
