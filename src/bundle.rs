@@ -93,23 +93,24 @@ pub async fn entries(
     let scheme = scheme(&plan.target);
     let scratch = scratch.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<Vec<ZipEntry>, BundleError> {
-        let mut installed = Vec::new();
-        for (i, (w, path)) in fetched.iter().enumerate() {
-            installed.push(wheel::install(
-                path,
-                &w.filename,
-                &scheme,
-                (0, 0),
-                true,
-                &scratch.join(format!("w{i}")),
-            )?);
-        }
+        let files: Vec<(std::path::PathBuf, String)> = fetched
+            .iter()
+            .map(|(w, p)| (p.clone(), w.filename.clone()))
+            .collect();
+        let installed = wheel::install_all(&files, &scheme, (0, 0), true, &scratch.join("w"))?;
         let merged = wheel::merge(&installed, &[], (0, 0))?;
         let generated = scratch.join("generated");
+        let mut zips = crate::archive::tar::ZipReaders::default();
         let mut out = Vec::new();
         for (i, e) in merged.into_iter().enumerate() {
             let source = match e.kind {
                 EntryKind::File { source } => source,
+                EntryKind::ZipMember { archive, index, .. } => {
+                    std::fs::create_dir_all(&generated)?;
+                    let p = generated.join(i.to_string());
+                    zips.extract(&archive, index, &p)?;
+                    p
+                }
                 EntryKind::Bytes(b) => {
                     std::fs::create_dir_all(&generated)?;
                     let p = generated.join(i.to_string());

@@ -76,14 +76,28 @@ enum Command {
     },
     /// Remove a registry's credentials from the docker config.
     Logout { registry: Option<String> },
-    /// Install wheel files into a directory the way `pip install --no-deps --target` does
-    /// (a debugging aid for what bake puts into images).
+    /// Install wheels the way bake does, into a directory (as `pip install --no-deps --target`)
+    /// or a gzip layer: a debugging aid for what bake puts into images, and its benchmark.
     Install {
         /// Wheel files.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "requirements")]
         wheels: Vec<PathBuf>,
-        #[arg(long, value_name = "DIR")]
-        target: PathBuf,
+        /// A pinned input instead of wheel files: pylock.toml, or requirements.txt with
+        /// `==` and `--hash` on every line (wheels come from the index into the shared cache).
+        #[arg(short = 'r', long, value_name = "FILE", conflicts_with = "wheels")]
+        requirements: Option<PathBuf>,
+        /// Index for a requirements.txt without --index-url.
+        #[arg(long, default_value = "https://pypi.org/simple")]
+        index_url: String,
+        #[arg(long, value_name = "DIR", required_unless_present = "layer")]
+        target: Option<PathBuf>,
+        /// Write a gzip tar layer (image paths under the interpreter's prefix, owned by
+        /// --user) instead of a directory.
+        #[arg(long, value_name = "FILE", conflicts_with = "target")]
+        layer: Option<PathBuf>,
+        /// Owner of the layer's entries.
+        #[arg(long, default_value = "1000:100", value_name = "UID:GID")]
+        user: String,
         /// The interpreter written into script shebangs.
         #[arg(long, default_value = "/home/ray/anaconda3/bin/python")]
         python: String,
@@ -378,7 +392,11 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Install {
             wheels,
+            requirements,
+            index_url,
             target,
+            layer,
+            user,
             python,
             python_version,
             platform,
@@ -387,10 +405,30 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let t = raypack::python::tags::Target::new(platform, python_version, manylinux)
                 .ok_or_else(|| CliError::Other(format!("unsupported target {platform} / Python {python_version} / manylinux {manylinux}")))?;
             let prio = t.priorities();
-            let scheme = raypack::python::target_scheme(python, python_version);
             let scratch = tempfile::tempdir()?;
-            let mut installed = Vec::new();
-            for (i, w) in wheels.iter().enumerate() {
+            let mut files: Vec<(PathBuf, String)> = Vec::new();
+            if let Some(req) = requirements {
+                use raypack::python::pinned;
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?;
+                let fetched = rt.block_on(async {
+                    let http = raypack::submit::http_client()
+                        .map_err(|e| CliError::Other(e.to_string()))?;
+                    let pins = if req.extension().is_some_and(|e| e == "toml") {
+                        pinned::from_pylock(req, &t)?
+                    } else {
+                        let reqs = pinned::parse_hashed(req, &t)?;
+                        pinned::resolve_hashed(&http, &reqs, index_url, &t).await?
+                    };
+                    let cache = raypack::oci::cache::BlobCache::new(
+                        &raypack::oci::cache::default_cache_dir(),
+                    );
+                    Ok::<_, CliError>(pinned::fetch(&http, &pins, &cache).await?)
+                })?;
+                files.extend(fetched.into_iter().map(|(w, p)| (p, w.filename)));
+            }
+            for w in wheels.iter() {
                 let fname = w
                     .file_name()
                     .map(|n| n.to_string_lossy().to_string())
@@ -404,19 +442,54 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                         wn.tags.join(", ")
                     )));
                 }
-                installed.push(raypack::python::wheel::install(
-                    w,
-                    &fname,
+                files.push((w.clone(), fname));
+            }
+            let installed;
+            if let Some(out) = layer {
+                let (uid, gid) = user
+                    .split_once(':')
+                    .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+                    .ok_or_else(|| CliError::Other(format!("--user `{user}` is not UID:GID")))?;
+                let prefix = python
+                    .rsplit_once('/')
+                    .and_then(|(bin, _)| bin.rsplit_once('/'))
+                    .map(|(p, _)| p)
+                    .unwrap_or("/usr");
+                let sp = format!("{prefix}/lib/python{python_version}/site-packages");
+                let scheme =
+                    raypack::python::wheel::Scheme::for_python(python, python_version, &sp);
+                installed = raypack::python::wheel::install_all(
+                    &files,
+                    &scheme,
+                    (uid, gid),
+                    true,
+                    scratch.path(),
+                )?;
+                let roots = vec![scheme.site_packages.clone(), scheme.scripts.clone()];
+                let mut entries = raypack::python::wheel::merge(&installed, &roots, (uid, gid))?;
+                let f = std::fs::File::create(out)?;
+                let gz = flate2::GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(std::io::BufWriter::new(f), flate2::Compression::new(6));
+                raypack::archive::tar::write_layer(gz, &mut entries, 0)?
+                    .finish()?
+                    .flush()?;
+            } else {
+                let target = target.as_ref().expect("clap requires --target or --layer");
+                let scheme = raypack::python::target_scheme(python, python_version);
+                installed = raypack::python::wheel::install_all(
+                    &files,
                     &scheme,
                     (0, 0),
                     true,
-                    &scratch.path().join(i.to_string()),
-                )?);
+                    scratch.path(),
+                )?;
+                let roots = vec![scheme.site_packages.clone(), scheme.scripts.clone()];
+                let entries = raypack::python::wheel::merge(&installed, &roots, (0, 0))?;
+                std::fs::create_dir_all(target)?;
+                raypack::python::materialize_target(&entries, target)?;
             }
-            let roots = vec![scheme.site_packages.clone(), scheme.scripts.clone()];
-            let entries = raypack::python::wheel::merge(&installed, &roots, (0, 0))?;
-            std::fs::create_dir_all(target)?;
-            raypack::python::materialize_target(&entries, target)?;
             if !cli.quiet {
                 for i in &installed {
                     eprintln!("installed {} {}", i.name, i.version);

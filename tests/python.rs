@@ -377,7 +377,9 @@ fn a_download_that_does_not_match_its_hash_is_fatal_and_named() {
     let wrong = "0".repeat(64);
     let err = bundle_fails(
         "pylock.toml",
-        &format!("lock-version = \"1.0\"\ncreated-by = \"t\"\n\n[[packages]]\nname = \"tabulate\"\nversion = \"0.9.0\"\n\n[[packages.wheels]]\nname = \"{file}\"\nurl = \"{url}\"\nhashes = {{ sha256 = \"{wrong}\" }}\n"),
+        &format!(
+            "lock-version = \"1.0\"\ncreated-by = \"t\"\n\n[[packages]]\nname = \"tabulate\"\nversion = \"0.9.0\"\n\n[[packages.wheels]]\nname = \"{file}\"\nurl = \"{url}\"\nhashes = {{ sha256 = \"{wrong}\" }}\n"
+        ),
     );
     assert!(
         err.contains(&file) && err.contains(&wrong) && err.contains("discarded"),
@@ -408,7 +410,9 @@ fn a_yanked_only_version_is_refused_with_the_reason() {
         &format!("requests==2.32.0 --hash=sha256:{sha}\n"),
     );
     assert!(
-        err.contains("requests==2.32.0") && err.contains("yanked") && err.contains("CVE-2024-35195"),
+        err.contains("requests==2.32.0")
+            && err.contains("yanked")
+            && err.contains("CVE-2024-35195"),
         "{err}"
     );
 }
@@ -439,7 +443,10 @@ fn an_unreachable_index_is_a_clear_error_without_its_credentials() {
         err.contains("127.0.0.1:9") && err.contains("cannot reach the index for tabulate"),
         "{err}"
     );
-    assert!(!err.contains("s3cret-canary-9") && !err.contains("alice"), "{err}");
+    assert!(
+        !err.contains("s3cret-canary-9") && !err.contains("alice"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -18,6 +18,13 @@ pub enum EntryKind {
     },
     /// A regular file with the given bytes (generated files: launchers, RECORD, .pth).
     Bytes(Vec<u8>),
+    /// A regular file read straight from member `index` (of `size` bytes, uncompressed) of
+    /// the zip archive `archive` — wheel contents go into a layer without being unpacked.
+    ZipMember {
+        archive: std::sync::Arc<PathBuf>,
+        index: usize,
+        size: u64,
+    },
     Dir,
     /// An OCI whiteout for `path` (written as `.wh.<name>` in the same directory).
     Whiteout,
@@ -48,6 +55,7 @@ fn tar_name(e: &LayerEntry) -> String {
 /// Writes the entries as an uncompressed tar. Entries are sorted by path here; a path given
 /// twice is an error.
 pub fn write_layer<W: Write>(out: W, entries: &mut [LayerEntry], mtime: u64) -> io::Result<W> {
+    let mut zips = ZipReaders::default();
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     for w in entries.windows(2) {
         if w[0].path == w[1].path {
@@ -73,6 +81,7 @@ pub fn write_layer<W: Write>(out: W, entries: &mut [LayerEntry], mtime: u64) -> 
                 (std::fs::metadata(source)?.len(), tar::EntryType::Regular)
             }
             EntryKind::Bytes(b) => (b.len() as u64, tar::EntryType::Regular),
+            EntryKind::ZipMember { size, .. } => (*size, tar::EntryType::Regular),
             EntryKind::Dir | EntryKind::Whiteout => (
                 0,
                 if matches!(e.kind, EntryKind::Dir) {
@@ -107,10 +116,94 @@ pub fn write_layer<W: Write>(out: W, entries: &mut [LayerEntry], mtime: u64) -> 
                 b.append(&h, f)?;
             }
             EntryKind::Bytes(bytes) => b.append(&h, bytes.as_slice())?,
+            EntryKind::ZipMember {
+                archive,
+                index,
+                size,
+            } => {
+                let z = zips.get(archive)?;
+                let member = z
+                    .by_index(*index)
+                    .map_err(|err| io::Error::other(format!("{}: {err}", archive.display())))?;
+                // Exactly `size` bytes, or the header written above would lie.
+                let mut counted = CountingReader {
+                    inner: member,
+                    n: 0,
+                };
+                b.append(&h, &mut counted)?;
+                if counted.n != *size {
+                    return Err(io::Error::other(format!(
+                        "{}: member {index} holds {} bytes, its header says {size}",
+                        archive.display(),
+                        counted.n
+                    )));
+                }
+            }
             EntryKind::Dir | EntryKind::Whiteout => b.append(&h, io::empty())?,
         }
     }
     b.into_inner()
+}
+
+/// Open zip archives, by path (entries of several wheels interleave once sorted).
+#[derive(Default)]
+pub struct ZipReaders {
+    open: std::collections::HashMap<PathBuf, zip::ZipArchive<io::BufReader<std::fs::File>>>,
+}
+
+impl std::fmt::Debug for ZipReaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZipReaders")
+            .field("open", &self.open.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl ZipReaders {
+    pub fn get(
+        &mut self,
+        path: &std::path::Path,
+    ) -> io::Result<&mut zip::ZipArchive<io::BufReader<std::fs::File>>> {
+        if !self.open.contains_key(path) {
+            let f = std::fs::File::open(path)
+                .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", path.display())))?;
+            let z = zip::ZipArchive::new(io::BufReader::new(f))
+                .map_err(|err| io::Error::other(format!("{}: {err}", path.display())))?;
+            self.open.insert(path.to_path_buf(), z);
+        }
+        Ok(self.open.get_mut(path).expect("inserted"))
+    }
+}
+
+impl ZipReaders {
+    /// Writes member `index` of `archive` to the new file `out`.
+    pub fn extract(
+        &mut self,
+        archive: &std::path::Path,
+        index: usize,
+        out: &std::path::Path,
+    ) -> io::Result<u64> {
+        let z = self.get(archive)?;
+        let mut member = z
+            .by_index(index)
+            .map_err(|err| io::Error::other(format!("{}: {err}", archive.display())))?;
+        let mut f = std::fs::File::create(out)
+            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", out.display())))?;
+        io::copy(&mut member, &mut f)
+    }
+}
+
+struct CountingReader<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: io::Read> io::Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
 }
 
 #[cfg(test)]

@@ -222,17 +222,11 @@ pub async fn dependency_layers(
         }
         progress(&format!("installing {}", names.join(", ")));
         let scratch = tempfile::tempdir().map_err(BakeError::Layer)?;
-        let mut installed = Vec::new();
-        for (i, (w, path, _)) in g.iter().enumerate() {
-            installed.push(wheel::install(
-                path,
-                &w.filename,
-                &scheme,
-                owner,
-                true,
-                &scratch.path().join(i.to_string()),
-            )?);
-        }
+        let files: Vec<(PathBuf, String)> = g
+            .iter()
+            .map(|(w, p, _)| (p.clone(), w.filename.clone()))
+            .collect();
+        let installed = wheel::install_all(&files, &scheme, owner, true, scratch.path())?;
         let mut entries = wheel::merge(
             &installed,
             &[scheme.site_packages.clone(), scheme.scripts.clone()],

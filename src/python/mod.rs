@@ -35,6 +35,7 @@ pub fn materialize_target(entries: &[LayerEntry], dir: &Path) -> std::io::Result
     let lib = format!("{}/lib/python/", TARGET_HOME.trim_start_matches('/'));
     let home = format!("{}/", TARGET_HOME.trim_start_matches('/'));
     let mut written = Vec::new();
+    let mut zips = crate::archive::tar::ZipReaders::default();
     for e in entries {
         let rel = e
             .path
@@ -51,6 +52,10 @@ pub fn materialize_target(entries: &[LayerEntry], dir: &Path) -> std::io::Result
             EntryKind::Bytes(b) => {
                 std::fs::create_dir_all(out.parent().unwrap_or(dir))?;
                 std::fs::write(&out, b)?;
+            }
+            EntryKind::ZipMember { archive, index, .. } => {
+                std::fs::create_dir_all(out.parent().unwrap_or(dir))?;
+                zips.extract(archive, *index, &out)?;
             }
             EntryKind::Whiteout => continue,
         }

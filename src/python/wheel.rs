@@ -161,6 +161,51 @@ pub struct Installed {
     pub entries: Vec<LayerEntry>,
 }
 
+/// The fields of one CSV line (RECORD: path, hash, size; quotes with `""` escapes).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.trim_end_matches('\r').chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// Reads until `buf` is full or the reader ends; returns the bytes read.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn b64_sha256(data: &[u8]) -> String {
     format!(
         "sha256={}",
@@ -314,17 +359,21 @@ pub fn install(
     }
     let data_dir = format!("{}.data", dist_info.trim_end_matches(".dist-info"));
 
-    std::fs::create_dir_all(unpack_dir).map_err(io)?;
+    let _ = unpack_dir; // nothing is unpacked: entries point into the wheel
+    let archive = std::sync::Arc::new(path.to_path_buf());
+    let wheel_record: std::collections::HashMap<String, String> =
+        read_text(&mut zip, &format!("{dist_info}/RECORD"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut fields = csv_fields(l);
+                let hash = fields.get(1).cloned().unwrap_or_default();
+                (!fields.is_empty()).then(|| (fields.swap_remove(0), hash))
+            })
+            .collect();
     let sp = scheme.site_packages.trim_end_matches('/').to_string();
     let mut entries: Vec<LayerEntry> = Vec::new();
     let mut record: Vec<(String, String, u64)> = Vec::new();
-    let file_entry = |path: &str, source: PathBuf, mode: u32| LayerEntry {
-        path: path.trim_start_matches('/').to_string(),
-        kind: EntryKind::File { source },
-        mode,
-        uid: owner.0,
-        gid: owner.1,
-    };
     for i in 0..zip.len() {
         let mut f = zip.by_index(i).map_err(|e| invalid(e.to_string()))?;
         let name = f.name().map_err(|e| invalid(e.to_string()))?.to_string();
@@ -357,32 +406,66 @@ pub fn install(
             }
             None => (format!("{sp}/{name}"), false),
         };
-        let mut bytes = Vec::with_capacity(f.size() as usize);
-        f.read_to_end(&mut bytes).map_err(io)?;
-        let mut mode = if exec { 0o755 } else { 0o644 };
-        if is_script {
-            mode = 0o755;
-            if bytes.starts_with(b"#!python") {
-                let end = bytes
-                    .iter()
-                    .position(|b| *b == b'\n')
-                    .map(|p| p + 1)
-                    .unwrap_or(bytes.len());
-                let mut out = shebang(&scheme.python).into_bytes();
-                out.extend_from_slice(&bytes[end..]);
-                bytes = out;
-            }
+        let mode = if exec || is_script { 0o755 } else { 0o644 };
+        let rel = relative(&sp, &target);
+        // Scripts starting `#!python` get the image's interpreter: only they are read here.
+        let mut head = [0u8; 8];
+        let rewrite = is_script && {
+            let n = read_up_to(&mut f, &mut head).map_err(io)?;
+            &head[..n] == b"#!python"
+        };
+        drop(f);
+        if rewrite {
+            let mut f = zip.by_index(i).map_err(|e| invalid(e.to_string()))?;
+            let mut bytes = Vec::with_capacity(f.size() as usize);
+            f.read_to_end(&mut bytes).map_err(io)?;
+            let end = bytes
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|p| p + 1)
+                .unwrap_or(bytes.len());
+            let mut out = shebang(&scheme.python).into_bytes();
+            out.extend_from_slice(&bytes[end..]);
+            record.push((rel, b64_sha256(&out), out.len() as u64));
+            entries.push(LayerEntry {
+                path: target.trim_start_matches('/').to_string(),
+                kind: EntryKind::Bytes(out),
+                mode,
+                uid: owner.0,
+                gid: owner.1,
+            });
+            continue;
         }
-        let source = unpack_dir.join(format!("{i:06}"));
-        std::fs::File::create(&source)
-            .and_then(|mut o| o.write_all(&bytes))
-            .map_err(io)?;
-        record.push((
-            relative(&sp, &target),
-            b64_sha256(&bytes),
-            bytes.len() as u64,
-        ));
-        entries.push(file_entry(&target, source, mode));
+        // Unchanged content keeps the hash the wheel's RECORD gives it (as pip does); a file
+        // RECORD does not hash is hashed here.
+        let size = zip
+            .by_index_raw(i)
+            .map_err(|e| invalid(e.to_string()))?
+            .size();
+        let hash = match wheel_record.get(&name) {
+            Some(h) if h.starts_with("sha256=") => h.clone(),
+            _ => {
+                let mut f = zip.by_index(i).map_err(|e| invalid(e.to_string()))?;
+                let mut h = Sha256::new();
+                std::io::copy(&mut f, &mut HashWriter(&mut h)).map_err(io)?;
+                format!(
+                    "sha256={}",
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
+                )
+            }
+        };
+        record.push((rel, hash, size));
+        entries.push(LayerEntry {
+            path: target.trim_start_matches('/').to_string(),
+            kind: EntryKind::ZipMember {
+                archive: archive.clone(),
+                index: i,
+                size,
+            },
+            mode,
+            uid: owner.0,
+            gid: owner.1,
+        });
     }
 
     // Launchers from entry_points.txt.
@@ -468,6 +551,32 @@ pub fn install(
         dist_info,
         entries,
     })
+}
+
+/// Installs `(wheel path, filename)` pairs in parallel (each unpacked under
+/// `scratch/<index>`), in input order.
+pub fn install_all(
+    wheels: &[(PathBuf, String)],
+    scheme: &Scheme,
+    owner: (u32, u32),
+    requested: bool,
+    scratch: &Path,
+) -> Result<Vec<Installed>, WheelError> {
+    use rayon::prelude::*;
+    wheels
+        .par_iter()
+        .enumerate()
+        .map(|(i, (path, filename))| {
+            install(
+                path,
+                filename,
+                scheme,
+                owner,
+                requested,
+                &scratch.join(i.to_string()),
+            )
+        })
+        .collect()
 }
 
 /// Merges installed distributions into one entry list: directory entries for every directory
