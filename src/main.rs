@@ -419,7 +419,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                         pinned::from_pylock(req, &t)?
                     } else {
                         let reqs = pinned::parse_hashed(req, &t)?;
-                        pinned::resolve_hashed(&http, &reqs, index_url, &t).await?
+                        pinned::resolve_hashed(&http, &reqs, &pinned::Sources::index(index_url), &t)
+                            .await?
                     };
                     let cache = raypack::oci::cache::BlobCache::new(
                         &raypack::oci::cache::default_cache_dir(),

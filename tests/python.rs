@@ -460,3 +460,151 @@ fn a_malformed_lock_points_at_the_line() {
         "{err}"
     );
 }
+
+fn sha_hex(b: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b))
+}
+
+/// PEP 503 HTML page for one project.
+fn html_page(files: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let mut s = String::from("<!DOCTYPE html><html><body>\n");
+    for (href, name) in files {
+        s.push_str(&format!("<a href=\"{href}\">{name}</a><br/>\n"));
+    }
+    s.push_str("</body></html>\n");
+    ("text/html; charset=utf-8".into(), s.into_bytes())
+}
+
+#[test]
+fn html_indexes_credentials_find_links_and_per_package_pinning() {
+    use std::collections::BTreeMap;
+    let (alpha, alpha_bytes) = tiny_wheel("alpha", "1.0", "private alpha");
+    // The public index carries an impostor with the same name and version.
+    let (_, impostor) = tiny_wheel("alpha", "1.0", "impostor");
+    let (beta, beta_bytes) = tiny_wheel("beta", "2.0", "public beta");
+    let (gamma, gamma_bytes) = tiny_wheel("gamma", "3.0", "find-links gamma");
+
+    // Private index: PEP 503 HTML, relative hrefs with #sha256, basic auth from URL userinfo.
+    let mut private = BTreeMap::new();
+    private.insert(
+        "/simple/alpha/".to_string(),
+        html_page(&[(
+            &format!("../../files/{alpha}#sha256={}", sha_hex(&alpha_bytes)),
+            &alpha,
+        )]),
+    );
+    private.insert(
+        format!("/files/{alpha}"),
+        ("application/octet-stream".into(), alpha_bytes.clone()),
+    );
+    let private = StaticServer::start(private, Some("alice:pa ss@word"), 20);
+    // Public index: HTML too, credentials from a netrc file.
+    let mut public = BTreeMap::new();
+    public.insert(
+        "/simple/alpha/".to_string(),
+        html_page(&[(
+            &format!("/files/{alpha}#sha256={}", sha_hex(&impostor)),
+            &alpha,
+        )]),
+    );
+    public.insert(
+        format!("/files/{alpha}"),
+        ("application/octet-stream".into(), impostor),
+    );
+    public.insert(
+        "/simple/beta/".to_string(),
+        html_page(&[(
+            &format!("/files/{beta}#sha256={}", sha_hex(&beta_bytes)),
+            &beta,
+        )]),
+    );
+    public.insert(
+        format!("/files/{beta}"),
+        ("application/octet-stream".into(), beta_bytes.clone()),
+    );
+    let public = StaticServer::start(public, Some("bob:hunter2-canary"), 20);
+
+    let (t, dir) = hello_copy();
+    std::fs::create_dir_all(dir.join("wheels")).unwrap();
+    std::fs::write(dir.join("wheels").join(&gamma), &gamma_bytes).unwrap();
+    std::fs::write(
+        dir.join("requirements.txt"),
+        format!(
+            "--index-url {}/simple\n--find-links wheels\nalpha==1.0 --hash=sha256:{}\nbeta==2.0 --hash=sha256:{}\ngamma==3.0 --hash=sha256:{}\n",
+            public.base,
+            sha_hex(&alpha_bytes),
+            sha_hex(&beta_bytes),
+            sha_hex(&gamma_bytes)
+        ),
+    )
+    .unwrap();
+    let private_url = private
+        .base
+        .replace("http://", "http://alice:pa%20ss%40word@");
+    let recipe = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace(
+            "requirements_file = \"requirements.txt\"",
+            &format!("requirements_file = \"requirements.txt\"\npackage_indexes = {{ alpha = \"{private_url}/simple\" }}"),
+        );
+    std::fs::write(dir.join("raypack.toml"), recipe).unwrap();
+    let netrc = t.path().join("netrc");
+    let host = public
+        .base
+        .trim_start_matches("http://")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &netrc,
+        format!("machine {host} login bob password hunter2-canary\n"),
+    )
+    .unwrap();
+    let store = t.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let out = run(raypack()
+        .env("NETRC", &netrc)
+        .env("RAYPACK_CACHE_DIR", t.path().join("cache"))
+        .arg("-C")
+        .arg(&dir)
+        .args(["-vv", "env", "--deps", "bundle", "--store"])
+        .arg(format!("file://{}", store.display())));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("hunter2-canary") && !err.contains("pa ss") && !err.contains("pa%20ss"),
+        "{err}"
+    );
+    // alpha came from its pinned index only: the public index was never asked for it.
+    assert!(
+        private.requests().contains(&"/simple/alpha/".to_string()),
+        "{:?}",
+        private.requests()
+    );
+    assert!(
+        !public.requests().iter().any(|p| p.contains("alpha")),
+        "{:?}",
+        public.requests()
+    );
+    // The bundle holds the right bytes for all three.
+    let zip = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("-deps-"))
+        .expect("bundle zip");
+    let mut z = ::zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
+    for (module, marker) in [
+        ("alpha", "private alpha"),
+        ("beta", "public beta"),
+        ("gamma", "find-links gamma"),
+    ] {
+        let mut s = String::new();
+        use std::io::Read;
+        z.by_name(&format!("pkg/{module}/__init__.py"))
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert!(s.contains(marker), "{module}: {s}");
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod html;
 pub mod installed;
+pub mod netrc;
 pub mod pinned;
 pub mod tags;
 pub mod wheel;

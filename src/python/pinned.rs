@@ -7,7 +7,7 @@
 //! Anything unpinned needs `raypack lock`, which is not built yet: that is an error naming
 //! the requirement.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -221,6 +221,7 @@ pub fn from_pylock(path: &Path, target: &Target) -> Result<Vec<PinnedWheel>, Pin
 pub struct HashedRequirements {
     /// The file the pins came from (for messages).
     pub source: String,
+    pub find_links: Vec<String>,
     pub index_url: Option<String>,
     pub extra_index_urls: Vec<String>,
     pub pins: Vec<(String, String, Vec<String>)>,
@@ -250,6 +251,18 @@ pub fn parse_hashed(path: &Path, target: &Target) -> Result<HashedRequirements, 
             "--extra-index-url" => out
                 .extra_index_urls
                 .extend(words.get(1).map(|s| s.to_string())),
+            "--find-links" | "-f" => out.find_links.extend(words.get(1).map(|s| {
+                // A relative directory is relative to the requirements file.
+                if s.contains("://") || s.starts_with('/') {
+                    s.to_string()
+                } else {
+                    path.parent()
+                        .unwrap_or(Path::new("."))
+                        .join(s)
+                        .display()
+                        .to_string()
+                }
+            })),
             w if w.starts_with('-') => {}
             _ => {
                 let hashes: Vec<String> = words
@@ -325,7 +338,7 @@ pub async fn recipe_wheels(
         from_pylock(file, target)
     } else {
         let reqs = parse_hashed(file, target)?;
-        resolve_hashed(http, &reqs, &deps.index_url, target).await
+        resolve_hashed(http, &reqs, &Sources::from_recipe(deps), target).await
     }
 }
 
@@ -367,12 +380,28 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// PEP 691 JSON for one project.
+/// The files of one project on `index`: PEP 691 JSON, or a PEP 503 HTML page when that is
+/// what the index serves. A project the index does not have is an error naming it.
 pub async fn index_files(
     http: &reqwest::Client,
     index: &str,
     name: &str,
 ) -> Result<Vec<IndexFile>, PinnedError> {
+    project_files(http, index, name)
+        .await?
+        .ok_or_else(|| PinnedError::Index {
+            index: redact(index),
+            message: format!("no project `{name}` on this index (HTTP 404); check the name"),
+        })
+}
+
+/// Like [`index_files`], but `None` when the index does not have the project (404, or the 403
+/// some private indexes send).
+pub async fn project_files(
+    http: &reqwest::Client,
+    index: &str,
+    name: &str,
+) -> Result<Option<Vec<IndexFile>>, PinnedError> {
     let url = format!("{}/{}/", index.trim_end_matches('/'), normalize(name));
     let err = |message: String| PinnedError::Index {
         index: redact(index),
@@ -382,9 +411,11 @@ pub async fn index_files(
     let mut attempt = 0;
     let resp = loop {
         attempt += 1;
-        let r = http
-            .get(&url)
-            .header("Accept", "application/vnd.pypi.simple.v1+json")
+        let r = super::netrc::authed_get(http, &url)
+            .header(
+                "Accept",
+                "application/vnd.pypi.simple.v1+json, text/html;q=0.1",
+            )
             .send()
             .await;
         match r {
@@ -400,38 +431,204 @@ pub async fn index_files(
         }
         tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
     };
-    if resp.status() == reqwest::StatusCode::NOT_FOUND {
-        return Err(err(format!(
-            "no project `{name}` on this index (HTTP 404); check the name"
-        )));
+    match resp.status() {
+        reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::FORBIDDEN => return Ok(None),
+        reqwest::StatusCode::UNAUTHORIZED => {
+            return Err(err(format!(
+                "{name}: HTTP 401; the index needs credentials (in the index URL or ~/.netrc)"
+            )));
+        }
+        s if !s.is_success() => return Err(err(format!("{name}: HTTP {s}"))),
+        _ => {}
     }
-    if !resp.status().is_success() {
-        return Err(err(format!("{name}: HTTP {}", resp.status())));
-    }
-    let v: serde_json::Value = resp.json().await.map_err(|e| err(format!("{name}: the index did not answer PEP 691 JSON ({e}); HTML indexes are not supported yet")))?;
+    let html = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("text/html"));
     let base = url::Url::parse(&url).map_err(|e| err(e.to_string()))?;
-    Ok(v["files"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|f| {
-            let href = f["url"].as_str()?;
-            let abs = base.join(href).ok()?.to_string();
-            Some(IndexFile {
-                filename: f["filename"].as_str()?.to_string(),
-                url: abs,
-                sha256: f["hashes"]["sha256"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                yanked: f["yanked"].as_bool().unwrap_or(false) || f["yanked"].is_string(),
-                yanked_reason: f["yanked"]
-                    .as_str()
-                    .map(|r| r.trim().to_string())
-                    .filter(|r| !r.is_empty()),
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| err(format!("{name}: {}", error_chain(&e.without_url()))))?;
+    if html {
+        return Ok(Some(
+            super::html::anchors(&base, &String::from_utf8_lossy(&body))
+                .into_iter()
+                .map(|a| IndexFile {
+                    filename: a.filename,
+                    url: a.url,
+                    sha256: a.sha256.unwrap_or_default(),
+                    yanked: a.yanked.is_some(),
+                    yanked_reason: a.yanked.filter(|r| !r.is_empty()),
+                })
+                .collect(),
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        err(format!(
+            "{name}: the index answered neither PEP 691 JSON nor PEP 503 HTML ({e})"
+        ))
+    })?;
+    Ok(Some(
+        v["files"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| {
+                let href = f["url"].as_str()?;
+                let abs = base.join(href).ok()?.to_string();
+                Some(IndexFile {
+                    filename: f["filename"].as_str()?.to_string(),
+                    url: abs,
+                    sha256: f["hashes"]["sha256"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    yanked: f["yanked"].as_bool().unwrap_or(false) || f["yanked"].is_string(),
+                    yanked_reason: f["yanked"]
+                        .as_str()
+                        .map(|r| r.trim().to_string())
+                        .filter(|r| !r.is_empty()),
+                })
             })
+            .collect(),
+    ))
+}
+
+/// Wheels in `--find-links` locations: a local directory (hashed here) or an HTML page of
+/// links (`file://` or http(s)).
+pub async fn find_links_files(
+    http: &reqwest::Client,
+    location: &str,
+) -> Result<Vec<IndexFile>, PinnedError> {
+    let dir = match location.strip_prefix("file://") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if !location.contains("://") => Some(PathBuf::from(location)),
+        None => None,
+    };
+    if let Some(dir) = dir.filter(|d| d.is_dir()) {
+        let mut out = Vec::new();
+        let rd = std::fs::read_dir(&dir).map_err(|source| PinnedError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        for e in rd.flatten() {
+            let p = e.path();
+            let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+                continue;
+            };
+            if !name.ends_with(".whl") {
+                continue;
+            }
+            let sha = crate::collect::hash_file(&p).map_err(|source| PinnedError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            out.push(IndexFile {
+                filename: name,
+                url: url::Url::from_file_path(&p)
+                    .map(|u| u.to_string())
+                    .unwrap_or_default(),
+                sha256: hex::encode(sha),
+                yanked: false,
+                yanked_reason: None,
+            });
+        }
+        out.sort_by(|a, b| a.filename.cmp(&b.filename));
+        return Ok(out);
+    }
+    let resp = super::netrc::authed_get(http, location)
+        .send()
+        .await
+        .map_err(|e| PinnedError::Index {
+            index: redact(location),
+            message: format!("find-links: {}", error_chain(&e.without_url())),
+        })?;
+    if !resp.status().is_success() {
+        return Err(PinnedError::Index {
+            index: redact(location),
+            message: format!("find-links: HTTP {}", resp.status()),
+        });
+    }
+    let base = url::Url::parse(location).map_err(|e| PinnedError::Index {
+        index: redact(location),
+        message: e.to_string(),
+    })?;
+    let body = resp.text().await.unwrap_or_default();
+    Ok(super::html::anchors(&base, &body)
+        .into_iter()
+        .filter(|a| a.filename.ends_with(".whl"))
+        .map(|a| IndexFile {
+            filename: a.filename,
+            url: a.url,
+            sha256: a.sha256.unwrap_or_default(),
+            yanked: a.yanked.is_some(),
+            yanked_reason: a.yanked.filter(|r| !r.is_empty()),
         })
         .collect())
+}
+
+/// Where wheels come from: the default index, extra indexes (tried in order, first index that
+/// has a project wins — never pooled, which is how dependency confusion happens), find-links
+/// locations, and per-project index pins.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub index_url: String,
+    pub extra_index_urls: Vec<String>,
+    pub find_links: Vec<String>,
+    /// normalized project name → the only index it may come from.
+    pub package_indexes: BTreeMap<String, String>,
+}
+
+impl Sources {
+    pub fn index(url: &str) -> Sources {
+        Sources {
+            index_url: url.to_string(),
+            extra_index_urls: Vec::new(),
+            find_links: Vec::new(),
+            package_indexes: BTreeMap::new(),
+        }
+    }
+
+    pub fn from_recipe(deps: &crate::recipe::Dependencies) -> Sources {
+        Sources {
+            index_url: deps.index_url.clone(),
+            extra_index_urls: deps.extra_index_urls.clone(),
+            find_links: deps.find_links.clone(),
+            package_indexes: deps
+                .package_indexes
+                .iter()
+                .map(|(k, v)| (normalize(k), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The files of `name` from its pinned index, else from the first of `indexes` that has
+    /// it; with the index they came from (`None`: no index has it).
+    pub async fn files_for(
+        &self,
+        http: &reqwest::Client,
+        indexes: &[String],
+        name: &str,
+    ) -> Result<(String, Option<Vec<IndexFile>>), PinnedError> {
+        if let Some(pinned) = self.package_indexes.get(&normalize(name)) {
+            return Ok((pinned.clone(), Some(index_files(http, pinned, name).await?)));
+        }
+        for index in indexes {
+            if let Some(files) = project_files(http, index, name).await? {
+                return Ok((index.clone(), Some(files)));
+            }
+        }
+        Ok((
+            indexes
+                .iter()
+                .map(|i| redact(i))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None,
+        ))
+    }
 }
 
 /// Maps hashed pins to one wheel each (the best for `target` among the files whose sha256 is
@@ -439,23 +636,42 @@ pub async fn index_files(
 pub async fn resolve_hashed(
     http: &reqwest::Client,
     reqs: &HashedRequirements,
-    default_index: &str,
+    sources: &Sources,
     target: &Target,
 ) -> Result<Vec<PinnedWheel>, PinnedError> {
-    let index = reqs
-        .index_url
-        .clone()
-        .unwrap_or_else(|| default_index.to_string());
     let prio = target.priorities();
     let mut out = Vec::new();
+    // The file's own --index-url / --extra-index-url / --find-links come first.
+    let mut indexes: Vec<String> = reqs.index_url.iter().cloned().collect();
+    if indexes.is_empty() {
+        indexes.push(sources.index_url.clone());
+    }
+    indexes.extend(reqs.extra_index_urls.iter().cloned());
+    indexes.extend(sources.extra_index_urls.iter().cloned());
+    let mut links = Vec::new();
+    for l in reqs.find_links.iter().chain(&sources.find_links) {
+        links.extend(find_links_files(http, l).await?);
+    }
     // The index pages are fetched 8 at a time; the pins are then mapped in order.
     use futures::stream::{StreamExt, TryStreamExt};
-    let pages: Vec<Vec<IndexFile>> = futures::stream::iter(reqs.pins.iter())
-        .map(|(name, _, _)| index_files(http, &index, name))
+    let pages: Vec<(String, Option<Vec<IndexFile>>)> = futures::stream::iter(reqs.pins.iter())
+        .map(|(name, _, _)| sources.files_for(http, &indexes, name))
         .buffered(8)
         .try_collect()
         .await?;
-    for ((name, version, hashes), files) in reqs.pins.iter().zip(pages) {
+    for ((name, version, hashes), (index, files)) in reqs.pins.iter().zip(pages) {
+        let on_index = files.is_some();
+        let mut files = files.unwrap_or_default();
+        // find-links wheels are matched by hash too, so they cannot smuggle in other bytes.
+        files.extend(links.iter().cloned());
+        if !on_index && !files.iter().any(|f| hashes.contains(&f.sha256)) {
+            return Err(PinnedError::Index {
+                index,
+                message: format!(
+                    "no project `{name}` on any configured index (HTTP 404) nor in find-links; check the name"
+                ),
+            });
+        }
         let listed: Vec<&IndexFile> = files
             .iter()
             .filter(|f| hashes.contains(&f.sha256))
@@ -523,17 +739,34 @@ pub async fn fetch(
                 let p = cache.path(&digest).expect("valid digest");
                 return Ok((w, p));
             }
-            let resp = http
-                .get(&w.url)
+            if let Some(local) = url::Url::parse(&w.url)
+                .ok()
+                .filter(|u| u.scheme() == "file")
+                .and_then(|u| u.to_file_path().ok())
+            {
+                let (actual, p) = cache.insert_file(&local).map_err(|e| PinnedError::Index {
+                    index: w.url.clone(),
+                    message: e.to_string(),
+                })?;
+                if actual != digest {
+                    return Err(PinnedError::HashMismatch {
+                        file: w.filename.clone(),
+                        expected: digest,
+                        actual,
+                    });
+                }
+                return Ok((w, p));
+            }
+            let resp = super::netrc::authed_get(http, &w.url)
                 .send()
                 .await
                 .map_err(|e| PinnedError::Index {
-                    index: w.url.clone(),
-                    message: e.without_url().to_string(),
+                    index: redact(&w.url),
+                    message: error_chain(&e.without_url()),
                 })?;
             if !resp.status().is_success() {
                 return Err(PinnedError::Index {
-                    index: w.url.clone(),
+                    index: redact(&w.url),
                     message: format!("HTTP {}", resp.status()),
                 });
             }
@@ -550,7 +783,7 @@ pub async fn fetch(
                     })
                 }
                 Err(e) => Err(PinnedError::Index {
-                    index: w.url.clone(),
+                    index: redact(&w.url),
                     message: e.to_string(),
                 }),
             }

@@ -139,3 +139,138 @@ pub fn pypi_wheel_info(name: &str, version: &str) -> (String, String, String) {
         f["hashes"]["sha256"].as_str().unwrap().to_string(),
     )
 }
+
+/// A static HTTP/1.1 server on 127.0.0.1 for index tests: fixed routes, optional basic auth,
+/// a request log. It serves at most `max_requests` connections or until its 120 s deadline,
+/// then stops by itself (and with the test process).
+pub struct StaticServer {
+    pub base: String,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl StaticServer {
+    /// `routes`: path → (content type, body). `auth`: the expected `user:password`.
+    pub fn start(
+        routes: std::collections::BTreeMap<String, (String, Vec<u8>)>,
+        auth: Option<&str>,
+        max_requests: usize,
+    ) -> StaticServer {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let expected = auth.map(|a| {
+            use base64::Engine;
+            format!(
+                "basic {}",
+                base64::engine::general_purpose::STANDARD.encode(a)
+            )
+        });
+        let l = log.clone();
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            let mut served = 0;
+            while served < max_requests && std::time::Instant::now() < deadline {
+                let mut s = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(_) => {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        continue;
+                    }
+                };
+                served += 1;
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                let mut reader = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let mut authz = None;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("authorization:") {
+                        authz = Some(v.trim().to_string());
+                    }
+                }
+                l.lock().unwrap().push(path.clone());
+                let (status, ctype, body) = if expected.is_some()
+                    && authz.as_deref()
+                        != expected
+                            .as_deref()
+                            .map(|e| e.to_ascii_lowercase())
+                            .as_deref()
+                {
+                    (
+                        "401 Unauthorized",
+                        "text/plain".to_string(),
+                        b"auth".to_vec(),
+                    )
+                } else {
+                    match routes.get(&path) {
+                        Some((c, b)) => ("200 OK", c.clone(), b.clone()),
+                        None => ("404 Not Found", "text/plain".to_string(), b"no".to_vec()),
+                    }
+                };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(&body);
+            }
+        });
+        StaticServer { base, log }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// A minimal valid wheel `name-version-py3-none-any.whl` with module `name` (value `marker`).
+pub fn tiny_wheel(name: &str, version: &str, marker: &str) -> (String, Vec<u8>) {
+    use std::io::Write;
+    let filename = format!("{name}-{version}-py3-none-any.whl");
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let o = zip::write::SimpleFileOptions::default();
+        let di = format!("{name}-{version}.dist-info");
+        let files = [
+            (format!("{name}/__init__.py"), format!("MARKER = {marker:?}\n")),
+            (
+                format!("{di}/METADATA"),
+                format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"),
+            ),
+            (
+                format!("{di}/WHEEL"),
+                "Wheel-Version: 1.0\nGenerator: raypack-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_string(),
+            ),
+        ];
+        let mut record = String::new();
+        for (p, body) in &files {
+            z.start_file(p.as_str(), o).unwrap();
+            z.write_all(body.as_bytes()).unwrap();
+            use base64::Engine;
+            use sha2::Digest;
+            record.push_str(&format!(
+                "{p},sha256={},{}\n",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(sha2::Sha256::digest(body.as_bytes())),
+                body.len()
+            ));
+        }
+        record.push_str(&format!("{di}/RECORD,,\n"));
+        z.start_file(format!("{di}/RECORD"), o).unwrap();
+        z.write_all(record.as_bytes()).unwrap();
+        z.finish().unwrap();
+    }
+    (filename, buf.into_inner())
+}
