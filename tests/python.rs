@@ -608,3 +608,69 @@ fn html_indexes_credentials_find_links_and_per_package_pinning() {
         assert!(s.contains(marker), "{module}: {s}");
     }
 }
+
+#[test]
+fn a_broken_download_resumes_with_a_range_request() {
+    use std::io::{BufRead, BufReader, Write};
+    let (name, bytes) = tiny_wheel("resumed", "1.0", &"x".repeat(50_000));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (b, s2) = (bytes.clone(), seen.clone());
+    // Two connections at most: the first breaks halfway, the second must ask for the rest.
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().take(2).enumerate() {
+            let mut s = stream.unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut range = None;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    range = Some(v.trim().trim_end_matches('-').parse::<usize>().unwrap());
+                }
+            }
+            s2.lock().unwrap().push(format!("{range:?}"));
+            if i == 0 {
+                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len());
+                let _ = s.write_all(&b[..b.len() / 2]);
+            } else {
+                let from = range.unwrap_or(0);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{}\r\nContent-Length: {}\r\n\r\n",
+                    b.len() - 1,
+                    b.len(),
+                    b.len() - from
+                );
+                let _ = s.write_all(&b[from..]);
+            }
+        }
+    });
+    let t = tempfile::tempdir().unwrap();
+    let lock = t.path().join("pylock.toml");
+    std::fs::write(
+        &lock,
+        format!("lock-version = \"1.0\"\ncreated-by = \"t\"\n\n[[packages]]\nname = \"resumed\"\nversion = \"1.0\"\n\n[[packages.wheels]]\nname = \"{name}\"\nurl = \"{base}/{name}\"\nhashes = {{ sha256 = \"{}\" }}\n", sha_hex(&bytes)),
+    )
+    .unwrap();
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", t.path().join("cache"))
+        .args(["install", "-r"])
+        .arg(&lock)
+        .arg("--target")
+        .arg(t.path().join("dir")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0], "None");
+    let resumed_at: usize = seen[1]
+        .trim_start_matches("Some(")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    assert_eq!(resumed_at, bytes.len() / 2, "{seen:?}");
+    assert!(t.path().join("dir/resumed/__init__.py").is_file());
+}

@@ -724,15 +724,34 @@ pub async fn resolve_hashed(
     Ok(out)
 }
 
-/// Downloads the wheels (in parallel, at most 4 at once) into the content-addressed cache,
-/// verifying each whole file's sha256; returns (wheel, cached path).
+/// Downloads the wheels (in parallel, at most 4 at once; resumable, see
+/// [`super::download`]) into the content-addressed cache, verifying each whole file's sha256;
+/// returns (wheel, cached path). A byte-count progress bar is drawn on a terminal.
 pub async fn fetch(
     http: &reqwest::Client,
     wheels: &[PinnedWheel],
     cache: &BlobCache,
 ) -> Result<Vec<(PinnedWheel, PathBuf)>, PinnedError> {
     use futures::stream::{StreamExt, TryStreamExt};
-    futures::stream::iter(wheels.iter().cloned())
+    use std::io::IsTerminal;
+    let missing = wheels
+        .iter()
+        .filter(|w| !cache.contains(&format!("sha256:{}", w.sha256)))
+        .count();
+    let progress = (missing > 0 && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} downloading {msg}: {bytes} ({bytes_per_sec})",
+            )
+            .expect("template"),
+        );
+        b.set_message(format!("{missing} wheels"));
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        b
+    });
+    let bar = progress.as_ref();
+    let out = futures::stream::iter(wheels.iter().cloned())
         .map(|w| async move {
             let digest = format!("sha256:{}", w.sha256);
             if cache.contains(&digest) {
@@ -757,28 +776,20 @@ pub async fn fetch(
                 }
                 return Ok((w, p));
             }
-            let resp = super::netrc::authed_get(http, &w.url)
-                .send()
-                .await
-                .map_err(|e| PinnedError::Index {
-                    index: redact(&w.url),
-                    message: error_chain(&e.without_url()),
-                })?;
-            if !resp.status().is_success() {
-                return Err(PinnedError::Index {
-                    index: redact(&w.url),
-                    message: format!("HTTP {}", resp.status()),
-                });
-            }
-            match cache
-                .insert_stream(&digest, &w.filename, resp.bytes_stream())
-                .await
+            let blob = cache.path(&digest).expect("valid digest");
+            let partial = cache.root().join("partial");
+            let count = |n: u64| {
+                if let Some(b) = bar {
+                    b.inc(n);
+                }
+            };
+            match super::download::download(http, &w.url, &w.sha256, &blob, &partial, &count).await
             {
-                Ok(p) => Ok((w, p)),
-                Err(crate::oci::cache::CacheError::Mismatch { actual, .. }) => {
+                Ok(()) => Ok((w, blob)),
+                Err(super::download::DownloadError::Mismatch { expected, actual }) => {
                     Err(PinnedError::HashMismatch {
                         file: w.filename.clone(),
-                        expected: digest,
+                        expected,
                         actual,
                     })
                 }
@@ -790,7 +801,11 @@ pub async fn fetch(
         })
         .buffered(4)
         .try_collect()
-        .await
+        .await;
+    if let Some(b) = progress {
+        b.finish_and_clear();
+    }
+    out
 }
 
 /// Names of the pins, normalised (for REQUESTED and reports).

@@ -1,0 +1,181 @@
+//! Resumable, verified wheel downloads into the shared content-addressed cache.
+//!
+//! A download streams into `<cache>/partial/<sha256>.part` (held with an exclusive `flock`, so
+//! two raypack runs never append to the same file). When the connection breaks, the next try —
+//! in this run (3 tries) or a later one — asks for the rest with `Range: bytes=N-`; a server
+//! that answers 200 instead restarts the file. The whole file's SHA-256 is checked before it is
+//! renamed into `blobs/sha256/`; a mismatch deletes the partial file and is fatal.
+
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Why a download failed (the caller adds which wheel).
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("{0}")]
+    Http(String),
+    #[error("sha256 {actual}, expected {expected}")]
+    Mismatch { expected: String, actual: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+const ATTEMPTS: u32 = 3;
+
+/// Downloads `url` whose SHA-256 is `sha256` (hex) into `blob` (its final cache path), using
+/// `partial_dir` for the resumable partial file. `on_bytes` hears of every chunk written.
+pub async fn download(
+    http: &reqwest::Client,
+    url: &str,
+    sha256: &str,
+    blob: &Path,
+    partial_dir: &Path,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<(), DownloadError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DownloadError::Io {
+            path: path.clone(),
+            source,
+        }
+    };
+    std::fs::create_dir_all(partial_dir).map_err(io(partial_dir))?;
+    let part_path = partial_dir.join(format!("{sha256}.part"));
+    let mut part = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(&part_path)
+        .map_err(io(&part_path))?;
+    // SAFETY: flock on a descriptor this function owns for its whole life.
+    let locked = unsafe { libc::flock(part.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked {
+        // Another run is downloading the same file: use a private partial file instead.
+        let private = tempfile::Builder::new()
+            .prefix(&format!("{sha256}."))
+            .suffix(".part")
+            .tempfile_in(partial_dir)
+            .map_err(io(partial_dir))?;
+        let (f, p) = private.keep().map_err(|e| DownloadError::Io {
+            path: partial_dir.to_path_buf(),
+            source: e.error,
+        })?;
+        let r = download_into(http, url, sha256, blob, f, &p, on_bytes).await;
+        let _ = std::fs::remove_file(&p);
+        return r;
+    }
+    part.seek(std::io::SeekFrom::End(0))
+        .map_err(io(&part_path))?;
+    let r = download_into(http, url, sha256, blob, part, &part_path, on_bytes).await;
+    if matches!(r, Err(DownloadError::Mismatch { .. })) {
+        let _ = std::fs::remove_file(&part_path);
+    }
+    r
+}
+
+async fn download_into(
+    http: &reqwest::Client,
+    url: &str,
+    sha256: &str,
+    blob: &Path,
+    mut part: std::fs::File,
+    part_path: &Path,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<(), DownloadError> {
+    use futures::StreamExt;
+    let io = |source| DownloadError::Io {
+        path: part_path.to_path_buf(),
+        source,
+    };
+    let mut last_err = String::new();
+    for attempt in 1..=ATTEMPTS {
+        let have = part.metadata().map_err(io)?.len();
+        let mut req = super::netrc::authed_get(http, url);
+        if have > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                last_err = e.without_url().to_string();
+                tokio::time::sleep(std::time::Duration::from_millis(300 * attempt as u64)).await;
+                continue;
+            }
+        };
+        let status = resp.status();
+        if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
+            // Probably complete already: verify below.
+        } else if status == reqwest::StatusCode::PARTIAL_CONTENT && have > 0 {
+            // Resuming.
+        } else if status.is_success() {
+            // A full body: start the file over.
+            part.set_len(0).map_err(io)?;
+            part.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+        } else if status.is_server_error() && attempt < ATTEMPTS {
+            last_err = format!("HTTP {status}");
+            tokio::time::sleep(std::time::Duration::from_millis(300 * attempt as u64)).await;
+            continue;
+        } else {
+            return Err(DownloadError::Http(format!("HTTP {status}")));
+        }
+        if status != reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+            let mut body = resp.bytes_stream();
+            let mut broken = None;
+            while let Some(chunk) = body.next().await {
+                match chunk {
+                    Ok(c) => {
+                        part.write_all(&c).map_err(io)?;
+                        on_bytes(c.len() as u64);
+                    }
+                    Err(e) => {
+                        broken = Some(e.without_url().to_string());
+                        break;
+                    }
+                }
+            }
+            part.flush().map_err(io)?;
+            if let Some(e) = broken {
+                last_err = format!(
+                    "connection broken after {} bytes: {e}",
+                    part.metadata().map_err(io)?.len()
+                );
+                continue;
+            }
+        }
+        // Verify the whole file, then publish it under its digest.
+        let actual = {
+            let mut f = std::fs::File::open(part_path).map_err(io)?;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = f.read(&mut buf).map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            hex::encode(h.finalize())
+        };
+        if actual != sha256 {
+            return Err(DownloadError::Mismatch {
+                expected: format!("sha256:{sha256}"),
+                actual: format!("sha256:{actual}"),
+            });
+        }
+        if let Some(d) = blob.parent() {
+            std::fs::create_dir_all(d).map_err(io)?;
+        }
+        std::fs::rename(part_path, blob).map_err(io)?;
+        return Ok(());
+    }
+    Err(DownloadError::Http(format!(
+        "{last_err} (after {ATTEMPTS} tries; the partial file is kept and resumed next time)"
+    )))
+}
