@@ -4,7 +4,11 @@
 //! `install` produces [`crate::archive::tar::LayerEntry`] lists and knows nothing of HTTP;
 //! fetching wheels and reading locks live elsewhere.
 
+pub mod index;
+pub mod metadata;
 pub mod pinned;
+pub mod pylock;
+pub mod resolve;
 pub mod tags;
 pub mod wheel;
 
