@@ -11,6 +11,7 @@ pub mod bake;
 pub mod collect;
 pub mod envpack;
 pub mod init;
+pub mod lock;
 pub mod lockfile;
 pub mod oci;
 pub mod plan;
