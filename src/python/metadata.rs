@@ -96,6 +96,7 @@ impl MetadataFetcher {
             return Ok((parse(&text), Source::Cache));
         }
         let (bytes, source) = self.fetch_uncached(file).await?;
+        tracing::debug!("{}: METADATA from {source:?}", file.filename);
         let text = String::from_utf8_lossy(&bytes).into_owned();
         if let Some(p) = &cache_path
             && let Some(dir) = p.parent()

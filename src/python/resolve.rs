@@ -612,8 +612,7 @@ fn explain(tree: &DerivationTree<Pkg, VersionRange, String>, shared: &Shared) ->
     let mut facts = Vec::new();
     walk(tree, shared, &mut facts);
     format!(
-        "the requirements cannot all be met for {}:\n{}\nso no set of versions satisfies them",
-        shared.req.target,
+        "the requirements cannot all be met:\n{}\nso no set of versions satisfies them",
         facts
             .iter()
             .map(|f| format!("  - {f}"))
@@ -711,8 +710,7 @@ fn solve(provider: Provider) -> Result<Resolution, ResolveError> {
     let shared = provider.shared.clone();
     let selected = match pubgrub::resolve(&provider, Pkg::Root, Version::new([0])) {
         Ok(s) => s,
-        Err(PubGrubError::NoSolution(mut tree)) => {
-            tree.collapse_no_versions();
+        Err(PubGrubError::NoSolution(tree)) => {
             return Err(ResolveError::NoSolution {
                 explanation: explain(&tree, &shared),
             });
