@@ -291,8 +291,7 @@ pub async fn lock(
     let path = lock_path(recipe);
     let previous = std::fs::read_to_string(&path).ok();
     let upgrade: Vec<String> = opts.upgrade_packages.iter().map(|n| normalize(n)).collect();
-    let mut client = IndexClient::new(crate::submit::http_client()?, &cache_dir(opts));
-    client.refresh = opts.upgrade || !upgrade.is_empty();
+    let client = IndexClient::new(crate::submit::http_client()?, &cache_dir(opts));
     let mut resolutions = Vec::new();
     for t in &targets {
         progress(&format!("resolving for {}", t.target));

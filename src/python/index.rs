@@ -76,7 +76,7 @@ pub struct IndexClient {
     http: reqwest::Client,
     cache_dir: PathBuf,
     permits: Arc<Semaphore>,
-    /// Revalidate every page regardless of its age (`--refresh`-like; used by `--upgrade`).
+    /// Revalidate every page regardless of its age.
     pub refresh: bool,
 }
 

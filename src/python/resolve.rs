@@ -596,7 +596,11 @@ fn explain(tree: &DerivationTree<Pkg, VersionRange, String>, shared: &Shared) ->
                         format!("you require {}", with_range(d, dr))
                     }
                     External::FromDependencyOf(p, pr, d, dr) => {
-                        format!("{} depends on {}", with_range(p, pr), with_range(d, dr))
+                        let who = match pr.as_singleton() {
+                            Some(v) => format!("{p} {v}"),
+                            None => with_range(p, pr),
+                        };
+                        format!("{who} depends on {}", with_range(d, dr))
                     }
                     External::Custom(p, pr, m) => {
                         format!("{} cannot be used: {m}", with_range(p, pr))
@@ -611,6 +615,16 @@ fn explain(tree: &DerivationTree<Pkg, VersionRange, String>, shared: &Shared) ->
     }
     let mut facts = Vec::new();
     walk(tree, shared, &mut facts);
+    // What was asked for first, then what packages need, then why nothing fits.
+    facts.sort_by_key(|f| {
+        if f.starts_with("you require") {
+            0
+        } else if f.contains(" depends on ") {
+            1
+        } else {
+            2
+        }
+    });
     format!(
         "the requirements cannot all be met:\n{}\nso no set of versions satisfies them",
         facts
