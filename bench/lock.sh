@@ -3,7 +3,8 @@
 # same target (CPython 3.11, manylinux_2_36, x86_64), both printing a pinned, hashed lock.
 #
 #   cold: empty caches for both (same network), one run each
-#   warm: caches filled by the cold run; median of RUNS runs each; ratio = raypack / uv
+#   warm: caches filled by the cold run; median of RUNS runs each; ratio = raypack / uv, also
+#         against `uv pip compile --offline` (no network for either)
 #
 # Usage: bench/lock.sh [RUNS]    (env: RAYPACK=path/to/raypack, UV=path/to/uv)
 # Prints one line per measurement and `warm ratio: X.XX` last. The release build is used
@@ -41,8 +42,9 @@ raypack_lock() {
 uv_compile() {
   UV_CACHE_DIR="$work/uv-cache" "$UV" pip compile -q --generate-hashes \
     --python-platform x86_64-manylinux_2_36 --python-version 3.11 \
-    -o "$work/uv.txt" "$work/requirements.in"
+    -o "$work/uv.txt" "$work/requirements.in" "$@"
 }
+uv_offline() { uv_compile --offline; }
 time_it() { local t0; t0=$(now); "$@"; echo "$(now) - $t0" | bc; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
@@ -57,4 +59,10 @@ rp=$(for _ in $(seq "$RUNS"); do time_it raypack_lock; done | median)
 uv=$(for _ in $(seq "$RUNS"); do time_it uv_compile; done | median)
 echo "warm raypack lock (median of $RUNS): ${rp}s"
 echo "warm uv pip compile (median of $RUNS): ${uv}s"
+uvo=$(for _ in $(seq "$RUNS"); do time_it uv_offline; done | median)
+echo "warm uv pip compile --offline (median of $RUNS): ${uvo}s"
+# raypack's warm run makes no request while cached pages are fresh (max-age, 600 s when the index
+# sends none); uv revalidates pages that came without cache headers, so --offline is the
+# no-network comparison.
 echo "warm ratio: $(echo "scale=2; $rp / $uv" | bc)"
+echo "warm ratio vs uv --offline: $(echo "scale=2; $rp / $uvo" | bc)"

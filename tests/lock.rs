@@ -612,3 +612,298 @@ fn target_comes_from_the_base_image() {
     assert!(text.contains("manylinux = \"2_36\""), "{text}");
     assert!(text.contains("base-digest = \"sha256:"), "{text}");
 }
+
+/// A tiny PEP 691 index on 127.0.0.1 serving generated wheels: backtracking, yanked and
+/// pre-release rules, incompatible wheels, metadata by range requests and by whole wheel (a
+/// file host that ignores ranges), and a retried 503.
+mod local_index {
+    use std::collections::BTreeMap;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::str::FromStr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use raypack::python::index::IndexClient;
+    use raypack::python::resolve::{IndexConfig, ResolveError, ResolveRequest, resolve};
+    use raypack::python::tags::Target;
+    use sha2::{Digest, Sha256};
+
+    struct Dist {
+        filename: &'static str,
+        requires: &'static [&'static str],
+        yanked: bool,
+    }
+
+    fn wheel(name: &str, version: &str, requires: &[&str]) -> Vec<u8> {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let o = zip::write::SimpleFileOptions::default();
+        z.start_file(format!("{name}/__init__.py"), o).unwrap();
+        z.write_all(&vec![b'#'; 70_000]).unwrap();
+        z.start_file(format!("{name}-{version}.dist-info/METADATA"), o)
+            .unwrap();
+        let mut m = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
+        for r in requires {
+            m.push_str(&format!("Requires-Dist: {r}\n"));
+        }
+        z.write_all(m.as_bytes()).unwrap();
+        z.finish().unwrap();
+        drop(z);
+        buf.into_inner()
+    }
+
+    struct Server {
+        base: String,
+        hits_503: Arc<AtomicUsize>,
+        range_requests: Arc<AtomicUsize>,
+    }
+
+    fn serve(projects: BTreeMap<&'static str, Vec<Dist>>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut pages: BTreeMap<String, String> = BTreeMap::new();
+        for (project, dists) in &projects {
+            let mut entries = Vec::new();
+            for d in dists {
+                let parts: Vec<&str> = d.filename.split('-').collect();
+                let bytes = wheel(parts[0], parts[1], d.requires);
+                // `lib` lives on a host that ignores Range headers.
+                let dir = if *project == "lib" { "plain" } else { "files" };
+                entries.push(serde_json::json!({
+                    "filename": d.filename,
+                    "url": format!("{base}/{dir}/{}", d.filename),
+                    "hashes": {"sha256": hex::encode(Sha256::digest(&bytes))},
+                    "yanked": d.yanked,
+                    "size": bytes.len(),
+                    "upload-time": "2025-01-02T03:04:05.000006Z",
+                }));
+                files.insert(d.filename.to_string(), bytes);
+            }
+            pages.insert(
+                project.to_string(),
+                serde_json::json!({"meta": {"api-version": "1.1"}, "name": project, "files": entries})
+                    .to_string(),
+            );
+        }
+        let hits_503 = Arc::new(AtomicUsize::new(0));
+        let range_requests = Arc::new(AtomicUsize::new(0));
+        let (h, r) = (hits_503.clone(), range_requests.clone());
+        let state = Arc::new(Mutex::new((files, pages)));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let state = state.clone();
+                let (h, r) = (h.clone(), r.clone());
+                std::thread::spawn(move || {
+                    loop {
+                        let mut reader = BufReader::new(s.try_clone().unwrap());
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                        let mut range = None;
+                        loop {
+                            let mut hdr = String::new();
+                            reader.read_line(&mut hdr).unwrap();
+                            if hdr.trim().is_empty() {
+                                break;
+                            }
+                            if let Some(v) = hdr.to_ascii_lowercase().strip_prefix("range: bytes=")
+                            {
+                                range = Some(v.trim().to_string());
+                            }
+                        }
+                        let (files, pages) = &*state.lock().unwrap();
+                        let (status, body, extra): (&str, Vec<u8>, String) = if let Some(p) =
+                            path.strip_prefix("/simple/")
+                        {
+                            let name = p.trim_end_matches('/');
+                            if name == "flaky" && h.fetch_add(1, Ordering::SeqCst) == 0 {
+                                ("503 Service Unavailable", vec![], String::new())
+                            } else {
+                                match pages.get(name) {
+                                    Some(pg) => (
+                                        "200 OK",
+                                        pg.clone().into_bytes(),
+                                        "Content-Type: application/vnd.pypi.simple.v1+json\r\n"
+                                            .into(),
+                                    ),
+                                    None => ("404 Not Found", vec![], String::new()),
+                                }
+                            }
+                        } else if let Some(f) = path
+                            .strip_prefix("/files/")
+                            .or_else(|| path.strip_prefix("/plain/"))
+                        {
+                            match files.get(f) {
+                                Some(b) if path.starts_with("/files/") && range.is_some() => {
+                                    r.fetch_add(1, Ordering::SeqCst);
+                                    let spec = range.unwrap();
+                                    let len = b.len();
+                                    let (start, end) = match spec.split_once('-').unwrap() {
+                                        ("", n) => {
+                                            (len - usize::from_str(n).unwrap().min(len), len - 1)
+                                        }
+                                        (a, e) => (
+                                            usize::from_str(a).unwrap(),
+                                            usize::from_str(e).unwrap().min(len - 1),
+                                        ),
+                                    };
+                                    (
+                                        "206 Partial Content",
+                                        b[start..=end].to_vec(),
+                                        format!("Content-Range: bytes {start}-{end}/{len}\r\n"),
+                                    )
+                                }
+                                Some(b) => ("200 OK", b.clone(), String::new()),
+                                None => ("404 Not Found", vec![], String::new()),
+                            }
+                        } else {
+                            ("404 Not Found", vec![], String::new())
+                        };
+                        let head = format!(
+                            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}\r\n",
+                            body.len()
+                        );
+                        if s.write_all(head.as_bytes()).is_err() || s.write_all(&body).is_err() {
+                            return;
+                        }
+                        let _ = reader.read(&mut []);
+                    }
+                });
+            }
+        });
+        Server {
+            base,
+            hits_503,
+            range_requests,
+        }
+    }
+
+    fn d(filename: &'static str, requires: &'static [&'static str]) -> Dist {
+        Dist {
+            filename,
+            requires,
+            yanked: false,
+        }
+    }
+
+    fn run(
+        server: &Server,
+        reqs: &[&str],
+        cache: &std::path::Path,
+    ) -> Result<BTreeMap<String, String>, ResolveError> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let client = IndexClient::new(raypack::submit::http_client().unwrap(), cache);
+            let req = ResolveRequest {
+                requirements: raypack::python::resolve::parse_requirements(
+                    &reqs.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                )?,
+                target: Target::new("linux/amd64", "3.11", "2_36").unwrap(),
+                indexes: IndexConfig {
+                    default: format!("{}/simple", server.base),
+                    extra: vec![],
+                    per_package: Default::default(),
+                },
+                preferences: Default::default(),
+                installed: Default::default(),
+                no_replace_base: false,
+            };
+            let r = resolve(&client, req).await?;
+            Ok(r.packages
+                .iter()
+                .map(|p| (p.name.clone(), p.version.to_string()))
+                .collect())
+        })
+    }
+
+    #[test]
+    fn backtracking_yanked_prereleases_ranges_and_retries() {
+        let server = serve(BTreeMap::from([
+            (
+                "app",
+                vec![
+                    d(
+                        "app-1.0-py3-none-any.whl",
+                        &[
+                            "lib>=1",
+                            "extra-dep; extra == 'x'",
+                            "winonly; sys_platform == 'win32'",
+                        ],
+                    ),
+                    // The newest app needs lib>=3, which the root forbids: backtrack to 1.0.
+                    d("app-2.0-py3-none-any.whl", &["lib>=3"]),
+                    // A wheel for another platform only: not a candidate.
+                    d("app-3.0-cp311-cp311-macosx_11_0_arm64.whl", &[]),
+                ],
+            ),
+            (
+                "lib",
+                vec![
+                    d("lib-1.0-py3-none-any.whl", &[]),
+                    d("lib-2.0-py3-none-any.whl", &["pre", "mixed", "flaky"]),
+                    Dist {
+                        filename: "lib-2.5-py3-none-any.whl",
+                        requires: &[],
+                        yanked: true,
+                    },
+                    d("lib-3.0-py3-none-any.whl", &[]),
+                ],
+            ),
+            ("pre", vec![d("pre-1.0b1-py3-none-any.whl", &[])]),
+            (
+                "mixed",
+                vec![
+                    d("mixed-1.0-py3-none-any.whl", &[]),
+                    d("mixed-2.0rc1-py3-none-any.whl", &[]),
+                ],
+            ),
+            ("flaky", vec![d("flaky-0.1-py3-none-any.whl", &[])]),
+            ("extra-dep", vec![d("extra_dep-1.0-py3-none-any.whl", &[])]),
+        ]));
+        let cache = tempfile::tempdir().unwrap();
+        let got = run(&server, &["app", "lib<3"], cache.path()).unwrap();
+        let want: BTreeMap<String, String> = [
+            ("app", "1.0"),
+            ("flaky", "0.1"),
+            ("lib", "2.0"),
+            ("mixed", "1.0"),
+            ("pre", "1.0b1"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            server.hits_503.load(Ordering::SeqCst),
+            2,
+            "one 503, one retry"
+        );
+        assert!(
+            server.range_requests.load(Ordering::SeqCst) >= 2,
+            "metadata by range"
+        );
+
+        // The extra pulls its dependency; `lib==2.5` (yanked) is allowed when pinned.
+        let got = run(&server, &["app[x]", "lib==2.5"], cache.path());
+        // app 1.0 and 2.0 need lib>=1 / lib>=3; lib 2.5 fits app 1.0.
+        let got = got.unwrap();
+        assert_eq!(got["lib"], "2.5");
+        assert_eq!(got["extra-dep"], "1.0");
+        assert!(!got.contains_key("winonly"));
+
+        // Only a macOS wheel for app 3.0: explained as such.
+        let err = run(&server, &["app>=3"], cache.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no version of app >=3 has a wheel"), "{err}");
+        assert!(
+            err.contains("3.0 only offer sdists or wheels for other platforms"),
+            "{err}"
+        );
+    }
+}

@@ -172,6 +172,8 @@ struct Shared {
     projects: Mutex<HashMap<String, Cell<Project>>>,
     metas: Mutex<HashMap<(String, Version), Cell<CoreMetadata>>>,
     order: Mutex<HashMap<Pkg, usize>>,
+    /// Projects whose prefetch has started.
+    prefetched: Mutex<std::collections::HashSet<String>>,
 }
 
 fn spec_version(filename: &str) -> Option<Version> {
@@ -412,6 +414,34 @@ impl Shared {
     }
 }
 
+/// Fetches the page of `name` and the metadata of its likely version, then does the same for
+/// that version's dependencies (each project once), so the solver rarely waits on the network.
+fn prefetch(shared: Arc<Shared>, rt: &tokio::runtime::Handle, name: String, range: VersionRange) {
+    if !shared.prefetched.lock().expect("lock").insert(name.clone()) {
+        return;
+    }
+    let handle = rt.clone();
+    rt.spawn(async move {
+        let Ok(p) = shared.project(&name).await else {
+            return;
+        };
+        let Some(v) = shared.pick(&name, &p, &range) else {
+            return;
+        };
+        let wheel = p.versions[&v].wheel.clone();
+        let Ok(meta) = shared.core_metadata(&name, &v, &wheel).await else {
+            return;
+        };
+        if let Ok(deps) = shared.dependencies_of(&Pkg::Dist(name.clone()), &v, Some(&meta)) {
+            for (dep, (range, _)) in deps {
+                if let Pkg::Dist(n) = dep {
+                    prefetch(shared.clone(), &handle, n, range);
+                }
+            }
+        }
+    });
+}
+
 struct Provider {
     shared: Arc<Shared>,
     rt: tokio::runtime::Handle,
@@ -436,16 +466,7 @@ impl Provider {
 
     /// Starts fetching what the solver will likely ask for next.
     fn prefetch(&self, name: String, range: VersionRange) {
-        let shared = self.shared.clone();
-        self.rt.spawn(async move {
-            let Ok(p) = shared.project(&name).await else {
-                return;
-            };
-            if let Some(v) = shared.pick(&name, &p, &range) {
-                let wheel = p.versions[&v].wheel.clone();
-                let _ = shared.core_metadata(&name, &v, &wheel).await;
-            }
-        });
+        prefetch(self.shared.clone(), &self.rt, name, range);
     }
 
     fn metadata(&self, name: &str, version: &Version) -> Result<Arc<CoreMetadata>, ResolveError> {
@@ -711,6 +732,7 @@ pub async fn resolve(
         projects: Mutex::default(),
         metas: Mutex::default(),
         order: Mutex::default(),
+        prefetched: Mutex::default(),
         req,
     });
     let rt = tokio::runtime::Handle::current();
