@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod collect;
 pub mod envpack;
 pub mod init;
+pub mod lock;
 pub mod lockfile;
 pub mod oci;
 pub mod plan;

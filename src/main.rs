@@ -60,7 +60,8 @@ enum Command {
     Env(EnvArgs),
     /// Build an image with the code on a pinned rayproject/ray base; push it or write it out.
     Bake(BakeArgs),
-    /// Pin the base image (`--upgrade-base`); resolving Python dependencies is not built yet.
+    /// Resolve the Python requirements for the image's platform into pylock.raypack.toml
+    /// (PEP 751); `--upgrade-base` re-pins the base image instead.
     Lock(LockArgs),
     /// Log in to a registry: check the credentials, then store them in the docker config.
     Login {
@@ -209,11 +210,35 @@ enum BakeEmit {
 
 #[derive(clap::Args, Debug)]
 struct LockArgs {
-    /// Re-resolve [base] image to a digest and pin it in raypack.lock.
+    /// Re-resolve [base] image to a digest and pin it in raypack.lock (and nothing else).
     #[arg(long)]
     upgrade_base: bool,
+    /// Target platforms, comma-separated (default: [base] platform), e.g. linux/amd64,linux/arm64;
+    /// all go into one lock.
+    #[arg(long, value_delimiter = ',')]
+    platform: Vec<String>,
+    /// The base's Python, 3.X (default: [base] python_version, else the base image).
+    #[arg(long, value_name = "3.X")]
+    python_version: Option<String>,
+    /// The base's glibc level, 2_N (default: [base] manylinux, else the base image).
+    #[arg(long, value_name = "2_N")]
+    manylinux: Option<String>,
+    /// Take the newest allowed versions instead of keeping the current lock's.
     #[arg(long)]
-    platform: Option<String>,
+    upgrade: bool,
+    /// Take the newest allowed version of NAME (repeatable); keep the rest.
+    #[arg(long, value_name = "NAME")]
+    upgrade_package: Vec<String>,
+    /// Do not resolve: fail when pylock.raypack.toml is missing or stale.
+    #[arg(long)]
+    locked: bool,
+    /// Fail instead of replacing a distribution the base image ships.
+    #[arg(long)]
+    no_replace_base: bool,
+    /// The base's installed distributions as name==version lines (for testing, until raypack
+    /// reads them from the image).
+    #[arg(long, hide = true, value_name = "FILE")]
+    installed: Option<PathBuf>,
     #[command(flatten)]
     tls: RegistryArgs,
 }
@@ -340,10 +365,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Env(args) => env(&cli, args),
         Command::Bake(args) => bake(&cli, args),
         Command::Lock(args) if args.upgrade_base => lock_base(&cli, args),
-        Command::Lock(_) => not_built(
-            "lock",
-            "resolve and pin dependencies for the image's platform",
-        ),
+        Command::Lock(args) => lock_deps(&cli, args),
         Command::Login {
             registry,
             username,
@@ -526,13 +548,6 @@ fn normalize_registry(r: Option<&str>) -> String {
     }
 }
 
-fn not_built(cmd: &str, what: &str) -> Result<ExitCode, CliError> {
-    eprintln!(
-        "error: `raypack {cmd}` ({what}) is not built yet in this version of raypack; nothing was done"
-    );
-    Ok(ExitCode::from(1))
-}
-
 fn spinner(cli: &Cli) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner();
     if !cli.quiet && std::io::stderr().is_terminal() {
@@ -547,7 +562,8 @@ fn lock_base(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
     let recipe = load_recipe(cli)?;
     let platform_s = args
         .platform
-        .clone()
+        .first()
+        .cloned()
         .unwrap_or_else(|| recipe.base.platform.clone());
     let platform = raypack::oci::media::Platform::parse(&platform_s).ok_or_else(|| {
         CliError::Other(format!(
@@ -628,6 +644,97 @@ fn explain_deps(d: &raypack::bake::deps::DepsReport) {
             })
             .collect(),
     );
+}
+
+fn lock_deps(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
+    use raypack::lock::{BaseContents, LockOptions};
+    let recipe = load_recipe(cli)?;
+    let base = match &args.installed {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| CliError::Other(format!("--installed {}: {e}", f.display())))?;
+            let map = raypack::python::resolve::parse_installed(&text)
+                .map_err(|e| CliError::Other(format!("--installed {}: {e}", f.display())))?;
+            BaseContents::Known(map.into_iter().map(|(n, v)| (n, v.to_string())).collect())
+        }
+        None => BaseContents::Unknown,
+    };
+    let opts = LockOptions {
+        platforms: args.platform.clone(),
+        python_version: args.python_version.clone(),
+        manylinux: args.manylinux.clone(),
+        upgrade: args.upgrade,
+        upgrade_packages: args.upgrade_package.clone(),
+        no_replace_base: args.no_replace_base,
+        base,
+        cache_dir: None,
+        registry: args.tls.options(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if args.locked {
+        let path = rt.block_on(raypack::lock::check(&recipe, &opts))?;
+        if cli.output == Output::Json {
+            println!("{}", serde_json::json!({"path": path, "fresh": true}));
+        } else if !cli.quiet {
+            eprintln!("{} is up to date", raypack::recipe::display_path(&path));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bar = spinner(cli);
+    let outcome = rt.block_on(raypack::lock::lock(&recipe, &opts, |m| {
+        bar.set_message(m.to_string())
+    }));
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    if cli.output == Output::Json {
+        let targets: Vec<_> = outcome
+            .targets
+            .iter()
+            .zip(&outcome.resolutions)
+            .map(|(t, r)| {
+                serde_json::json!({
+                    "platform": t.platform,
+                    "target": t.target.to_string(),
+                    "packages": r.packages.iter().map(|p| serde_json::json!({"name": p.name, "version": p.version.to_string(), "wheel": p.wheel.filename, "in_base": p.in_base})).collect::<Vec<_>>(),
+                    "replacements": r.replacements.iter().map(|x| serde_json::json!({"name": x.name, "base": x.base_version, "locked": x.locked_version, "required_by": x.required_by})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"path": outcome.path, "changed": outcome.changed, "base_known": outcome.base_known, "targets": targets})
+        );
+    } else if !cli.quiet {
+        for (t, r) in outcome.targets.iter().zip(&outcome.resolutions) {
+            eprintln!("{}: {} packages", t.target, r.packages.len());
+            for x in &r.replacements {
+                eprintln!(
+                    "  replaces {} {} from the base with {} (required by {})",
+                    x.name,
+                    x.base_version,
+                    x.locked_version,
+                    x.required_by.join("; ")
+                );
+            }
+        }
+        if !outcome.base_known {
+            eprintln!(
+                "note: the base image's installed distributions are not read yet, so none were preferred or protected"
+            );
+        }
+        eprintln!(
+            "{} {}",
+            if outcome.changed {
+                "wrote"
+            } else {
+                "unchanged:"
+            },
+            raypack::recipe::display_path(&outcome.path)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {

@@ -154,17 +154,6 @@ fn cli_conventions() {
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
     let out = run(raypack().args(["completions", "bash"]));
     assert!(stdout(&out).contains("raypack"));
-    // Not-yet-built commands say so and fail; they print nothing on stdout.
-    {
-        let cmd = "lock";
-        let out = run(raypack()
-            .arg("-C")
-            .arg(repo().join("examples/hello"))
-            .arg(cmd));
-        assert_eq!(out.status.code(), Some(1));
-        assert!(stderr(&out).contains("not built yet"));
-        assert!(out.stdout.is_empty());
-    }
     let out = run(raypack().arg("-C").arg("/nonexistent-dir-xyz").arg("check"));
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no recipe in"));

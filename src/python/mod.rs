@@ -7,9 +7,13 @@
 
 pub mod download;
 pub mod html;
+pub mod index;
 pub mod installed;
+pub mod metadata;
 pub mod netrc;
 pub mod pinned;
+pub mod pylock;
+pub mod resolve;
 pub mod tags;
 pub mod wheel;
 

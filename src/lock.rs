@@ -1,0 +1,447 @@
+//! `raypack lock`: the recipe's requirements resolved for the image's targets and written to
+//! `pylock.raypack.toml` (PEP 751) next to the recipe.
+//!
+//! Inputs: the recipe's requirement lines (inline and requirements file, via
+//! [`crate::requirements::inline_list`]), its indexes, the targets (platforms × the base's
+//! Python and glibc) and the distributions the base ships. Their hash is recorded in the lock,
+//! so [`check`] (`--locked`) and [`ensure_locked`] know a stale lock without resolving.
+//! Re-locking keeps the previous lock's versions where they still fit (unless `--upgrade` /
+//! `--upgrade-package`), and writes the file only when its bytes change.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use pep508_rs::pep440_rs::Version;
+use sha2::{Digest, Sha256};
+
+use crate::oci::cache::{BlobCache, default_cache_dir};
+use crate::python::index::IndexClient;
+use crate::python::pylock::{self, LockTarget, PYLOCK_FILE, ToolInfo};
+use crate::python::resolve::{self, IndexConfig, Resolution, ResolveError, ResolveRequest};
+use crate::python::tags::Target;
+use crate::python::wheel::normalize;
+use crate::recipe::{DEFAULT_INDEX, Recipe};
+
+/// How to lock.
+#[derive(Debug, Clone, Default)]
+pub struct LockOptions {
+    /// Image platforms (`linux/amd64`, `linux/arm64`); empty: the recipe's `[base] platform`.
+    pub platforms: Vec<String>,
+    /// The base's Python `3.X` (default: `[base] python_version`, else the base image).
+    pub python_version: Option<String>,
+    /// The base's glibc level `2_N` (default: `[base] manylinux`, else the base image).
+    pub manylinux: Option<String>,
+    /// Ignore the previous lock's versions.
+    pub upgrade: bool,
+    /// Ignore the previous lock's versions of these projects.
+    pub upgrade_packages: Vec<String>,
+    /// Make replacing a distribution the base ships an error.
+    pub no_replace_base: bool,
+    /// The distributions the base ships, `(normalized name, version)`; see [`BaseContents`].
+    pub base: BaseContents,
+    /// raypack's cache root (default: [`default_cache_dir`]).
+    pub cache_dir: Option<PathBuf>,
+    /// How to reach the registry when the base image itself must say what its Python is.
+    pub registry: crate::oci::client::ClientOptions,
+}
+
+/// What is known about the base image's installed distributions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BaseContents {
+    /// Not known: nothing is preferred or protected.
+    #[default]
+    Unknown,
+    /// `(normalized name, version)` pairs.
+    Known(Vec<(String, String)>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(transparent)]
+    Requirements(#[from] crate::requirements::RequirementsError),
+    #[error("{0}")]
+    Input(String),
+    #[error("cannot tell the target: {0}")]
+    Target(String),
+    #[error("locking for {target}: {source}")]
+    Resolve {
+        target: String,
+        #[source]
+        source: ResolveError,
+    },
+    #[error("{path} is stale: {reason}; run `raypack lock`")]
+    Stale { path: PathBuf, reason: String },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error("base image: {0}")]
+    Base(String),
+}
+
+/// What a lock run did.
+#[derive(Debug, Clone)]
+pub struct LockOutcome {
+    pub path: PathBuf,
+    /// The file's bytes changed.
+    pub changed: bool,
+    pub targets: Vec<LockTarget>,
+    pub resolutions: Vec<Resolution>,
+    /// Whether the base's installed distributions were known.
+    pub base_known: bool,
+}
+
+/// The recipe's inputs to a lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockInputs {
+    pub requirements: Vec<String>,
+    pub indexes: IndexConfig,
+}
+
+/// Reads requirements and index options from the recipe (and its requirements file).
+pub fn inputs(recipe: &Recipe) -> Result<LockInputs, LockError> {
+    let mut requirements = Vec::new();
+    let mut indexes = IndexConfig {
+        default: DEFAULT_INDEX.to_string(),
+        extra: Vec::new(),
+        per_package: recipe
+            .dependencies
+            .package_indexes
+            .iter()
+            .map(|(n, u)| (normalize(n), u.trim_end_matches('/').to_string()))
+            .collect(),
+    };
+    for line in crate::requirements::inline_list(recipe)? {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["--index-url" | "-i", url] => indexes.default = url.trim_end_matches('/').into(),
+            ["--extra-index-url", url] => indexes.extra.push(url.trim_end_matches('/').to_string()),
+            ["--find-links" | "-f", ..] => {
+                return Err(LockError::Input(format!(
+                    "`{line}`: find-links are not supported by raypack lock yet; serve the wheels from an index (PEP 691 JSON)"
+                )));
+            }
+            [w, ..] if w.starts_with('-') => {
+                tracing::warn!("raypack lock ignores the option `{line}`");
+            }
+            _ => requirements.push(line),
+        }
+    }
+    Ok(LockInputs {
+        requirements,
+        indexes,
+    })
+}
+
+/// The hash of everything a lock depends on (recorded as `input-hash`).
+pub fn input_hash(
+    inputs: &LockInputs,
+    targets: &[LockTarget],
+    base: &BaseContents,
+    no_replace_base: bool,
+) -> String {
+    let mut s = String::from("raypack lock inputs v1\n");
+    let mut reqs = inputs.requirements.clone();
+    reqs.sort();
+    for r in reqs {
+        s.push_str(&format!("requirement {r}\n"));
+    }
+    s.push_str(&format!("index {}\n", inputs.indexes.default));
+    for e in &inputs.indexes.extra {
+        s.push_str(&format!("extra-index {e}\n"));
+    }
+    for (n, u) in &inputs.indexes.per_package {
+        s.push_str(&format!("package-index {n} {u}\n"));
+    }
+    for t in targets {
+        s.push_str(&format!("target {} {}\n", t.platform, t.environment()));
+        s.push_str(&format!("glibc 2.{}\n", t.target.glibc_minor));
+    }
+    match base {
+        BaseContents::Unknown => s.push_str("base unknown\n"),
+        BaseContents::Known(list) => {
+            let mut l = list.clone();
+            l.sort();
+            for (n, v) in l {
+                s.push_str(&format!("installed {n}=={v}\n"));
+            }
+        }
+    }
+    s.push_str(&format!("no-replace-base {no_replace_base}\n"));
+    format!("sha256:{}", hex::encode(Sha256::digest(s.as_bytes())))
+}
+
+/// The targets: each platform with the base's Python and glibc level, from the options, the
+/// recipe's `[base]`, or else the base image's config and raypack's catalog.
+pub async fn targets(recipe: &Recipe, opts: &LockOptions) -> Result<Vec<LockTarget>, LockError> {
+    let mut platforms = opts.platforms.clone();
+    if platforms.is_empty() {
+        platforms.push(recipe.base.platform.clone());
+    }
+    platforms.dedup();
+    let mut out = Vec::new();
+    for platform in platforms {
+        let mut py = opts
+            .python_version
+            .clone()
+            .or_else(|| recipe.base.python_version.clone());
+        let mut ml = opts
+            .manylinux
+            .clone()
+            .or_else(|| recipe.base.manylinux.clone());
+        if py.is_none() || ml.is_none() {
+            let layout = base_layout(recipe, &platform, opts).await?;
+            py = py.or(Some(layout.python_version));
+            ml = ml.or(layout.manylinux);
+        }
+        let (Some(py), Some(ml)) = (py, ml) else {
+            return Err(LockError::Target(format!(
+                "the base {} does not say its glibc level; set [base] manylinux = \"2_35\" or pass --manylinux",
+                recipe.base.image
+            )));
+        };
+        let target = Target::new(&platform, &py, &ml).ok_or_else(|| {
+            LockError::Target(format!(
+                "platform {platform}, Python {py}, manylinux {ml}: expected linux/amd64 or linux/arm64, 3.X and 2_N"
+            ))
+        })?;
+        out.push(LockTarget { platform, target });
+    }
+    Ok(out)
+}
+
+/// The base's layout from its config (pinned digest from raypack.lock, else resolved and pinned
+/// the way bake does).
+async fn base_layout(
+    recipe: &Recipe,
+    platform: &str,
+    opts: &LockOptions,
+) -> Result<crate::bake::base::BaseLayout, LockError> {
+    let p = crate::oci::media::Platform::parse(platform)
+        .ok_or_else(|| LockError::Target(format!("platform {platform}")))?;
+    let registry = crate::oci::client::Registry::new(opts.registry.clone())
+        .map_err(|e| LockError::Base(e.to_string()))?;
+    let cache = BlobCache::new(&cache_dir(opts));
+    let (reference, _, _) = crate::bake::pin_base(recipe, &p, &registry, &cache, false)
+        .await
+        .map_err(|e| LockError::Base(e.to_string()))?;
+    let resolved = registry
+        .resolve(&reference, &p, &cache)
+        .await
+        .map_err(|e| LockError::Base(e.to_string()))?;
+    let manifest: serde_json::Value = serde_json::from_slice(&resolved.manifest)
+        .map_err(|e| LockError::Base(format!("manifest: {e}")))?;
+    let digest = manifest["config"]["digest"]
+        .as_str()
+        .ok_or_else(|| LockError::Base("manifest has no config".into()))?;
+    let path = registry
+        .fetch_blob(&reference, digest, &cache)
+        .await
+        .map_err(|e| LockError::Base(e.to_string()))?;
+    let config: serde_json::Value = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| LockError::Base("config is not JSON".into()))?;
+    crate::bake::base::describe(&recipe.base, &recipe.base.reference, &config)
+        .map_err(|e| LockError::Base(e.to_string()))
+}
+
+fn cache_dir(opts: &LockOptions) -> PathBuf {
+    opts.cache_dir.clone().unwrap_or_else(default_cache_dir)
+}
+
+/// Where the lock of `recipe` lives.
+pub fn lock_path(recipe: &Recipe) -> PathBuf {
+    recipe.root.join(PYLOCK_FILE)
+}
+
+fn installed_map(base: &BaseContents) -> Result<BTreeMap<String, Version>, LockError> {
+    match base {
+        BaseContents::Unknown => Ok(BTreeMap::new()),
+        BaseContents::Known(list) => list
+            .iter()
+            .map(|(n, v)| {
+                Version::from_str(v)
+                    .map(|v| (normalize(n), v))
+                    .map_err(|e| LockError::Input(format!("base distribution {n}=={v}: {e}")))
+            })
+            .collect(),
+    }
+}
+
+/// Resolves and writes the lock.
+pub async fn lock(
+    recipe: &Recipe,
+    opts: &LockOptions,
+    progress: impl Fn(&str),
+) -> Result<LockOutcome, LockError> {
+    let inputs = inputs(recipe)?;
+    let requirements =
+        resolve::parse_requirements(&inputs.requirements).map_err(|source| LockError::Resolve {
+            target: "the recipe".into(),
+            source,
+        })?;
+    let targets = targets(recipe, opts).await?;
+    let installed = installed_map(&opts.base)?;
+    let path = lock_path(recipe);
+    let previous = std::fs::read_to_string(&path).ok();
+    let upgrade: Vec<String> = opts.upgrade_packages.iter().map(|n| normalize(n)).collect();
+    let client = IndexClient::new(crate::submit::http_client()?, &cache_dir(opts));
+    let mut resolutions = Vec::new();
+    for t in &targets {
+        progress(&format!("resolving for {}", t.target));
+        let mut preferences = match (&previous, opts.upgrade) {
+            (Some(text), false) => pylock::locked_versions(text, &t.target),
+            _ => BTreeMap::new(),
+        };
+        preferences.retain(|n, _| !upgrade.contains(n));
+        let req = ResolveRequest {
+            requirements: requirements.clone(),
+            target: t.target.clone(),
+            indexes: inputs.indexes.clone(),
+            preferences,
+            installed: installed.clone(),
+            no_replace_base: opts.no_replace_base,
+        };
+        let r = resolve::resolve(&client, req)
+            .await
+            .map_err(|source| LockError::Resolve {
+                target: format!("{} ({})", t.platform, t.target),
+                source,
+            })?;
+        resolutions.push(r);
+    }
+    let base_digest = crate::lockfile::LockFile::load(&recipe.root)
+        .ok()
+        .and_then(|l| l.base.filter(|b| b.image == recipe.base.image))
+        .map(|b| b.digest);
+    let tool = ToolInfo {
+        input_hash: input_hash(&inputs, &targets, &opts.base, opts.no_replace_base),
+        base_image: Some(recipe.base.image.clone()),
+        base_digest,
+        base_distributions: match &opts.base {
+            BaseContents::Unknown => 0,
+            BaseContents::Known(l) => l.len(),
+        },
+    };
+    let text = pylock::render(&targets, &resolutions, &tool);
+    let changed = previous.as_deref() != Some(text.as_str());
+    if changed {
+        write_atomic(&path, &text)?;
+    }
+    Ok(LockOutcome {
+        path,
+        changed,
+        targets,
+        resolutions,
+        base_known: opts.base != BaseContents::Unknown,
+    })
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<(), LockError> {
+    let err = |source| LockError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+    std::fs::write(tmp.path(), text).map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
+/// `--locked`: fails when the lock is missing or was written for other inputs.
+pub async fn check(recipe: &Recipe, opts: &LockOptions) -> Result<PathBuf, LockError> {
+    let path = lock_path(recipe);
+    let inputs = inputs(recipe)?;
+    let targets = targets(recipe, opts).await?;
+    let want = input_hash(&inputs, &targets, &opts.base, opts.no_replace_base);
+    let text = std::fs::read_to_string(&path).map_err(|_| LockError::Stale {
+        path: path.clone(),
+        reason: "it does not exist".into(),
+    })?;
+    match pylock::recorded_input_hash(&text) {
+        Some(h) if h == want => Ok(path),
+        Some(_) => Err(LockError::Stale {
+            path,
+            reason: "the requirements, indexes, targets or base changed since it was written"
+                .into(),
+        }),
+        None => Err(LockError::Stale {
+            path,
+            reason: "it has no [tool.raypack] input-hash (not written by raypack lock)".into(),
+        }),
+    }
+}
+
+/// What [`ensure_locked`] did.
+#[derive(Debug, Clone)]
+pub struct Ensured {
+    pub path: PathBuf,
+    /// `Some(reason)` when it re-locked.
+    pub relocked: Option<String>,
+}
+
+/// For `env` and `bake`: uses the lock when it matches the recipe's inputs, else re-locks
+/// (saying why through `progress`).
+pub async fn ensure_locked(
+    recipe: &Recipe,
+    opts: &LockOptions,
+    progress: impl Fn(&str),
+) -> Result<Ensured, LockError> {
+    match check(recipe, opts).await {
+        Ok(path) => Ok(Ensured {
+            path,
+            relocked: None,
+        }),
+        Err(LockError::Stale { reason, .. }) => {
+            progress(&format!("re-locking: {PYLOCK_FILE} {reason}"));
+            let out = lock(recipe, opts, &progress).await?;
+            Ok(Ensured {
+                path: out.path,
+                relocked: Some(reason),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(p: &str) -> LockTarget {
+        LockTarget {
+            platform: p.into(),
+            target: Target::new(p, "3.11", "2_36").unwrap(),
+        }
+    }
+
+    #[test]
+    fn input_hash_follows_inputs_not_order() {
+        let i = LockInputs {
+            requirements: vec!["requests>=2.31".into(), "numpy".into()],
+            indexes: IndexConfig {
+                default: DEFAULT_INDEX.into(),
+                extra: vec![],
+                per_package: BTreeMap::new(),
+            },
+        };
+        let base = BaseContents::Unknown;
+        let h = input_hash(&i, &[t("linux/amd64")], &base, false);
+        let mut j = i.clone();
+        j.requirements.reverse();
+        assert_eq!(h, input_hash(&j, &[t("linux/amd64")], &base, false));
+        j.requirements.push("pandas".into());
+        assert_ne!(h, input_hash(&j, &[t("linux/amd64")], &base, false));
+        assert_ne!(h, input_hash(&i, &[t("linux/arm64")], &base, false));
+        assert_ne!(h, input_hash(&i, &[t("linux/amd64")], &base, true));
+        let known = BaseContents::Known(vec![("numpy".into(), "1.26.4".into())]);
+        assert_ne!(h, input_hash(&i, &[t("linux/amd64")], &known, false));
+    }
+}

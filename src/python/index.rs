@@ -1,0 +1,383 @@
+//! A PEP 691 (JSON simple API) client for resolving: every file of a project with the fields a
+//! lock needs (sha256, size, upload-time, requires-python, yanked, PEP 658 core metadata),
+//! cached on disk and revalidated the way HTTP says (`Cache-Control: max-age`, `ETag`).
+//!
+//! Network errors and 5xx/429 answers are retried (3 tries, growing backoff). A 404 (or the
+//! 403 some indexes send) means the project is not on that index.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use super::wheel::normalize;
+
+/// How many requests run at once against indexes and file hosts.
+pub const MAX_CONCURRENT_REQUESTS: usize = 24;
+/// How often a request is tried before its error is reported.
+pub const ATTEMPTS: u32 = 3;
+/// Freshness of a cached project page when the index sends no `max-age` (PyPI sends 600).
+const DEFAULT_MAX_AGE: u64 = 600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("{url}: {detail} (after {attempts} tries)")]
+    Network {
+        url: String,
+        detail: String,
+        attempts: u32,
+    },
+    #[error("{url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error(
+        "{url}: the index did not answer PEP 691 JSON ({detail}); HTML indexes are not supported yet"
+    )]
+    NotJson { url: String, detail: String },
+}
+
+/// One file of a project as an index lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistFile {
+    pub filename: String,
+    /// Absolute URL.
+    pub url: String,
+    pub sha256: Option<String>,
+    pub requires_python: Option<String>,
+    pub yanked: bool,
+    /// PEP 658/714 metadata: `None` = not offered; `Some(None)` = offered without a hash.
+    pub core_metadata: Option<Option<String>>,
+    pub size: Option<u64>,
+    /// ISO-8601 as the index wrote it (PEP 700).
+    pub upload_time: Option<String>,
+}
+
+/// A project's files on one index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectPage {
+    pub index: String,
+    pub files: Vec<DistFile>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedPage {
+    fetched_at: u64,
+    max_age: u64,
+    etag: Option<String>,
+    /// `None`: the index does not have the project.
+    page: Option<ProjectPage>,
+}
+
+/// The HTTP side of locking: index pages and file ranges, with retries and a request limit.
+#[derive(Debug, Clone)]
+pub struct IndexClient {
+    http: reqwest::Client,
+    cache_dir: PathBuf,
+    permits: Arc<Semaphore>,
+    /// Revalidate every page regardless of its age.
+    pub refresh: bool,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn retryable_status(s: reqwest::StatusCode) -> bool {
+    s.is_server_error() || s == reqwest::StatusCode::TOO_MANY_REQUESTS
+}
+
+impl IndexClient {
+    /// `cache_dir` is raypack's cache root; pages go under `python-index/`.
+    pub fn new(http: reqwest::Client, cache_dir: &Path) -> IndexClient {
+        IndexClient {
+            http,
+            cache_dir: cache_dir.to_path_buf(),
+            permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
+            refresh: false,
+        }
+    }
+
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Sends a request built by `build`, retrying network errors and 5xx/429 answers.
+    pub async fn send(
+        &self,
+        url: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, IndexError> {
+        let _permit = self.permits.acquire().await.expect("semaphore open");
+        let mut last = String::new();
+        for attempt in 1..=ATTEMPTS {
+            match build().send().await {
+                Ok(r) if retryable_status(r.status()) && attempt < ATTEMPTS => {
+                    last = format!("HTTP {}", r.status());
+                }
+                Ok(r) => return Ok(r),
+                Err(e) => last = e.without_url().to_string(),
+            }
+            tracing::debug!("{url}: {last}; retrying (attempt {attempt} of {ATTEMPTS})");
+            tokio::time::sleep(Duration::from_millis(300 * 3u64.pow(attempt - 1))).await;
+        }
+        Err(IndexError::Network {
+            url: url.to_string(),
+            detail: last,
+            attempts: ATTEMPTS,
+        })
+    }
+
+    /// GETs `url` with a byte range (`bytes=...` syntax without the prefix); returns the status
+    /// and body (206 for a range, 200 when the server ignores ranges).
+    pub async fn get_range(&self, url: &str, range: &str) -> Result<(u16, Vec<u8>), IndexError> {
+        let resp = self
+            .send(url, || {
+                self.http.get(url).header("Range", format!("bytes={range}"))
+            })
+            .await?;
+        let status = resp.status().as_u16();
+        if !(status == 200 || status == 206) {
+            return Err(IndexError::Status {
+                url: url.to_string(),
+                status,
+            });
+        }
+        let body = resp.bytes().await.map_err(|e| IndexError::Network {
+            url: url.to_string(),
+            detail: e.without_url().to_string(),
+            attempts: 1,
+        })?;
+        Ok((status, body.to_vec()))
+    }
+
+    /// GETs a whole file.
+    pub async fn get(&self, url: &str) -> Result<Vec<u8>, IndexError> {
+        let resp = self.send(url, || self.http.get(url)).await?;
+        if !resp.status().is_success() {
+            return Err(IndexError::Status {
+                url: url.to_string(),
+                status: resp.status().as_u16(),
+            });
+        }
+        let body = resp.bytes().await.map_err(|e| IndexError::Network {
+            url: url.to_string(),
+            detail: e.without_url().to_string(),
+            attempts: 1,
+        })?;
+        Ok(body.to_vec())
+    }
+
+    fn page_path(&self, index: &str, name: &str) -> PathBuf {
+        let key = hex::encode(Sha256::digest(index.trim_end_matches('/').as_bytes()));
+        self.cache_dir
+            .join("python-index")
+            .join(&key[..16])
+            .join(format!("{name}.json"))
+    }
+
+    /// The project's files on `index`, or `None` when the index does not have it.
+    pub async fn project(
+        &self,
+        index: &str,
+        name: &str,
+    ) -> Result<Option<ProjectPage>, IndexError> {
+        let name = normalize(name);
+        let path = self.page_path(index, &name);
+        let cached: Option<CachedPage> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(c) = &cached
+            && !self.refresh
+            && now().saturating_sub(c.fetched_at) < c.max_age
+        {
+            return Ok(c.page.clone());
+        }
+        let url = format!("{}/{}/", index.trim_end_matches('/'), name);
+        let etag = cached.as_ref().and_then(|c| c.etag.clone());
+        let resp = self
+            .send(&url, || {
+                let mut b = self.http.get(&url).header(
+                    "Accept",
+                    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.latest+json;q=0.9",
+                );
+                if let Some(e) = &etag {
+                    b = b.header("If-None-Match", e);
+                }
+                b
+            })
+            .await?;
+        let status = resp.status();
+        let max_age = resp
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(',')
+                    .find_map(|d| d.trim().strip_prefix("max-age=")?.parse().ok())
+            })
+            .unwrap_or(DEFAULT_MAX_AGE);
+        let new_etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let page = if status == reqwest::StatusCode::NOT_MODIFIED
+            && let Some(c) = cached
+        {
+            c.page
+        } else if status == reqwest::StatusCode::NOT_FOUND
+            || status == reqwest::StatusCode::FORBIDDEN
+        {
+            None
+        } else if status.is_success() {
+            let body = resp.bytes().await.map_err(|e| IndexError::Network {
+                url: url.clone(),
+                detail: e.without_url().to_string(),
+                attempts: 1,
+            })?;
+            Some(parse_page(index, &url, &body)?)
+        } else {
+            return Err(IndexError::Status {
+                url,
+                status: status.as_u16(),
+            });
+        };
+        let entry = CachedPage {
+            fetched_at: now(),
+            max_age,
+            etag: new_etag,
+            page,
+        };
+        if let Some(dir) = path.parent()
+            && std::fs::create_dir_all(dir).is_ok()
+            && let Ok(tmp) = tempfile::NamedTempFile::new_in(dir)
+            && std::fs::write(tmp.path(), serde_json::to_vec(&entry).unwrap_or_default()).is_ok()
+        {
+            let _ = tmp.persist(&path);
+        }
+        Ok(entry.page)
+    }
+}
+
+#[derive(Deserialize)]
+struct JsonPage {
+    #[serde(default)]
+    files: Vec<JsonFile>,
+}
+
+#[derive(Deserialize)]
+struct JsonFile {
+    filename: String,
+    url: String,
+    #[serde(default)]
+    hashes: std::collections::BTreeMap<String, String>,
+    #[serde(default, rename = "requires-python")]
+    requires_python: Option<String>,
+    #[serde(default)]
+    yanked: serde_json::Value,
+    #[serde(default, rename = "core-metadata")]
+    core_metadata: serde_json::Value,
+    #[serde(default, rename = "dist-info-metadata")]
+    dist_info_metadata: serde_json::Value,
+    #[serde(default, rename = "data-dist-info-metadata")]
+    data_dist_info_metadata: serde_json::Value,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default, rename = "upload-time")]
+    upload_time: Option<String>,
+}
+
+/// `true` / `{"sha256": …}` → offered; `false` / absent → not.
+fn metadata_field(v: &serde_json::Value) -> Option<Option<String>> {
+    match v {
+        serde_json::Value::Bool(true) => Some(None),
+        serde_json::Value::Object(m) => {
+            Some(m.get("sha256").and_then(|s| s.as_str()).map(str::to_string))
+        }
+        _ => None,
+    }
+}
+
+/// Parses a PEP 691 project page; relative file URLs resolve against `url`.
+pub fn parse_page(index: &str, url: &str, body: &[u8]) -> Result<ProjectPage, IndexError> {
+    let json: JsonPage = serde_json::from_slice(body).map_err(|e| IndexError::NotJson {
+        url: url.to_string(),
+        detail: e.to_string(),
+    })?;
+    let base = url::Url::parse(url).map_err(|e| IndexError::NotJson {
+        url: url.to_string(),
+        detail: e.to_string(),
+    })?;
+    let files = json
+        .files
+        .into_iter()
+        .filter_map(|f| {
+            let abs = base.join(&f.url).ok()?.to_string();
+            let core_metadata = metadata_field(&f.core_metadata)
+                .or_else(|| metadata_field(&f.dist_info_metadata))
+                .or_else(|| metadata_field(&f.data_dist_info_metadata));
+            Some(DistFile {
+                filename: f.filename,
+                url: abs,
+                sha256: f.hashes.get("sha256").cloned(),
+                requires_python: f.requires_python.filter(|s| !s.trim().is_empty()),
+                yanked: matches!(
+                    f.yanked,
+                    serde_json::Value::Bool(true) | serde_json::Value::String(_)
+                ),
+                core_metadata,
+                size: f.size,
+                upload_time: f.upload_time,
+            })
+        })
+        .collect();
+    Ok(ProjectPage {
+        index: index.trim_end_matches('/').to_string(),
+        files,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pep691_fields() {
+        let body = br#"{"meta":{"api-version":"1.1"},"name":"x","files":[
+          {"filename":"x-1.0-py3-none-any.whl","url":"../../packages/x-1.0-py3-none-any.whl",
+           "hashes":{"sha256":"aa"},"requires-python":">=3.8","yanked":false,
+           "core-metadata":{"sha256":"bb"},"size":10,"upload-time":"2024-01-01T00:00:00.123456Z"},
+          {"filename":"x-0.9.tar.gz","url":"https://files.example/x-0.9.tar.gz","hashes":{},
+           "yanked":"broken","dist-info-metadata":true},
+          {"filename":"x-0.8-py3-none-any.whl","url":"x-0.8-py3-none-any.whl","hashes":{"sha256":"cc"},
+           "requires-python":""}
+        ]}"#;
+        let p = parse_page(
+            "https://i.example/simple/",
+            "https://i.example/simple/x/",
+            body,
+        )
+        .unwrap();
+        assert_eq!(p.index, "https://i.example/simple");
+        assert_eq!(p.files.len(), 3);
+        let a = &p.files[0];
+        assert_eq!(a.url, "https://i.example/packages/x-1.0-py3-none-any.whl");
+        assert_eq!(a.sha256.as_deref(), Some("aa"));
+        assert_eq!(a.core_metadata, Some(Some("bb".into())));
+        assert_eq!(a.size, Some(10));
+        assert!(!a.yanked);
+        assert!(p.files[1].yanked);
+        assert_eq!(p.files[1].core_metadata, Some(None));
+        assert_eq!(p.files[2].requires_python, None);
+        assert_eq!(p.files[2].core_metadata, None);
+        assert_eq!(
+            p.files[2].url,
+            "https://i.example/simple/x/x-0.8-py3-none-any.whl"
+        );
+    }
+}

@@ -1,0 +1,900 @@
+//! Resolving requirements for one target with pubgrub: the versions of a project are those with
+//! a wheel the target accepts (tags and Requires-Python); yanked versions only when pinned
+//! `==`; pre-releases only when no final release fits. Extras are virtual packages
+//! (`name[extra]` at version V depends on `name == V` plus the extra's requirements); markers
+//! are evaluated for the target.
+//!
+//! Preferences decide among allowed versions: the previous lock first, then what the base image
+//! ships, then the newest. With `no_replace_base`, a project the base ships has only the base's
+//! version, so a conflict is explained like any other.
+//!
+//! pubgrub is synchronous; it runs on a blocking thread and waits for index pages and
+//! metadata fetched on the tokio runtime. Whenever it learns dependencies, the pages of those
+//! projects and the metadata of their likely versions are fetched ahead, concurrently.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::ops::Bound;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use pep508_rs::pep440_rs::{Version, VersionSpecifiers};
+use pep508_rs::{ExtraName, MarkerEnvironment, Requirement, VerbatimUrl, VersionOrUrl};
+use pubgrub::{
+    Dependencies, DependencyProvider, DerivationTree, External, PackageResolutionStatistics,
+    PubGrubError, Ranges,
+};
+use tokio::sync::OnceCell;
+
+use super::index::{DistFile, IndexClient};
+use super::metadata::{CoreMetadata, MetadataFetcher};
+use super::pinned::marker_env;
+use super::tags::Target;
+use super::wheel::{WheelName, normalize};
+
+/// A set of versions.
+pub type VersionRange = Ranges<Version>;
+
+/// A node of the resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Pkg {
+    /// The user's requirements.
+    Root,
+    /// A distribution (normalized name).
+    Dist(String),
+    /// A distribution with one extra enabled.
+    Extra(String, String),
+}
+
+impl fmt::Display for Pkg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pkg::Root => write!(f, "the requirements"),
+            Pkg::Dist(n) => write!(f, "{n}"),
+            Pkg::Extra(n, e) => write!(f, "{n}[{e}]"),
+        }
+    }
+}
+
+/// Where projects are looked up: a project pinned to an index uses only it; others use the
+/// first of `extra` then `default` that has the project (uv's `first-index` strategy, which
+/// avoids dependency confusion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexConfig {
+    pub default: String,
+    pub extra: Vec<String>,
+    /// Normalized project name → index URL.
+    pub per_package: BTreeMap<String, String>,
+}
+
+impl IndexConfig {
+    fn order(&self, name: &str) -> Vec<String> {
+        match self.per_package.get(name) {
+            Some(i) => vec![i.clone()],
+            None => self
+                .extra
+                .iter()
+                .chain(std::iter::once(&self.default))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{explanation}")]
+    NoSolution { explanation: String },
+    #[error("{package}: {message}")]
+    Fetch { package: String, message: String },
+    #[error("`{requirement}`: {message}")]
+    Requirement {
+        requirement: String,
+        message: String,
+    },
+    #[error("the resolver stopped: {0}")]
+    Internal(String),
+}
+
+/// What to resolve.
+#[derive(Debug, Clone)]
+pub struct ResolveRequest {
+    pub requirements: Vec<Requirement<VerbatimUrl>>,
+    pub target: Target,
+    pub indexes: IndexConfig,
+    /// Versions of the previous lock (normalized name → version), kept when still allowed.
+    pub preferences: BTreeMap<String, Version>,
+    /// Distributions the base image ships (normalized name → version).
+    pub installed: BTreeMap<String, Version>,
+    /// A project the base ships may only have the base's version.
+    pub no_replace_base: bool,
+}
+
+/// One locked distribution for one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locked {
+    pub name: String,
+    pub version: Version,
+    /// The wheel chosen for the target.
+    pub wheel: DistFile,
+    pub index: String,
+    /// The base image ships exactly this version.
+    pub in_base: bool,
+    /// Who asked for it: `pandas 2.2.3 (numpy>=1.23.2)`, `the requirements (requests>=2.31)`.
+    pub required_by: Vec<String>,
+}
+
+/// A distribution the base ships that the lock replaces with another version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    pub name: String,
+    pub base_version: String,
+    pub locked_version: String,
+    pub required_by: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub target: Target,
+    /// Sorted by name.
+    pub packages: Vec<Locked>,
+    pub replacements: Vec<Replacement>,
+}
+
+/// A project's usable versions for the target.
+#[derive(Debug, Default)]
+struct Project {
+    /// The index it came from (`None`: on none of the indexes searched).
+    index: Option<String>,
+    searched: Vec<String>,
+    versions: BTreeMap<Version, Candidate>,
+    /// Versions listed whose files the target cannot use (sdists only, other platforms, …).
+    unusable: BTreeSet<Version>,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    wheel: DistFile,
+    yanked: bool,
+}
+
+type Cell<T> = Arc<OnceCell<Result<Arc<T>, String>>>;
+
+/// State shared between the solver thread and prefetch tasks.
+struct Shared {
+    client: IndexClient,
+    metadata: MetadataFetcher,
+    req: ResolveRequest,
+    env: MarkerEnvironment,
+    priorities: HashMap<String, usize>,
+    python: Version,
+    projects: Mutex<HashMap<String, Cell<Project>>>,
+    metas: Mutex<HashMap<(String, Version), Cell<CoreMetadata>>>,
+    order: Mutex<HashMap<Pkg, usize>>,
+    /// Projects whose prefetch has started.
+    prefetched: Mutex<std::collections::HashSet<String>>,
+}
+
+fn spec_version(filename: &str) -> Option<Version> {
+    if let Some(w) = WheelName::parse(filename) {
+        return Version::from_str(&w.version).ok();
+    }
+    let stem = filename
+        .strip_suffix(".tar.gz")
+        .or_else(|| filename.strip_suffix(".zip"))
+        .or_else(|| filename.strip_suffix(".tar.bz2"))?;
+    Version::from_str(stem.rsplit_once('-')?.1).ok()
+}
+
+impl Shared {
+    fn requires_python_ok(&self, spec: Option<&str>) -> bool {
+        match spec.map(VersionSpecifiers::from_str) {
+            None => true,
+            Some(Ok(s)) => s.contains(&self.python),
+            // Unparsable metadata: let the wheel tags decide.
+            Some(Err(_)) => true,
+        }
+    }
+
+    async fn project(&self, name: &str) -> Result<Arc<Project>, String> {
+        let cell = self
+            .projects
+            .lock()
+            .expect("lock")
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            let mut p = Project::default();
+            for index in self.req.indexes.order(name) {
+                p.searched.push(index.clone());
+                let Some(page) = self
+                    .client
+                    .project(&index, name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                else {
+                    continue;
+                };
+                p.index = Some(page.index.clone());
+                let mut by_version: BTreeMap<Version, Vec<(usize, WheelName, &DistFile)>> =
+                    BTreeMap::new();
+                for f in &page.files {
+                    let Some(v) = spec_version(&f.filename) else {
+                        continue;
+                    };
+                    let usable = WheelName::parse(&f.filename)
+                        .and_then(|w| w.priority(&self.priorities).map(|prio| (prio, w)))
+                        .filter(|_| self.requires_python_ok(f.requires_python.as_deref()));
+                    match usable {
+                        Some((prio, w)) => by_version.entry(v).or_default().push((prio, w, f)),
+                        None => {
+                            p.unusable.insert(v);
+                        }
+                    }
+                }
+                for (v, mut files) in by_version {
+                    p.unusable.remove(&v);
+                    // Non-yanked first, then best tag, then highest build tag.
+                    files.sort_by(|a, b| {
+                        (a.2.yanked, a.0)
+                            .cmp(&(b.2.yanked, b.0))
+                            .then_with(|| b.1.build.cmp(&a.1.build))
+                    });
+                    let (_, _, f) = files[0];
+                    p.versions.insert(
+                        v,
+                        Candidate {
+                            wheel: f.clone(),
+                            yanked: f.yanked,
+                        },
+                    );
+                }
+                break;
+            }
+            Ok(Arc::new(p))
+        })
+        .await
+        .clone()
+    }
+
+    async fn core_metadata(
+        &self,
+        name: &str,
+        version: &Version,
+        wheel: &DistFile,
+    ) -> Result<Arc<CoreMetadata>, String> {
+        let cell = self
+            .metas
+            .lock()
+            .expect("lock")
+            .entry((name.to_string(), version.clone()))
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            self.metadata
+                .fetch(wheel)
+                .await
+                .map(|(m, _)| Arc::new(m))
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .clone()
+    }
+
+    /// The version to try for `name` within `range`, by preference.
+    fn pick(&self, name: &str, project: &Project, range: &VersionRange) -> Option<Version> {
+        let allowed = |v: &Version| {
+            range.contains(v)
+                && project
+                    .versions
+                    .get(v)
+                    .is_some_and(|c| !c.yanked || range.as_singleton().is_some())
+        };
+        if self.req.no_replace_base
+            && let Some(v) = self.req.installed.get(name)
+        {
+            return allowed(v).then(|| v.clone());
+        }
+        for pref in [self.req.preferences.get(name), self.req.installed.get(name)]
+            .into_iter()
+            .flatten()
+        {
+            if allowed(pref) {
+                return Some(pref.clone());
+            }
+        }
+        let mut allowed_versions = project.versions.keys().rev().filter(|v| allowed(v));
+        let newest_final = project
+            .versions
+            .keys()
+            .rev()
+            .find(|v| !v.any_prerelease() && allowed(v));
+        newest_final.or_else(|| allowed_versions.next()).cloned()
+    }
+
+    /// Dependencies of `pkg` at `version`, as (package, range) pairs with ranges merged.
+    fn dependencies_of(
+        &self,
+        pkg: &Pkg,
+        version: &Version,
+        meta: Option<&CoreMetadata>,
+    ) -> Result<BTreeMap<Pkg, (VersionRange, Vec<String>)>, ResolveError> {
+        type Deps = BTreeMap<Pkg, (VersionRange, Vec<String>)>;
+        let mut deps: Deps = BTreeMap::new();
+        fn add(
+            deps: &mut Deps,
+            r: &Requirement<VerbatimUrl>,
+            from: &Pkg,
+        ) -> Result<(), ResolveError> {
+            let name = r.name.to_string();
+            let range = match &r.version_or_url {
+                None => VersionRange::full(),
+                Some(VersionOrUrl::VersionSpecifier(s)) => VersionRange::from(s.clone()),
+                Some(VersionOrUrl::Url(_)) => {
+                    return Err(ResolveError::Requirement {
+                        requirement: r.to_string(),
+                        message: "direct URL requirements are not supported by raypack lock; publish the wheel to an index".into(),
+                    });
+                }
+            };
+            let text = match &r.version_or_url {
+                Some(VersionOrUrl::VersionSpecifier(s)) if !s.is_empty() => format!("{name}{s}"),
+                _ => name.clone(),
+            };
+            let mut targets = vec![Pkg::Dist(name.clone())];
+            targets.extend(
+                r.extras
+                    .iter()
+                    .map(|e| Pkg::Extra(name.clone(), e.to_string())),
+            );
+            for t in targets {
+                if &t == from {
+                    continue;
+                }
+                let e = deps
+                    .entry(t)
+                    .or_insert_with(|| (VersionRange::full(), Vec::new()));
+                e.0 = e.0.intersection(&range);
+                e.1.push(text.clone());
+            }
+            Ok(())
+        }
+        match pkg {
+            Pkg::Root => {
+                for r in &self.req.requirements {
+                    if r.marker.evaluate(&self.env, &[]) {
+                        add(&mut deps, r, pkg)?;
+                    }
+                }
+            }
+            Pkg::Dist(_) | Pkg::Extra(..) => {
+                let meta = meta.expect("metadata for a distribution");
+                let extra = match pkg {
+                    Pkg::Extra(n, e) => {
+                        deps.insert(
+                            Pkg::Dist(n.clone()),
+                            (
+                                VersionRange::singleton(version.clone()),
+                                vec![format!("{n}=={version}")],
+                            ),
+                        );
+                        Some(
+                            ExtraName::from_str(e)
+                                .map_err(|e| ResolveError::Internal(e.to_string()))?,
+                        )
+                    }
+                    _ => None,
+                };
+                for text in &meta.requires_dist {
+                    let r = match Requirement::<VerbatimUrl>::from_str(text) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::warn!(
+                                "{pkg} {version}: ignoring unparsable Requires-Dist `{text}`: {e}"
+                            );
+                            continue;
+                        }
+                    };
+                    let wanted = match &extra {
+                        None => r.marker.evaluate(&self.env, &[]),
+                        Some(e) => {
+                            r.marker.evaluate(&self.env, std::slice::from_ref(e))
+                                && !r.marker.evaluate(&self.env, &[])
+                        }
+                    };
+                    if wanted {
+                        add(&mut deps, &r, pkg)?;
+                    }
+                }
+            }
+        }
+        Ok(deps)
+    }
+}
+
+/// Fetches the page of `name` and the metadata of its likely version, then does the same for
+/// that version's dependencies (each project once), so the solver rarely waits on the network.
+fn prefetch(shared: Arc<Shared>, rt: &tokio::runtime::Handle, name: String, range: VersionRange) {
+    if !shared.prefetched.lock().expect("lock").insert(name.clone()) {
+        return;
+    }
+    let handle = rt.clone();
+    rt.spawn(async move {
+        let Ok(p) = shared.project(&name).await else {
+            return;
+        };
+        let Some(v) = shared.pick(&name, &p, &range) else {
+            return;
+        };
+        let wheel = p.versions[&v].wheel.clone();
+        let Ok(meta) = shared.core_metadata(&name, &v, &wheel).await else {
+            return;
+        };
+        if let Ok(deps) = shared.dependencies_of(&Pkg::Dist(name.clone()), &v, Some(&meta)) {
+            for (dep, (range, _)) in deps {
+                if let Pkg::Dist(n) = dep {
+                    prefetch(shared.clone(), &handle, n, range);
+                }
+            }
+        }
+    });
+}
+
+struct Provider {
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+}
+
+impl Provider {
+    fn name_of(pkg: &Pkg) -> Option<&str> {
+        match pkg {
+            Pkg::Root => None,
+            Pkg::Dist(n) | Pkg::Extra(n, _) => Some(n),
+        }
+    }
+
+    fn project(&self, name: &str) -> Result<Arc<Project>, ResolveError> {
+        self.rt
+            .block_on(self.shared.project(name))
+            .map_err(|message| ResolveError::Fetch {
+                package: name.to_string(),
+                message,
+            })
+    }
+
+    /// Starts fetching what the solver will likely ask for next.
+    fn prefetch(&self, name: String, range: VersionRange) {
+        prefetch(self.shared.clone(), &self.rt, name, range);
+    }
+
+    fn metadata(&self, name: &str, version: &Version) -> Result<Arc<CoreMetadata>, ResolveError> {
+        let p = self.project(name)?;
+        let c = p.versions.get(version).ok_or_else(|| {
+            ResolveError::Internal(format!("{name} {version} was chosen but is not listed"))
+        })?;
+        self.rt
+            .block_on(self.shared.core_metadata(name, version, &c.wheel))
+            .map_err(|message| ResolveError::Fetch {
+                package: format!("{name} {version}"),
+                message,
+            })
+    }
+}
+
+impl DependencyProvider for Provider {
+    type P = Pkg;
+    type V = Version;
+    type VS = VersionRange;
+    type M = String;
+    type Priority = (u32, bool, Reverse<usize>);
+    type Err = ResolveError;
+
+    fn prioritize(
+        &self,
+        package: &Pkg,
+        range: &VersionRange,
+        stats: &PackageResolutionStatistics,
+    ) -> Self::Priority {
+        let order = self
+            .shared
+            .order
+            .lock()
+            .expect("lock")
+            .get(package)
+            .copied()
+            .unwrap_or(usize::MAX);
+        (
+            stats.conflict_count(),
+            range.as_singleton().is_some(),
+            Reverse(order),
+        )
+    }
+
+    fn choose_version(
+        &self,
+        package: &Pkg,
+        range: &VersionRange,
+    ) -> Result<Option<Version>, ResolveError> {
+        let Some(name) = Self::name_of(package) else {
+            return Ok(Some(Version::new([0])));
+        };
+        let p = self.project(name)?;
+        Ok(self.shared.pick(name, &p, range))
+    }
+
+    fn get_dependencies(
+        &self,
+        package: &Pkg,
+        version: &Version,
+    ) -> Result<Dependencies<Pkg, VersionRange, String>, ResolveError> {
+        let meta = match Self::name_of(package) {
+            None => None,
+            Some(name) => {
+                let m = self.metadata(name, version)?;
+                if let Some(rp) = &m.requires_python
+                    && !self.shared.requires_python_ok(Some(rp))
+                {
+                    return Ok(Dependencies::Unavailable(format!(
+                        "it requires Python {rp}"
+                    )));
+                }
+                Some(m)
+            }
+        };
+        let deps = self
+            .shared
+            .dependencies_of(package, version, meta.as_deref())?;
+        {
+            let mut order = self.shared.order.lock().expect("lock");
+            for p in deps.keys() {
+                let n = order.len();
+                order.entry(p.clone()).or_insert(n);
+            }
+        }
+        for (p, (range, _)) in &deps {
+            if let Pkg::Dist(n) = p {
+                self.prefetch(n.clone(), range.clone());
+            }
+        }
+        Ok(Dependencies::Available(
+            deps.into_iter().map(|(p, (r, _))| (p, r)).collect(),
+        ))
+    }
+}
+
+/// A version range in PEP 440 words: `>=1.2, <2`, `==1.0`, `any version`.
+pub fn fmt_range(r: &VersionRange) -> String {
+    if r == &VersionRange::full() {
+        return "(any version)".into();
+    }
+    if r.is_empty() {
+        return "(no version)".into();
+    }
+    if let Some(v) = r.as_singleton() {
+        return format!("=={v}");
+    }
+    r.iter()
+        .map(|(lo, hi)| {
+            let mut parts = Vec::new();
+            match lo {
+                Bound::Included(v) => parts.push(format!(">={v}")),
+                Bound::Excluded(v) => parts.push(format!(">{v}")),
+                Bound::Unbounded => {}
+            }
+            match hi {
+                Bound::Included(v) => parts.push(format!("<={v}")),
+                Bound::Excluded(v) => parts.push(format!("<{v}")),
+                Bound::Unbounded => {}
+            }
+            parts.join(", ")
+        })
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+fn with_range(p: &Pkg, r: &VersionRange) -> String {
+    if r == &VersionRange::full() {
+        format!("{p} (any version)")
+    } else {
+        format!("{p} {}", fmt_range(r))
+    }
+}
+
+/// Rewrites pubgrub's derivation tree as a list of plain facts, in the order they were used.
+fn explain(tree: &DerivationTree<Pkg, VersionRange, String>, shared: &Shared) -> String {
+    fn walk(t: &DerivationTree<Pkg, VersionRange, String>, shared: &Shared, out: &mut Vec<String>) {
+        match t {
+            DerivationTree::Derived(d) => {
+                walk(&d.cause1, shared, out);
+                walk(&d.cause2, shared, out);
+            }
+            DerivationTree::External(e) => {
+                let fact = match e {
+                    External::NotRoot(..) => return,
+                    External::FromDependencyOf(p, _, d, dr) if *p == Pkg::Root => {
+                        format!("you require {}", with_range(d, dr))
+                    }
+                    External::FromDependencyOf(p, pr, d, dr) => {
+                        let who = match pr.as_singleton() {
+                            Some(v) => format!("{p} {v}"),
+                            None => with_range(p, pr),
+                        };
+                        format!("{who} depends on {}", with_range(d, dr))
+                    }
+                    External::Custom(p, pr, m) => {
+                        format!("{} cannot be used: {m}", with_range(p, pr))
+                    }
+                    External::NoVersions(p, r) => no_versions(p, r, shared),
+                };
+                if !out.contains(&fact) {
+                    out.push(fact);
+                }
+            }
+        }
+    }
+    let mut facts = Vec::new();
+    walk(tree, shared, &mut facts);
+    // What was asked for first, then what packages need, then why nothing fits.
+    facts.sort_by_key(|f| {
+        if f.starts_with("you require") {
+            0
+        } else if f.contains(" depends on ") {
+            1
+        } else {
+            2
+        }
+    });
+    format!(
+        "the requirements cannot all be met:\n{}\nso no set of versions satisfies them",
+        facts
+            .iter()
+            .map(|f| format!("  - {f}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+fn no_versions(p: &Pkg, r: &VersionRange, shared: &Shared) -> String {
+    let (Pkg::Dist(name) | Pkg::Extra(name, _)) = p else {
+        return format!("{p} has no versions");
+    };
+    let project = shared
+        .projects
+        .lock()
+        .expect("lock")
+        .get(name)
+        .and_then(|c| c.get().cloned())
+        .and_then(Result::ok);
+    let Some(project) = project else {
+        return format!("no version of {} could be read", with_range(p, r));
+    };
+    if project.index.is_none() {
+        return format!(
+            "{name} is not on the package index ({})",
+            project.searched.join(", ")
+        );
+    }
+    if shared.req.no_replace_base
+        && let Some(v) = shared.req.installed.get(name)
+    {
+        return format!(
+            "the base image ships {name} {v} and --no-replace-base forbids any other version, but {} is needed",
+            with_range(p, r)
+        );
+    }
+    let unusable: Vec<String> = project
+        .unusable
+        .iter()
+        .rev()
+        .filter(|v| r.contains(v))
+        .take(5)
+        .map(|v| v.to_string())
+        .collect();
+    let newest: Vec<String> = project
+        .versions
+        .keys()
+        .rev()
+        .take(5)
+        .map(|v| v.to_string())
+        .collect();
+    let mut s = format!(
+        "no version of {} has a wheel for {}",
+        with_range(p, r),
+        shared.req.target
+    );
+    if !unusable.is_empty() {
+        s.push_str(&format!(
+            " ({} only offer sdists or wheels for other platforms/Pythons; raypack does not build sdists)",
+            unusable.join(", ")
+        ));
+    }
+    if newest.is_empty() {
+        s.push_str(&format!("; {name} has no usable wheel in any version"));
+    } else {
+        s.push_str(&format!("; usable versions include {}", newest.join(", ")));
+    }
+    s
+}
+
+/// Resolves `req` against the indexes.
+pub async fn resolve(
+    client: &IndexClient,
+    req: ResolveRequest,
+) -> Result<Resolution, ResolveError> {
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        metadata: MetadataFetcher::new(client.clone()),
+        env: marker_env(&req.target),
+        priorities: req.target.priorities(),
+        python: Version::new([3, u64::from(req.target.python_minor), 0]),
+        projects: Mutex::default(),
+        metas: Mutex::default(),
+        order: Mutex::default(),
+        prefetched: Mutex::default(),
+        req,
+    });
+    let rt = tokio::runtime::Handle::current();
+    let s2 = shared.clone();
+    tokio::task::spawn_blocking(move || solve(Provider { shared: s2, rt }))
+        .await
+        .map_err(|e| ResolveError::Internal(e.to_string()))?
+}
+
+fn solve(provider: Provider) -> Result<Resolution, ResolveError> {
+    let shared = provider.shared.clone();
+    let selected = match pubgrub::resolve(&provider, Pkg::Root, Version::new([0])) {
+        Ok(s) => s,
+        Err(PubGrubError::NoSolution(tree)) => {
+            return Err(ResolveError::NoSolution {
+                explanation: explain(&tree, &shared),
+            });
+        }
+        Err(PubGrubError::ErrorChoosingVersion { source, .. })
+        | Err(PubGrubError::ErrorRetrievingDependencies { source, .. }) => return Err(source),
+        Err(e) => return Err(ResolveError::Internal(e.to_string())),
+    };
+    // Who asked for what, from the chosen versions' dependencies.
+    let mut required_by: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut chosen: BTreeMap<&Pkg, &Version> = selected.iter().collect();
+    chosen.remove(&Pkg::Root);
+    for (pkg, version) in selected.iter() {
+        let meta = match Provider::name_of(pkg) {
+            Some(n) => Some(provider.metadata(n, version)?),
+            None => None,
+        };
+        for (dep, (_, texts)) in shared.dependencies_of(pkg, version, meta.as_deref())? {
+            if let Pkg::Dist(d) = &dep {
+                if Provider::name_of(pkg) == Some(d) {
+                    continue;
+                }
+                let who = match pkg {
+                    Pkg::Root => format!("the requirements ({})", texts.join(", ")),
+                    _ => format!("{pkg} {version} ({})", texts.join(", ")),
+                };
+                required_by.entry(d.clone()).or_default().insert(who);
+            }
+        }
+    }
+    let mut packages = Vec::new();
+    let mut replacements = Vec::new();
+    for (pkg, version) in chosen {
+        let Pkg::Dist(name) = pkg else { continue };
+        let p = provider.project(name)?;
+        let c = &p.versions[version];
+        let by: Vec<String> = required_by
+            .get(name)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let base = shared.req.installed.get(name);
+        if let Some(b) = base
+            && b != version
+        {
+            replacements.push(Replacement {
+                name: name.clone(),
+                base_version: b.to_string(),
+                locked_version: version.to_string(),
+                required_by: by.clone(),
+            });
+        }
+        packages.push(Locked {
+            name: name.clone(),
+            version: version.clone(),
+            wheel: c.wheel.clone(),
+            index: p.index.clone().unwrap_or_default(),
+            in_base: base == Some(version),
+            required_by: by,
+        });
+    }
+    Ok(Resolution {
+        target: shared.req.target.clone(),
+        packages,
+        replacements,
+    })
+}
+
+/// Parses requirement lines (PEP 508).
+pub fn parse_requirements(lines: &[String]) -> Result<Vec<Requirement<VerbatimUrl>>, ResolveError> {
+    lines
+        .iter()
+        .map(|l| {
+            Requirement::<VerbatimUrl>::from_str(l).map_err(|e| ResolveError::Requirement {
+                requirement: l.clone(),
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `name==version` lines (e.g. a base's installed set) as a name → version map.
+pub fn parse_installed(text: &str) -> Result<BTreeMap<String, Version>, String> {
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (n, v) = line
+            .split_once("==")
+            .ok_or_else(|| format!("line {}: `{line}` is not name==version", i + 1))?;
+        let v = Version::from_str(v.trim()).map_err(|e| format!("line {}: {e}", i + 1))?;
+        out.insert(normalize(n.trim()), v);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(s: &str) -> VersionRange {
+        VersionRange::from(VersionSpecifiers::from_str(s).unwrap())
+    }
+
+    #[test]
+    fn ranges_read_like_specifiers() {
+        assert_eq!(fmt_range(&range(">=2.31")), ">=2.31");
+        assert_eq!(fmt_range(&range("==1.0")), "==1.0");
+        assert_eq!(fmt_range(&VersionRange::full()), "(any version)");
+        assert_eq!(fmt_range(&range(">=1.21.1,<=3")), ">=1.21.1, <=3");
+        assert!(fmt_range(&range("!=1.5")).contains(" or "));
+    }
+
+    #[test]
+    fn installed_lines() {
+        let m = parse_installed("# base\nNumPy==1.26.4\npydantic == 2.9.2\n\n").unwrap();
+        assert_eq!(m["numpy"].to_string(), "1.26.4");
+        assert_eq!(m["pydantic"].to_string(), "2.9.2");
+        assert!(parse_installed("numpy>=1").is_err());
+    }
+
+    #[test]
+    fn versions_of_files() {
+        assert_eq!(
+            spec_version("numpy-2.1.0-cp311-cp311-manylinux_2_17_x86_64.whl").unwrap(),
+            Version::from_str("2.1.0").unwrap()
+        );
+        assert_eq!(
+            spec_version("scikit_learn-1.5.2.tar.gz").unwrap(),
+            Version::from_str("1.5.2").unwrap()
+        );
+        assert!(spec_version("x.exe").is_none());
+    }
+
+    #[test]
+    fn index_order_is_first_index_with_pins() {
+        let c = IndexConfig {
+            default: "https://pypi.org/simple".into(),
+            extra: vec!["https://extra/simple".into()],
+            per_package: [("torch".to_string(), "https://torch/whl".to_string())].into(),
+        };
+        assert_eq!(c.order("torch"), vec!["https://torch/whl"]);
+        assert_eq!(
+            c.order("numpy"),
+            vec!["https://extra/simple", "https://pypi.org/simple"]
+        );
+    }
+}
