@@ -48,7 +48,11 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
     let target =
         crate::bake::base::target_without_pull(&recipe.base).map_err(BundleError::Target)?;
     let http = crate::submit::http_client().map_err(|e| BundleError::Target(e.to_string()))?;
-    let wheels = pinned::recipe_wheels(recipe, &target, &http).await?;
+    let wheels = if pinned::is_pinned(recipe, &target) {
+        pinned::recipe_wheels(recipe, &target, &http).await?
+    } else {
+        pinned::from_pylock(&locked(recipe, &target).await?, &target)?
+    };
     if wheels.is_empty() {
         return Ok(None);
     }
@@ -68,6 +72,44 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
         digest,
         object_name,
     }))
+}
+
+/// The lock for unpinned requirements: checked against the base's installed distributions
+/// when the base can be read (as bake and `raypack lock` do); otherwise an existing lock is
+/// used as it is (with a warning), and a missing one is written without base knowledge.
+async fn locked(recipe: &Recipe, target: &Target) -> Result<std::path::PathBuf, BundleError> {
+    use crate::lock::{BaseContents, LockOptions};
+    let platform = crate::oci::media::Platform::parse(&recipe.base.platform)
+        .ok_or_else(|| BundleError::Target(format!("platform {}", recipe.base.platform)))?;
+    let cache = BlobCache::new(&crate::oci::cache::default_cache_dir());
+    let registry = crate::oci::client::Registry::new(Default::default())
+        .map_err(|e| BundleError::Target(e.to_string()))?;
+    let base = match crate::bake::base_index(recipe, &platform, &registry, &cache).await {
+        Ok((index, _)) => BaseContents::Known(index.preferences()),
+        Err(e) => {
+            let path = crate::lock::lock_path(recipe);
+            if path.is_file() {
+                tracing::warn!(
+                    "cannot read what the base has installed ({e}); using {} as it is",
+                    path.display()
+                );
+                return Ok(path);
+            }
+            tracing::warn!("cannot read what the base has installed ({e}); locking without it");
+            BaseContents::Unknown
+        }
+    };
+    let opts = LockOptions {
+        platforms: vec![recipe.base.platform.clone()],
+        python_version: Some(format!("3.{}", target.python_minor)),
+        manylinux: Some(format!("2_{}", target.glibc_minor)),
+        base,
+        ..Default::default()
+    };
+    let ensured = crate::lock::ensure_locked(recipe, &opts, |m| tracing::warn!("{m}"))
+        .await
+        .map_err(|e| BundleError::Target(e.to_string()))?;
+    Ok(ensured.path)
 }
 
 fn scheme(target: &Target) -> Scheme {

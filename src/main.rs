@@ -657,7 +657,41 @@ fn lock_deps(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
                 .map_err(|e| CliError::Other(format!("--installed {}: {e}", f.display())))?;
             BaseContents::Known(map.into_iter().map(|(n, v)| (n, v.to_string())).collect())
         }
-        None => BaseContents::Unknown,
+        None => {
+            // The base's installed distributions: pulled and indexed once per base digest.
+            let platform = args
+                .platform
+                .first()
+                .cloned()
+                .unwrap_or_else(|| recipe.base.platform.clone());
+            let read = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(async {
+                    let p = raypack::oci::media::Platform::parse(&platform)
+                        .ok_or_else(|| format!("platform {platform}"))?;
+                    let registry = raypack::oci::client::Registry::new(args.tls.options())
+                        .map_err(|e| e.to_string())?;
+                    let cache = raypack::oci::cache::BlobCache::new(
+                        &raypack::oci::cache::default_cache_dir(),
+                    );
+                    raypack::bake::base_index(&recipe, &p, &registry, &cache)
+                        .await
+                        .map_err(|e| e.to_string())
+                });
+            match read {
+                Ok((index, _)) => BaseContents::Known(index.preferences()),
+                Err(e) => {
+                    if !cli.quiet {
+                        eprintln!(
+                            "warning: cannot read what the base {} has installed ({e}); locking without it (pass --installed FILE to say)",
+                            recipe.base.image
+                        );
+                    }
+                    BaseContents::Unknown
+                }
+            }
+        }
     };
     let opts = LockOptions {
         platforms: args.platform.clone(),
@@ -778,6 +812,14 @@ fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
     }));
     bar.finish_and_clear();
     let outcome = outcome?;
+    if let Some(reason) = &outcome.dependencies.relocked
+        && !cli.quiet
+    {
+        eprintln!(
+            "re-locked {}: {reason}",
+            raypack::python::pylock::PYLOCK_FILE
+        );
+    }
     if args.explain {
         explain_deps(&outcome.dependencies);
     } else if !cli.quiet {

@@ -530,22 +530,52 @@ fn pinned_dependencies_are_installed_as_their_own_layer_and_work() {
 }
 
 #[test]
-fn unpinned_requirements_are_refused_with_a_clear_message() {
-    let (_t, dir, repo) = project("unpinned");
-    let out = run(raypack()
-        .env("RAYPACK_CACHE_DIR", dir.parent().unwrap().join("c"))
-        .arg("-C")
-        .arg(&dir)
-        .args(["bake", "--push"]));
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
+fn unpinned_requirements_are_locked_against_the_base_and_kept_from_it() {
+    // examples/hello asks for `requests>=2.31`; the stand-in base ships requests 2.34.2.
+    let (_t, dir, _repo) = project("unpinned");
+    let cache = dir.parent().unwrap().join("c");
+    let bake = || {
+        run(raypack()
+            .env("RAYPACK_CACHE_DIR", &cache)
+            .arg("-C")
+            .arg(&dir)
+            .args(["--output", "json", "bake"]))
+    };
+    let out = bake();
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        err.contains("requests>=2.31")
-            && err.contains("raypack lock")
-            && err.contains("--skip-deps"),
-        "{err}"
+        stderr(&out).contains("re-locked pylock.raypack.toml"),
+        "{}",
+        stderr(&out)
     );
-    let _ = repo;
+    let lock = std::fs::read_to_string(dir.join("pylock.raypack.toml")).unwrap();
+    assert!(
+        lock.contains("name = \"requests\"\nversion = \"2.34.2\""),
+        "{lock}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kept: Vec<&str> = v["bake"]["dependencies"]["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert!(kept.contains(&"requests"), "{v}");
+    assert!(
+        v["bake"]["dependencies"]["installed"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{v}"
+    );
+    // Unchanged requirements: the lock is used as it is.
+    let again = bake();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(!stderr(&again).contains("re-locked"), "{}", stderr(&again));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("pylock.raypack.toml")).unwrap(),
+        lock
+    );
 }
 
 #[test]

@@ -64,6 +64,8 @@ pub struct DepLayer {
 /// What `bake --explain` prints.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DepsReport {
+    /// Why the lock was rewritten on the way (requirements changed, no lock yet, …).
+    pub relocked: Option<String>,
     pub kept: Vec<Dist>,
     pub installed: Vec<Dist>,
     pub replaced: Vec<Replaced>,
@@ -103,12 +105,6 @@ pub async fn dependency_layers(
             ))
         })?;
     let http = crate::submit::http_client().map_err(|e| BakeError::Deps(e.to_string()))?;
-    progress("choosing wheels");
-    let wheels = pinned::recipe_wheels(recipe, &target, &http).await?;
-    if wheels.is_empty() {
-        return Ok((Vec::new(), report));
-    }
-
     progress("reading what the base has installed");
     let (base_key, base_layers) = (base.0.to_string(), base.1.to_vec());
     let index_dir = cache.root().join("base-index");
@@ -119,6 +115,31 @@ pub async fn dependency_layers(
     .await
     .expect("indexing does not panic")
     .map_err(|e| BakeError::Deps(e.to_string()))?;
+
+    progress("choosing wheels");
+    let wheels = if pinned::is_pinned(recipe, &target) {
+        pinned::recipe_wheels(recipe, &target, &http).await?
+    } else {
+        // Unpinned requirements: the lock (re-locked only when its inputs changed).
+        let opts = crate::lock::LockOptions {
+            platforms: vec![platform.to_string()],
+            python_version: Some(layout.python_version.clone()),
+            manylinux: Some(manylinux.clone()),
+            base: crate::lock::BaseContents::Known(index.preferences()),
+            cache_dir: Some(cache.root().to_path_buf()),
+            ..Default::default()
+        };
+        let ensured = crate::lock::ensure_locked(recipe, &opts, |m| tracing::info!("{m}"))
+            .await
+            .map_err(|e| BakeError::Deps(e.to_string()))?;
+        if let Some(reason) = &ensured.relocked {
+            report.relocked = Some(reason.clone());
+        }
+        pinned::from_pylock(&ensured.path, &target)?
+    };
+    if wheels.is_empty() {
+        return Ok((Vec::new(), report));
+    }
 
     let mut to_install = Vec::new();
     for w in wheels {

@@ -363,6 +363,39 @@ fn layer_blob(
     Ok(gzip_layer(tmp.path(), family, cache)?)
 }
 
+/// What the recipe's base has installed (for `raypack lock` and `env --deps bundle`): pins the
+/// base, pulls its layers into the blob cache and builds (or loads) its distribution index.
+pub async fn base_index(
+    recipe: &Recipe,
+    platform: &Platform,
+    registry: &Registry,
+    cache: &BlobCache,
+) -> Result<(crate::python::installed::BaseIndex, BaseLayout), BakeError> {
+    let (base_ref, _, _) = pin_base(recipe, platform, registry, cache, false).await?;
+    let (_, image) = registry.pull(&base_ref, platform, cache).await?;
+    let config: Value = std::fs::read(&image.config.path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| BakeError::BaseImage {
+            image: recipe.base.image.clone(),
+            message: "config is not JSON".into(),
+        })?;
+    let layout = base::describe(&recipe.base, &recipe.base.reference, &config)?;
+    let layers: Vec<PathBuf> = image.layers.iter().map(|l| l.path.clone()).collect();
+    let (key, dir, sp) = (
+        image.config.digest.clone(),
+        cache.root().join("base-index"),
+        layout.site_packages.clone(),
+    );
+    let index = tokio::task::spawn_blocking(move || {
+        crate::python::installed::BaseIndex::load_or_build(&dir, &key, &layers, &sp)
+    })
+    .await
+    .expect("indexing does not panic")
+    .map_err(|e| BakeError::Deps(e.to_string()))?;
+    Ok((index, layout))
+}
+
 pub async fn run(
     recipe: &Recipe,
     opts: &BakeOptions,

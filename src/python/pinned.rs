@@ -316,6 +316,16 @@ pub fn parse_hashed(path: &Path, target: &Target) -> Result<HashedRequirements, 
     Ok(out)
 }
 
+/// Whether the recipe's dependencies install without resolving: no inline requirements, and
+/// a `requirements_file` that is a pylock.toml or fully `==` + `--hash` pinned.
+pub fn is_pinned(recipe: &crate::recipe::Recipe, target: &Target) -> bool {
+    let deps = &recipe.dependencies;
+    deps.requirements.is_empty()
+        && deps.requirements_file.as_ref().is_none_or(|f| {
+            f.extension().is_some_and(|e| e == "toml") || parse_hashed(f, target).is_ok()
+        })
+}
+
 /// The recipe's pinned wheels for `target`: its `requirements_file` (a PEP 751 pylock.toml,
 /// or a requirements.txt where every line is `==` with `--hash`, mapped to files through the
 /// index). Inline requirements are not pinned, so they are an error here.
