@@ -618,7 +618,7 @@ fn target_comes_from_the_base_image() {
 /// file host that ignores ranges), and a retried 503.
 mod local_index {
     use std::collections::BTreeMap;
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
     use std::str::FromStr;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -649,7 +649,6 @@ mod local_index {
         }
         z.write_all(m.as_bytes()).unwrap();
         z.finish().unwrap();
-        drop(z);
         buf.into_inner()
     }
 
@@ -697,8 +696,10 @@ mod local_index {
                 let state = state.clone();
                 let (h, r) = (h.clone(), r.clone());
                 std::thread::spawn(move || {
+                    // One reader per connection: a new one per request could swallow the next
+                    // request into a dropped buffer.
+                    let mut reader = BufReader::new(s.try_clone().unwrap());
                     loop {
-                        let mut reader = BufReader::new(s.try_clone().unwrap());
                         let mut line = String::new();
                         if reader.read_line(&mut line).unwrap_or(0) == 0 {
                             return;
@@ -771,7 +772,6 @@ mod local_index {
                         if s.write_all(head.as_bytes()).is_err() || s.write_all(&body).is_err() {
                             return;
                         }
-                        let _ = reader.read(&mut []);
                     }
                 });
             }

@@ -172,8 +172,9 @@ struct Shared {
     projects: Mutex<HashMap<String, Cell<Project>>>,
     metas: Mutex<HashMap<(String, Version), Cell<CoreMetadata>>>,
     order: Mutex<HashMap<Pkg, usize>>,
-    /// Projects whose prefetch has started.
+    /// Projects whose prefetch has started, and the tasks (aborted when the solver is done).
     prefetched: Mutex<std::collections::HashSet<String>>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 fn spec_version(filename: &str) -> Option<Version> {
@@ -421,7 +422,8 @@ fn prefetch(shared: Arc<Shared>, rt: &tokio::runtime::Handle, name: String, rang
         return;
     }
     let handle = rt.clone();
-    rt.spawn(async move {
+    let tasks = shared.clone();
+    let task = rt.spawn(async move {
         let Ok(p) = shared.project(&name).await else {
             return;
         };
@@ -440,6 +442,7 @@ fn prefetch(shared: Arc<Shared>, rt: &tokio::runtime::Handle, name: String, rang
             }
         }
     });
+    tasks.tasks.lock().expect("lock").push(task.abort_handle());
 }
 
 struct Provider {
@@ -733,13 +736,19 @@ pub async fn resolve(
         metas: Mutex::default(),
         order: Mutex::default(),
         prefetched: Mutex::default(),
+        tasks: Mutex::default(),
         req,
     });
     let rt = tokio::runtime::Handle::current();
     let s2 = shared.clone();
-    tokio::task::spawn_blocking(move || solve(Provider { shared: s2, rt }))
+    let result = tokio::task::spawn_blocking(move || solve(Provider { shared: s2, rt }))
         .await
-        .map_err(|e| ResolveError::Internal(e.to_string()))?
+        .map_err(|e| ResolveError::Internal(e.to_string()))?;
+    // Prefetches of projects the solution does not need are not waited for.
+    for t in shared.tasks.lock().expect("lock").drain(..) {
+        t.abort();
+    }
+    result
 }
 
 fn solve(provider: Provider) -> Result<Resolution, ResolveError> {
