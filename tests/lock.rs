@@ -896,6 +896,10 @@ mod local_index {
         assert_eq!(got["extra-dep"], "1.0");
         assert!(!got.contains_key("winonly"));
 
+        // A requirement naming a pre-release allows pre-releases of that project.
+        let got = run(&server, &["mixed>=1.0b1"], cache.path()).unwrap();
+        assert_eq!(got["mixed"], "2.0rc1");
+
         // Only a macOS wheel for app 3.0: explained as such.
         let err = run(&server, &["app>=3"], cache.path())
             .unwrap_err()
