@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # bench/lock.sh: `raypack lock` vs `uv pip compile` on a 30-package ML requirement set, for the
-# same target (CPython 3.11, manylinux_2_36, x86_64), both printing a pinned, hashed lock.
+# same target (CPython 3.11, manylinux_2_36, x86_64), both printing a pinned, hashed lock, wheels
+# only (`--only-binary :all:` for uv, as raypack never builds sdists). Known difference: both
+# answers are valid; uv decides python-dateutil first (4.0.0, so graphene 3.4, the last release
+# without `python-dateutil<3`), raypack decides graphene first (3.4.3, so python-dateutil
+# 2.9.0.post0).
 #
 #   cold: empty caches for both (same network), one run each
 #   warm: caches filled by the cold run; median of RUNS runs each; ratio = raypack / uv, also
@@ -40,7 +44,7 @@ raypack_lock() {
     --python-version 3.11 --manylinux 2_36 --upgrade >/dev/null
 }
 uv_compile() {
-  UV_CACHE_DIR="$work/uv-cache" "$UV" pip compile -q --generate-hashes \
+  UV_CACHE_DIR="$work/uv-cache" "$UV" pip compile -q --generate-hashes --only-binary :all: \
     --python-platform x86_64-manylinux_2_36 --python-version 3.11 \
     -o "$work/uv.txt" "$work/requirements.in" "$@"
 }
@@ -55,6 +59,18 @@ echo "cold uv pip compile: $(time_it uv_compile)s"
 pk=$(grep -c '^\[\[packages\]\]' "$work/p/pylock.raypack.toml")
 uvn=$(grep -cE '^[a-z0-9]' "$work/uv.txt")
 echo "packages: raypack $pk, uv $uvn"
+# Same pins? (names normalized; uv's `name==version \` lines vs the lock's name/version.)
+python3 - "$work/p/pylock.raypack.toml" "$work/uv.txt" <<'PY'
+import re, sys, tomllib
+ours = {p["name"]: p["version"] for p in tomllib.load(open(sys.argv[1], "rb"))["packages"]}
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+theirs = dict(
+    (norm(m.group(1)), m.group(2))
+    for m in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^ \\;]+)", open(sys.argv[2]).read(), re.M)
+)
+diff = sorted(n for n in ours.keys() | theirs.keys() if ours.get(n) != theirs.get(n))
+print("versions differing from uv:", ", ".join(f"{n} ({ours.get(n)} vs {theirs.get(n)})" for n in diff) or "none")
+PY
 rp=$(for _ in $(seq "$RUNS"); do time_it raypack_lock; done | median)
 uv=$(for _ in $(seq "$RUNS"); do time_it uv_compile; done | median)
 echo "warm raypack lock (median of $RUNS): ${rp}s"

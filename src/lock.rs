@@ -80,7 +80,9 @@ pub enum LockError {
     },
     #[error(transparent)]
     Http(#[from] reqwest::Error),
-    #[error("base image: {0}")]
+    #[error(
+        "base image: {0}; lock reads the target's Python and glibc from it: set [base] python_version and manylinux, or pass --python-version 3.X --manylinux 2_N, to lock without the registry"
+    )]
     Base(String),
 }
 

@@ -720,6 +720,9 @@ fn lock_deps(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
     let outcome = rt.block_on(raypack::lock::lock(&recipe, &opts, |m| {
         bar.set_message(m.to_string())
     }));
+    // Do not wait for stray blocking threads (a slow getaddrinfo for a connection the pool no
+    // longer needs kept the exit waiting for seconds).
+    rt.shutdown_background();
     bar.finish_and_clear();
     let outcome = outcome?;
     if cli.output == Output::Json {

@@ -618,7 +618,7 @@ fn target_comes_from_the_base_image() {
 /// file host that ignores ranges), and a retried 503.
 mod local_index {
     use std::collections::BTreeMap;
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
     use std::str::FromStr;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -696,8 +696,10 @@ mod local_index {
                 let state = state.clone();
                 let (h, r) = (h.clone(), r.clone());
                 std::thread::spawn(move || {
+                    // One reader per connection: a new one per request could swallow the next
+                    // request into a dropped buffer.
+                    let mut reader = BufReader::new(s.try_clone().unwrap());
                     loop {
-                        let mut reader = BufReader::new(s.try_clone().unwrap());
                         let mut line = String::new();
                         if reader.read_line(&mut line).unwrap_or(0) == 0 {
                             return;
@@ -770,7 +772,6 @@ mod local_index {
                         if s.write_all(head.as_bytes()).is_err() || s.write_all(&body).is_err() {
                             return;
                         }
-                        let _ = reader.read(&mut []);
                     }
                 });
             }
@@ -894,6 +895,10 @@ mod local_index {
         assert_eq!(got["lib"], "2.5");
         assert_eq!(got["extra-dep"], "1.0");
         assert!(!got.contains_key("winonly"));
+
+        // A requirement naming a pre-release allows pre-releases of that project.
+        let got = run(&server, &["mixed>=1.0b1"], cache.path()).unwrap();
+        assert_eq!(got["mixed"], "2.0rc1");
 
         // Only a macOS wheel for app 3.0: explained as such.
         let err = run(&server, &["app>=3"], cache.path())

@@ -74,8 +74,8 @@ pub fn render(targets: &[LockTarget], resolutions: &[Resolution], tool: &ToolInf
     );
     // name → version → (target indexes, wheels by filename, index)
     type Wheels = BTreeMap<String, super::index::DistFile>;
-    let mut by_name: BTreeMap<String, BTreeMap<Version, (Vec<usize>, Wheels, String)>> =
-        BTreeMap::new();
+    type ByVersion = BTreeMap<Version, (Vec<usize>, Wheels, String)>;
+    let mut by_name: BTreeMap<String, ByVersion> = BTreeMap::new();
     for (ti, r) in resolutions.iter().enumerate() {
         for p in &r.packages {
             let e = by_name

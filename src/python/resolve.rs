@@ -1,6 +1,7 @@
 //! Resolving requirements for one target with pubgrub: the versions of a project are those with
 //! a wheel the target accepts (tags and Requires-Python); yanked versions only when pinned
-//! `==`; pre-releases only when no final release fits. Extras are virtual packages
+//! `==`; pre-releases only when no final release fits or a requirement names a pre-release
+//! (`>=2.0b1`). Extras are virtual packages
 //! (`name[extra]` at version V depends on `name == V` plus the extra's requirements); markers
 //! are evaluated for the target.
 //!
@@ -13,7 +14,7 @@
 //! projects and the metadata of their likely versions are fetched ahead, concurrently.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::ops::Bound;
 use std::str::FromStr;
@@ -172,8 +173,11 @@ struct Shared {
     projects: Mutex<HashMap<String, Cell<Project>>>,
     metas: Mutex<HashMap<(String, Version), Cell<CoreMetadata>>>,
     order: Mutex<HashMap<Pkg, usize>>,
-    /// Projects whose prefetch has started.
-    prefetched: Mutex<std::collections::HashSet<String>>,
+    /// Projects some requirement names a pre-release of (`>=2.0b1`): pre-releases allowed.
+    explicit_pre: Mutex<HashSet<String>>,
+    /// Projects whose prefetch has started, and the tasks (aborted when the solver is done).
+    prefetched: Mutex<HashSet<String>>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 fn spec_version(filename: &str) -> Option<Version> {
@@ -306,6 +310,9 @@ impl Shared {
             }
         }
         let mut allowed_versions = project.versions.keys().rev().filter(|v| allowed(v));
+        if self.explicit_pre.lock().expect("lock").contains(name) {
+            return allowed_versions.next().cloned();
+        }
         let newest_final = project
             .versions
             .keys()
@@ -327,8 +334,14 @@ impl Shared {
             deps: &mut Deps,
             r: &Requirement<VerbatimUrl>,
             from: &Pkg,
+            explicit_pre: &Mutex<HashSet<String>>,
         ) -> Result<(), ResolveError> {
             let name = r.name.to_string();
+            if let Some(VersionOrUrl::VersionSpecifier(s)) = &r.version_or_url
+                && s.iter().any(|v| v.version().any_prerelease())
+            {
+                explicit_pre.lock().expect("lock").insert(name.clone());
+            }
             let range = match &r.version_or_url {
                 None => VersionRange::full(),
                 Some(VersionOrUrl::VersionSpecifier(s)) => VersionRange::from(s.clone()),
@@ -365,7 +378,7 @@ impl Shared {
             Pkg::Root => {
                 for r in &self.req.requirements {
                     if r.marker.evaluate(&self.env, &[]) {
-                        add(&mut deps, r, pkg)?;
+                        add(&mut deps, r, pkg, &self.explicit_pre)?;
                     }
                 }
             }
@@ -405,7 +418,7 @@ impl Shared {
                         }
                     };
                     if wanted {
-                        add(&mut deps, &r, pkg)?;
+                        add(&mut deps, &r, pkg, &self.explicit_pre)?;
                     }
                 }
             }
@@ -421,7 +434,8 @@ fn prefetch(shared: Arc<Shared>, rt: &tokio::runtime::Handle, name: String, rang
         return;
     }
     let handle = rt.clone();
-    rt.spawn(async move {
+    let tasks = shared.clone();
+    let task = rt.spawn(async move {
         let Ok(p) = shared.project(&name).await else {
             return;
         };
@@ -440,6 +454,7 @@ fn prefetch(shared: Arc<Shared>, rt: &tokio::runtime::Handle, name: String, rang
             }
         }
     });
+    tasks.tasks.lock().expect("lock").push(task.abort_handle());
 }
 
 struct Provider {
@@ -732,14 +747,21 @@ pub async fn resolve(
         projects: Mutex::default(),
         metas: Mutex::default(),
         order: Mutex::default(),
+        explicit_pre: Mutex::default(),
         prefetched: Mutex::default(),
+        tasks: Mutex::default(),
         req,
     });
     let rt = tokio::runtime::Handle::current();
     let s2 = shared.clone();
-    tokio::task::spawn_blocking(move || solve(Provider { shared: s2, rt }))
+    let result = tokio::task::spawn_blocking(move || solve(Provider { shared: s2, rt }))
         .await
-        .map_err(|e| ResolveError::Internal(e.to_string()))?
+        .map_err(|e| ResolveError::Internal(e.to_string()))?;
+    // Prefetches of projects the solution does not need are not waited for.
+    for t in shared.tasks.lock().expect("lock").drain(..) {
+        t.abort();
+    }
+    result
 }
 
 fn solve(provider: Provider) -> Result<Resolution, ResolveError> {
