@@ -651,13 +651,15 @@ pub async fn resolve_hashed(
 ) -> Result<Vec<PinnedWheel>, PinnedError> {
     let prio = target.priorities();
     let mut out = Vec::new();
-    // The file's own --index-url / --extra-index-url / --find-links come first.
-    let mut indexes: Vec<String> = reqs.index_url.iter().cloned().collect();
-    if indexes.is_empty() {
-        indexes.push(sources.index_url.clone());
-    }
-    indexes.extend(reqs.extra_index_urls.iter().cloned());
+    // As uv and `raypack lock` do: extra indexes first, then the main one (the file's own
+    // options before the recipe's); the first index that has a project is the only one used.
+    let mut indexes: Vec<String> = reqs.extra_index_urls.clone();
     indexes.extend(sources.extra_index_urls.iter().cloned());
+    indexes.push(
+        reqs.index_url
+            .clone()
+            .unwrap_or_else(|| sources.index_url.clone()),
+    );
     let mut links = Vec::new();
     for l in reqs.find_links.iter().chain(&sources.find_links) {
         links.extend(find_links_files(http, l).await?);
