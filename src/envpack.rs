@@ -126,6 +126,8 @@ pub async fn run(
     }
     let requirements = if opts.deps == DepsMode::Bundle {
         Vec::new()
+    } else if let Some(pins) = locked_pins(recipe, &mut warnings).await? {
+        pins
     } else {
         inline_list(recipe)?
     };
@@ -260,6 +262,53 @@ pub async fn run(
         env,
         warnings,
     })
+}
+
+/// With a `pylock.raypack.toml` next to the recipe: its `name==version` pins for the cluster's
+/// target (after re-locking when the requirements changed, if the base can be read to check);
+/// `None` without a lock (the recipe's own list is used, and Ray's pip resolves it).
+async fn locked_pins(
+    recipe: &Recipe,
+    notes: &mut Vec<String>,
+) -> Result<Option<Vec<String>>, EnvError> {
+    use crate::bundle::BundleError;
+    let path = crate::lock::lock_path(recipe);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let target =
+        crate::bake::base::target_without_pull(&recipe.base).map_err(BundleError::Target)?;
+    let platform = crate::oci::media::Platform::parse(&recipe.base.platform)
+        .ok_or_else(|| BundleError::Target(format!("platform {}", recipe.base.platform)))?;
+    let cache = crate::oci::cache::BlobCache::new(&crate::oci::cache::default_cache_dir());
+    let registry = crate::oci::client::Registry::new(Default::default())
+        .map_err(|e| BundleError::Target(e.to_string()))?;
+    match crate::bake::base_index(recipe, &platform, &registry, &cache).await {
+        Ok((index, layout)) => {
+            let opts = crate::lock::LockOptions {
+                platforms: vec![recipe.base.platform.clone()],
+                python_version: Some(layout.python_version.clone()),
+                manylinux: layout.manylinux.clone(),
+                base: crate::lock::BaseContents::Known(index.preferences()),
+                ..Default::default()
+            };
+            let messages = std::sync::Mutex::new(Vec::new());
+            crate::lock::ensure_locked(recipe, &opts, |m| {
+                messages.lock().unwrap().push(m.to_string())
+            })
+            .await
+            .map_err(|e| BundleError::Target(e.to_string()))?;
+            notes.extend(messages.into_inner().unwrap());
+        }
+        Err(e) => notes.push(format!(
+            "cannot check {} against the base ({e}); using it as it is",
+            crate::recipe::display_path(&path)
+        )),
+    }
+    let wheels = crate::python::pinned::from_pylock(&path, &target).map_err(BundleError::Pinned)?;
+    let mut out = crate::requirements::index_lines(recipe);
+    out.extend(wheels.iter().map(|w| format!("{}=={}", w.name, w.version)));
+    Ok(Some(out))
 }
 
 /// Writes the package's zip to a temp file (removed when dropped).

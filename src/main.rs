@@ -490,14 +490,21 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 )?;
                 let roots = vec![scheme.site_packages.clone(), scheme.scripts.clone()];
                 let mut entries = raypack::python::wheel::merge(&installed, &roots, (uid, gid))?;
+                // The tar is written to a temp file, then gzipped in parallel (as bake does).
+                let tar = tempfile::NamedTempFile::new()?;
+                raypack::archive::tar::write_layer(
+                    std::io::BufWriter::new(tar.as_file().try_clone()?),
+                    &mut entries,
+                    0,
+                )?
+                .flush()?;
                 let f = std::fs::File::create(out)?;
-                let gz = flate2::GzBuilder::new()
-                    .mtime(0)
-                    .operating_system(255)
-                    .write(std::io::BufWriter::new(f), flate2::Compression::new(6));
-                raypack::archive::tar::write_layer(gz, &mut entries, 0)?
-                    .finish()?
-                    .flush()?;
+                raypack::archive::pgzip::gzip(
+                    std::fs::File::open(tar.path())?,
+                    std::io::BufWriter::new(f),
+                    raypack::oci::image::LAYER_GZIP_LEVEL,
+                )?
+                .flush()?;
             } else {
                 let target = target.as_ref().expect("clap requires --target or --layer");
                 let scheme = raypack::python::target_scheme(python, python_version);

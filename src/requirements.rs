@@ -24,18 +24,28 @@ pub enum RequirementsError {
 }
 
 /// The inline requirement list for `recipe`'s dependencies.
+/// The recipe's index options as pip lines. Credentials in the URLs are dropped: the
+/// runtime_env is printed and stored, so the cluster must bring its own (pip.conf, netrc).
+pub fn index_lines(recipe: &crate::recipe::Recipe) -> Vec<String> {
+    use crate::python::pinned::redact;
+    let d = &recipe.dependencies;
+    let mut out = Vec::new();
+    if d.index_url != crate::recipe::DEFAULT_INDEX {
+        out.push(format!("--index-url {}", redact(&d.index_url)));
+    }
+    for u in &d.extra_index_urls {
+        out.push(format!("--extra-index-url {}", redact(u)));
+    }
+    for u in &d.find_links {
+        out.push(format!("--find-links {}", redact(u)));
+    }
+    out
+}
+
 pub fn inline_list(recipe: &crate::recipe::Recipe) -> Result<Vec<String>, RequirementsError> {
     let mut out: Vec<String> = Vec::new();
     let d = &recipe.dependencies;
-    if d.index_url != crate::recipe::DEFAULT_INDEX {
-        out.push(format!("--index-url {}", d.index_url));
-    }
-    for u in &d.extra_index_urls {
-        out.push(format!("--extra-index-url {u}"));
-    }
-    for u in &d.find_links {
-        out.push(format!("--find-links {u}"));
-    }
+    out.extend(index_lines(recipe));
     out.extend(d.requirements.iter().cloned());
     if let Some(f) = &d.requirements_file {
         if f.extension().is_some_and(|e| e == "toml") {

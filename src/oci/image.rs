@@ -86,6 +86,9 @@ impl Image {
     }
 }
 
+/// gzip level of layers (the default of gzip, Go and BuildKit).
+pub const LAYER_GZIP_LEVEL: u32 = 6;
+
 /// Gzips an uncompressed layer tar deterministically (no name, mtime 0, fixed level) into the
 /// cache. Returns the layer blob and its diff_id (sha256 of the uncompressed tar).
 pub fn gzip_layer(
@@ -104,13 +107,11 @@ pub fn gzip_layer(
     let tmp = tempfile::NamedTempFile::new().map_err(io)?;
     {
         let out = std::io::BufWriter::new(tmp.as_file().try_clone().map_err(io)?);
-        let mut gz = flate2::GzBuilder::new()
-            .mtime(0)
-            .operating_system(255)
-            .write(out, flate2::Compression::new(6));
-        let mut input = std::fs::File::open(tar).map_err(io)?;
-        std::io::copy(&mut input, &mut gz).map_err(io)?;
-        gz.finish().map_err(io)?.flush().map_err(io)?;
+        let input = std::fs::File::open(tar).map_err(io)?;
+        crate::archive::pgzip::gzip(input, out, LAYER_GZIP_LEVEL)
+            .map_err(io)?
+            .flush()
+            .map_err(io)?;
     }
     let (digest, path) = cache.insert_file(tmp.path())?;
     let size = std::fs::metadata(&path).map_err(io)?.len();

@@ -353,7 +353,7 @@ pub async fn recipe_wheels(
 }
 
 /// A file listed by an index.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IndexFile {
     pub filename: String,
     pub url: String,
@@ -413,6 +413,53 @@ pub async fn project_files(
     name: &str,
 ) -> Result<Option<Vec<IndexFile>>, PinnedError> {
     let url = format!("{}/{}/", index.trim_end_matches('/'), normalize(name));
+    // Pages stay fresh for PAGE_MAX_AGE on disk (what PyPI's max-age says), keyed by the URL
+    // without credentials.
+    let cached = page_cache_path(&redact(&url));
+    if let Some(p) = &cached
+        && let Ok(meta) = std::fs::metadata(p)
+        && meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age < PAGE_MAX_AGE)
+        && let Ok(bytes) = std::fs::read(p)
+        && let Ok(files) = serde_json::from_slice::<Option<Vec<IndexFile>>>(&bytes)
+    {
+        return Ok(files);
+    }
+    let files = fetch_project_files(http, index, name, &url).await?;
+    if let Some(p) = &cached
+        && let Some(dir) = p.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+        && let Ok(tmp) = tempfile::NamedTempFile::new_in(dir)
+        && std::fs::write(tmp.path(), serde_json::to_vec(&files).expect("serializes")).is_ok()
+    {
+        let _ = tmp.persist(p);
+    }
+    Ok(files)
+}
+
+/// How long a fetched project page is reused (PyPI sends `max-age=600`).
+const PAGE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn page_cache_path(url: &str) -> Option<PathBuf> {
+    use sha2::Digest;
+    let key = hex::encode(sha2::Sha256::digest(url.as_bytes()));
+    Some(
+        crate::oci::cache::default_cache_dir()
+            .join("python-pages")
+            .join(format!("{key}.json")),
+    )
+}
+
+async fn fetch_project_files(
+    http: &reqwest::Client,
+    index: &str,
+    name: &str,
+    url: &str,
+) -> Result<Option<Vec<IndexFile>>, PinnedError> {
+    let url = url.to_string();
     let err = |message: String| PinnedError::Index {
         index: redact(index),
         message,
