@@ -682,3 +682,91 @@ fn downgrading_a_base_package_leaves_one_version_visible() {
         "{text}"
     );
 }
+
+/// Bakes `requirements` (unpinned: bake locks them against the stand-in's installed
+/// distributions) onto the stand-in base, then inside the sandbox imports `modules` and runs
+/// `pip check`.
+fn lock_bake_and_check(tag: &str, requirements: &[&str], modules: &[&str]) {
+    let (t, dir, _repo) = project(tag);
+    let list = requirements
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace(
+            "requirements_file = \"requirements.txt\"",
+            &format!("requirements = [{list}]"),
+        );
+    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", t.path().join("cache"))
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "bake", "--push", "--explain"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bundle = pull_and_unpack(t.path(), v["bake"]["reference"].as_str().unwrap());
+    let check = format!(
+        "python -c 'import {}; print(\"imports ok\")' && python -m pip check",
+        modules.join(", ")
+    );
+    let (ok, text) = sandbox(t.path(), &bundle, &check);
+    assert!(
+        ok && text.contains("imports ok") && text.contains("No broken requirements"),
+        "{}\n{text}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn locked_web_stack_bakes_and_passes_pip_check() {
+    lock_bake_and_check(
+        "lock-web",
+        &["requests>=2.31", "fastapi", "uvicorn[standard]", "httpx"],
+        &["requests", "fastapi", "uvicorn", "httpx", "uvloop"],
+    );
+}
+
+#[test]
+fn locked_data_stack_bakes_and_passes_pip_check() {
+    lock_bake_and_check(
+        "lock-data",
+        &["pandas>=2", "pyarrow", "polars", "fsspec"],
+        &["pandas", "pyarrow", "polars", "fsspec"],
+    );
+}
+
+#[test]
+fn locked_ml_stack_bakes_and_passes_pip_check() {
+    lock_bake_and_check(
+        "lock-ml",
+        &["scikit-learn", "xgboost"],
+        &["sklearn", "xgboost"],
+    );
+}
+
+#[test]
+fn locked_extras_and_markers_bake_and_pass_pip_check() {
+    lock_bake_and_check(
+        "lock-extras",
+        &[
+            "requests[socks]",
+            "pydantic[email]>=2",
+            "tomli; python_version < '3.11'",
+            "uvloop; sys_platform == 'linux'",
+            "colorama; platform_system == 'Windows'",
+        ],
+        &["requests", "socks", "pydantic", "email_validator", "uvloop"],
+    );
+}
+
+#[test]
+fn locked_set_replacing_rays_pins_bakes_and_passes_pip_check() {
+    lock_bake_and_check(
+        "lock-ray",
+        &["ray[default]==2.60.0", "pydantic>=2.5,<2.10", "protobuf<6"],
+        &["ray", "pydantic", "google.protobuf"],
+    );
+}
