@@ -406,3 +406,40 @@ fn unsafe_geteuid() -> u32 {
         .parse()
         .unwrap()
 }
+
+#[test]
+fn a_lock_next_to_the_recipe_pins_the_pip_list() {
+    let (t, dir) = hello_copy();
+    let cache = t.path().join("cache");
+    std::fs::write(t.path().join("installed.txt"), "").unwrap();
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", &cache)
+        .arg("-C")
+        .arg(&dir)
+        .args([
+            "lock",
+            "--python-version",
+            "3.11",
+            "--manylinux",
+            "2_35",
+            "--installed",
+        ])
+        .arg(t.path().join("installed.txt")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", &cache)
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "env", "--dry-run"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pip: Vec<&str> = v["runtime_env"]["pip"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(pip.iter().any(|p| p.starts_with("requests==2.")), "{pip:?}");
+    assert!(pip.iter().any(|p| p.starts_with("urllib3==")), "{pip:?}");
+    assert!(!pip.contains(&"requests>=2.31"), "{pip:?}");
+}
