@@ -97,7 +97,14 @@ fn read_requirements_txt(
                     });
                 }
                 if words[0].contains('c') {
-                    continue; // constraints only narrow versions; Ray's pip gets the pins
+                    // Dropping constraints would silently widen what gets installed.
+                    return Err(RequirementsError::Bad {
+                        path: path.to_path_buf(),
+                        line: i + 1,
+                        message: format!(
+                            "constraint files (`{line}`) are not supported yet; put those pins into the requirements themselves"
+                        ),
+                    });
                 }
                 let nested = path.parent().unwrap_or(Path::new(".")).join(target);
                 read_requirements_txt(&nested, out, depth + 1)?;
@@ -164,6 +171,18 @@ fn pylock_pins(path: &Path) -> Result<Vec<String>, RequirementsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constraint_files_are_refused_not_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("requirements.txt");
+        std::fs::write(&p, "requests\n-c constraints.txt\n").unwrap();
+        let mut out = Vec::new();
+        let e = read_requirements_txt(&p, &mut out, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("constraint files") && e.contains(":2"), "{e}");
+    }
 
     #[test]
     fn expands_nested_files_and_drops_hashes() {
