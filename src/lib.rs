@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod bake;
 pub mod bundle;
+pub mod chain;
 pub mod collect;
 pub mod envpack;
 pub mod init;

@@ -301,17 +301,7 @@ enum CliError {
 
 impl<E: std::error::Error> From<E> for CliError {
     fn from(e: E) -> Self {
-        let mut s = e.to_string();
-        let mut src = e.source();
-        while let Some(x) = src {
-            let m = x.to_string();
-            if !s.contains(&m) {
-                s.push_str(": ");
-                s.push_str(&m);
-            }
-            src = x.source();
-        }
-        CliError::Other(s)
+        CliError::Other(raypack::chain::error_chain(&e))
     }
 }
 

@@ -15,6 +15,7 @@
 //!
 //! Nothing logs credentials or Authorization headers.
 
+use crate::chain::error_chain as chain;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -162,20 +163,6 @@ impl Ctx<'_> {
             message: message.to_string(),
         }
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        let m = x.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        src = x.source();
-    }
-    s
 }
 
 impl Registry {

@@ -7,6 +7,7 @@
 //! Anything unpinned needs `raypack lock`, which is not built yet: that is an error naming
 //! the requirement.
 
+use crate::chain::error_chain;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -361,21 +362,6 @@ pub struct IndexFile {
     pub yanked: bool,
     /// PEP 592 reason, when the index gives one.
     pub yanked_reason: Option<String>,
-}
-
-/// An error and its sources, innermost last ("error sending request: … : Connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 /// `url` without userinfo, for messages (credentials are never printed).

@@ -11,6 +11,7 @@
 //! gcloud's `application_default_credentials.json`) of type `authorized_user`, then the GCE
 //! metadata server.
 
+use crate::chain::error_chain;
 use std::path::{Path, PathBuf};
 
 use reqwest::StatusCode;
@@ -263,17 +264,6 @@ async fn read_range(path: &Path, offset: u64, len: u64) -> std::io::Result<Vec<u
     let mut buf = vec![0; len as usize];
     f.read_exact(&mut buf).await?;
     Ok(buf)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }
 
 /// An access token from Application Default Credentials.
