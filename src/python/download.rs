@@ -6,11 +6,9 @@
 //! that answers 200 instead restarts the file. The whole file's SHA-256 is checked before it is
 //! renamed into `blobs/sha256/`; a mismatch deletes the partial file and is fatal.
 
-use std::io::{Read, Seek, Write};
+use std::io::{Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 /// Why a download failed (the caller adds which wheel).
 #[derive(Debug, thiserror::Error)]
@@ -150,19 +148,7 @@ async fn download_into(
             }
         }
         // Verify the whole file, then publish it under its digest.
-        let actual = {
-            let mut f = std::fs::File::open(part_path).map_err(io)?;
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = f.read(&mut buf).map_err(io)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            hex::encode(h.finalize())
-        };
+        let actual = hex::encode(crate::collect::hash_file(part_path).map_err(io)?);
         if actual != sha256 {
             return Err(DownloadError::Mismatch {
                 expected: format!("sha256:{sha256}"),

@@ -229,7 +229,7 @@ fn parse_dist(dir: &str, sp: &str, metadata: &str, record: Option<&str>) -> Opti
     }
     let mut files = Vec::new();
     for line in record.unwrap_or_default().lines() {
-        let path = record_path(line);
+        let path = super::wheel::csv_fields(line).swap_remove(0);
         if path.is_empty() {
             continue;
         }
@@ -247,30 +247,6 @@ fn parse_dist(dir: &str, sp: &str, metadata: &str, record: Option<&str>) -> Opti
         requires_python,
         files,
     })
-}
-
-/// The path field of a RECORD line (CSV: the path may be quoted, with `""` for a quote).
-fn record_path(line: &str) -> String {
-    let line = line.trim_end_matches('\r');
-    if let Some(rest) = line.strip_prefix('"') {
-        let mut out = String::new();
-        let mut chars = rest.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    out.push('"');
-                    chars.next();
-                } else {
-                    break;
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    } else {
-        line.split(',').next().unwrap_or_default().to_string()
-    }
 }
 
 #[cfg(test)]

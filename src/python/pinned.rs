@@ -202,16 +202,8 @@ pub fn from_pylock(path: &Path, target: &Target) -> Result<Vec<PinnedWheel>, Pin
             }
         }
         let names: Vec<WheelName> = cands.iter().map(|c| c.0.clone()).collect();
-        let best = best_wheel(&names, &prio).ok_or_else(|| PinnedError::NoWheel {
-            name: name.into(),
-            version: version.into(),
-            target: target.to_string(),
-            available: names
-                .iter()
-                .flat_map(|n| n.tags.clone())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+        let best =
+            best_wheel(&names, &prio).ok_or_else(|| no_wheel(name, version, target, &names))?;
         out.push(cands.into_iter().find(|c| &c.0 == best).expect("found").1);
     }
     Ok(out)
@@ -364,6 +356,32 @@ pub struct IndexFile {
     pub yanked_reason: Option<String>,
 }
 
+impl From<super::html::Anchor> for IndexFile {
+    fn from(a: super::html::Anchor) -> IndexFile {
+        IndexFile {
+            filename: a.filename,
+            url: a.url,
+            sha256: a.sha256.unwrap_or_default(),
+            yanked: a.yanked.is_some(),
+            yanked_reason: a.yanked.filter(|r| !r.is_empty()),
+        }
+    }
+}
+
+/// No wheel of `name` `version` fits `target`; `available` are the wheels there are.
+fn no_wheel(name: &str, version: &str, target: &Target, available: &[WheelName]) -> PinnedError {
+    PinnedError::NoWheel {
+        name: name.into(),
+        version: version.into(),
+        target: target.to_string(),
+        available: available
+            .iter()
+            .flat_map(|n| n.tags.clone())
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 /// `url` without userinfo, for messages (credentials are never printed).
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
@@ -498,13 +516,7 @@ async fn fetch_project_files(
         return Ok(Some(
             super::html::anchors(&base, &String::from_utf8_lossy(&body))
                 .into_iter()
-                .map(|a| IndexFile {
-                    filename: a.filename,
-                    url: a.url,
-                    sha256: a.sha256.unwrap_or_default(),
-                    yanked: a.yanked.is_some(),
-                    yanked_reason: a.yanked.filter(|r| !r.is_empty()),
-                })
+                .map(IndexFile::from)
                 .collect(),
         ));
     }
@@ -602,13 +614,7 @@ pub async fn find_links_files(
     Ok(super::html::anchors(&base, &body)
         .into_iter()
         .filter(|a| a.filename.ends_with(".whl"))
-        .map(|a| IndexFile {
-            filename: a.filename,
-            url: a.url,
-            sha256: a.sha256.unwrap_or_default(),
-            yanked: a.yanked.is_some(),
-            yanked_reason: a.yanked.filter(|r| !r.is_empty()),
-        })
+        .map(IndexFile::from)
         .collect())
 }
 
@@ -747,16 +753,8 @@ pub async fn resolve_hashed(
             .filter_map(|f| WheelName::parse(&f.filename).map(|w| (w, f)))
             .collect();
         let names: Vec<WheelName> = cands.iter().map(|c| c.0.clone()).collect();
-        let best = best_wheel(&names, &prio).ok_or_else(|| PinnedError::NoWheel {
-            name: name.clone(),
-            version: version.clone(),
-            target: target.to_string(),
-            available: names
-                .iter()
-                .flat_map(|n| n.tags.clone())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+        let best =
+            best_wheel(&names, &prio).ok_or_else(|| no_wheel(name, version, target, &names))?;
         let (_, f) = cands.iter().find(|c| &c.0 == best).expect("found");
         out.push(PinnedWheel {
             name: name.clone(),

@@ -162,7 +162,7 @@ pub struct Installed {
 }
 
 /// The fields of one CSV line (RECORD: path, hash, size; quotes with `""` escapes).
-fn csv_fields(line: &str) -> Vec<String> {
+pub(crate) fn csv_fields(line: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
