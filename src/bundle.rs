@@ -79,12 +79,9 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
 /// used as it is (with a warning), and a missing one is written without base knowledge.
 async fn locked(recipe: &Recipe, target: &Target) -> Result<std::path::PathBuf, BundleError> {
     use crate::lock::{BaseContents, LockOptions};
-    let platform = crate::oci::media::Platform::parse(&recipe.base.platform)
-        .ok_or_else(|| BundleError::Target(format!("platform {}", recipe.base.platform)))?;
-    let cache = BlobCache::new(&crate::oci::cache::default_cache_dir());
-    let registry = crate::oci::client::Registry::new(Default::default())
-        .map_err(|e| BundleError::Target(e.to_string()))?;
-    let base = match crate::bake::base_index(recipe, &platform, &registry, &cache).await {
+    let base = match crate::bake::read_base_index(recipe, &recipe.base.platform, Default::default())
+        .await
+    {
         Ok((index, _)) => BaseContents::Known(index.preferences()),
         Err(e) => {
             let path = crate::lock::lock_path(recipe);

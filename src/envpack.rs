@@ -278,12 +278,7 @@ async fn locked_pins(
     }
     let target =
         crate::bake::base::target_without_pull(&recipe.base).map_err(BundleError::Target)?;
-    let platform = crate::oci::media::Platform::parse(&recipe.base.platform)
-        .ok_or_else(|| BundleError::Target(format!("platform {}", recipe.base.platform)))?;
-    let cache = crate::oci::cache::BlobCache::new(&crate::oci::cache::default_cache_dir());
-    let registry = crate::oci::client::Registry::new(Default::default())
-        .map_err(|e| BundleError::Target(e.to_string()))?;
-    match crate::bake::base_index(recipe, &platform, &registry, &cache).await {
+    match crate::bake::read_base_index(recipe, &recipe.base.platform, Default::default()).await {
         Ok((index, layout)) => {
             let opts = crate::lock::LockOptions {
                 platforms: vec![recipe.base.platform.clone()],

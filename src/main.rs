@@ -664,18 +664,11 @@ fn lock_deps(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
             let read = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(async {
-                    let p = raypack::oci::media::Platform::parse(&platform)
-                        .ok_or_else(|| format!("platform {platform}"))?;
-                    let registry = raypack::oci::client::Registry::new(args.tls.options())
-                        .map_err(|e| e.to_string())?;
-                    let cache = raypack::oci::cache::BlobCache::new(
-                        &raypack::oci::cache::default_cache_dir(),
-                    );
-                    raypack::bake::base_index(&recipe, &p, &registry, &cache)
-                        .await
-                        .map_err(|e| e.to_string())
-                });
+                .block_on(raypack::bake::read_base_index(
+                    &recipe,
+                    &platform,
+                    args.tls.options(),
+                ));
             match read {
                 Ok((index, _)) => BaseContents::Known(index.preferences()),
                 Err(e) => {

@@ -396,6 +396,22 @@ pub async fn base_index(
     Ok((index, layout))
 }
 
+/// [`base_index`] for callers outside a bake (`lock`, `env`): the platform as text, a
+/// registry client from `registry` options and the default blob cache; errors as text, since
+/// every caller falls back to working without the base.
+pub async fn read_base_index(
+    recipe: &Recipe,
+    platform: &str,
+    registry: ClientOptions,
+) -> Result<(crate::python::installed::BaseIndex, BaseLayout), String> {
+    let p = Platform::parse(platform).ok_or_else(|| format!("platform {platform}"))?;
+    let registry = Registry::new(registry).map_err(|e| e.to_string())?;
+    let cache = BlobCache::new(&crate::oci::cache::default_cache_dir());
+    base_index(recipe, &p, &registry, &cache)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 pub async fn run(
     recipe: &Recipe,
     opts: &BakeOptions,
