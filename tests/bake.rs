@@ -463,15 +463,11 @@ fn pinned_dependencies_are_installed_as_their_own_layer_and_work() {
     let (t, dir, repo) = project("deps");
     // A PEP 751 lock with real PyPI wheels: a console script, a PEP 420 namespace package and
     // its dependency.
-    let mut lock = String::from("lock-version = \"1.0\"\ncreated-by = \"raypack-tests\"\n");
-    for (name, version) in [
+    let lock = pypi_pylock(&[
         ("tabulate", "0.9.0"),
         ("jaraco.functools", "4.1.0"),
         ("more-itertools", "10.5.0"),
-    ] {
-        let (file, url, sha) = pypi_wheel_info(name, version);
-        lock.push_str(&format!("\n[[packages]]\nname = \"{name}\"\nversion = \"{version}\"\n\n[[packages.wheels]]\nname = \"{file}\"\nurl = \"{url}\"\nhashes = {{ sha256 = \"{sha}\" }}\n"));
-    }
+    ]);
     std::fs::write(dir.join("pylock.toml"), lock).unwrap();
     let text = std::fs::read_to_string(dir.join("raypack.toml"))
         .unwrap()
@@ -643,12 +639,7 @@ fn acceptance_set_installs_what_the_base_lacks_and_runs() {
 #[test]
 fn downgrading_a_base_package_leaves_one_version_visible() {
     let (t, dir, _repo) = project("downgrade");
-    let (file, url, sha) = pypi_wheel_info("click", "8.1.7");
-    std::fs::write(
-        dir.join("pylock.toml"),
-        format!("lock-version = \"1.0\"\ncreated-by = \"raypack-tests\"\n\n[[packages]]\nname = \"click\"\nversion = \"8.1.7\"\n\n[[packages.wheels]]\nname = \"{file}\"\nurl = \"{url}\"\nhashes = {{ sha256 = \"{sha}\" }}\n"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("pylock.toml"), pypi_pylock(&[("click", "8.1.7")])).unwrap();
     let text = std::fs::read_to_string(dir.join("raypack.toml"))
         .unwrap()
         .replace(

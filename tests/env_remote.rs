@@ -333,15 +333,11 @@ fn ray_imports_a_dependency_bundle_without_pip() {
     let ray = service("RAYPACK_TEST_RAY");
     let (_t, dir) = hello_copy();
     // Packages the Ray venv lacks: a plain one, a PEP 420 namespace package and its dependency.
-    let mut lock = String::from("lock-version = \"1.0\"\ncreated-by = \"raypack-tests\"\n");
-    for (name, version) in [
+    let lock = pypi_pylock(&[
         ("tabulate", "0.9.0"),
         ("jaraco.functools", "4.1.0"),
         ("more-itertools", "10.5.0"),
-    ] {
-        let (file, url, sha) = pypi_wheel_info(name, version);
-        lock.push_str(&format!("\n[[packages]]\nname = \"{name}\"\nversion = \"{version}\"\n\n[[packages.wheels]]\nname = \"{file}\"\nurl = \"{url}\"\nhashes = {{ sha256 = \"{sha}\" }}\n"));
-    }
+    ]);
     std::fs::write(dir.join("pylock.toml"), lock).unwrap();
     let recipe = std::fs::read_to_string(dir.join("raypack.toml"))
         .unwrap()

@@ -46,35 +46,13 @@ fn tags_match_packaging_for_several_targets() {
     }
 }
 
-/// Downloads `name==version`'s best wheel for CPython 3.11 / manylinux_2_36 x86_64 from PyPI's
-/// simple API (PEP 691 JSON), checking its sha256.
+/// Downloads `name==version`'s best wheel for CPython 3.11 / manylinux_2_36 x86_64 from PyPI
+/// ([`pypi_wheel_info`]), checking its sha256.
 fn pypi_wheel(dir: &Path, name: &str, version: &str) -> PathBuf {
-    use raypack::python::wheel::{WheelName, best_wheel, normalize};
-    let url = format!("https://pypi.org/simple/{}/", normalize(name));
-    let v: serde_json::Value = reqwest::blocking_get_json(&url);
-    let prio = Target::new("linux/amd64", "3.11", "2_36")
-        .unwrap()
-        .priorities();
-    let files: Vec<(&serde_json::Value, WheelName)> = v["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|f| WheelName::parse(f["filename"].as_str()?).map(|w| (f, w)))
-        .filter(|(_, w)| w.version == version)
-        .collect();
-    let names: Vec<WheelName> = files.iter().map(|(_, w)| w.clone()).collect();
-    let best = best_wheel(&names, &prio)
-        .unwrap_or_else(|| panic!("{name} {version}: no wheel for the target"));
-    let (file, _) = files.iter().find(|(_, w)| w == best).unwrap();
-    let fname = file["filename"].as_str().unwrap();
-    let path = dir.join(fname);
-    let bytes = reqwest::blocking_get_bytes(file["url"].as_str().unwrap());
-    use sha2::Digest;
-    assert_eq!(
-        hex::encode(sha2::Sha256::digest(&bytes)),
-        file["hashes"]["sha256"].as_str().unwrap(),
-        "{fname}"
-    );
+    let (fname, url, sha) = pypi_wheel_info(name, version);
+    let bytes = reqwest::blocking_get_bytes(&url);
+    assert_eq!(sha_hex(&bytes), sha, "{fname}");
+    let path = dir.join(&fname);
     std::fs::write(&path, bytes).unwrap();
     path
 }
@@ -377,9 +355,7 @@ fn a_download_that_does_not_match_its_hash_is_fatal_and_named() {
     let wrong = "0".repeat(64);
     let err = bundle_fails(
         "pylock.toml",
-        &format!(
-            "lock-version = \"1.0\"\ncreated-by = \"t\"\n\n[[packages]]\nname = \"tabulate\"\nversion = \"0.9.0\"\n\n[[packages.wheels]]\nname = \"{file}\"\nurl = \"{url}\"\nhashes = {{ sha256 = \"{wrong}\" }}\n"
-        ),
+        &pylock_text(&[("tabulate", "0.9.0", &file, &url, &wrong)]),
     );
     assert!(
         err.contains(&file) && err.contains(&wrong) && err.contains("discarded"),
@@ -653,7 +629,13 @@ fn a_broken_download_resumes_with_a_range_request() {
     let lock = t.path().join("pylock.toml");
     std::fs::write(
         &lock,
-        format!("lock-version = \"1.0\"\ncreated-by = \"t\"\n\n[[packages]]\nname = \"resumed\"\nversion = \"1.0\"\n\n[[packages.wheels]]\nname = \"{name}\"\nurl = \"{base}/{name}\"\nhashes = {{ sha256 = \"{}\" }}\n", sha_hex(&bytes)),
+        pylock_text(&[(
+            "resumed",
+            "1.0",
+            &name,
+            &format!("{base}/{name}"),
+            &sha_hex(&bytes),
+        )]),
     )
     .unwrap();
     let out = run(raypack()

@@ -274,3 +274,24 @@ pub fn tiny_wheel(name: &str, version: &str, marker: &str) -> (String, Vec<u8>) 
     }
     (filename, buf.into_inner())
 }
+
+/// A PEP 751 lock with one wheel per package: `(name, version, wheel filename, url, sha256)`.
+pub fn pylock_text(packages: &[(&str, &str, &str, &str, &str)]) -> String {
+    let mut lock = String::from("lock-version = \"1.0\"\ncreated-by = \"raypack-tests\"\n");
+    for (name, version, file, url, sha) in packages {
+        lock.push_str(&format!("\n[[packages]]\nname = \"{name}\"\nversion = \"{version}\"\n\n[[packages.wheels]]\nname = \"{file}\"\nurl = \"{url}\"\nhashes = {{ sha256 = \"{sha}\" }}\n"));
+    }
+    lock
+}
+
+/// A PEP 751 lock of real PyPI wheels ([`pypi_wheel_info`]) for `(name, version)` pins.
+pub fn pypi_pylock(pins: &[(&str, &str)]) -> String {
+    let infos: Vec<(String, String, String)> =
+        pins.iter().map(|(n, v)| pypi_wheel_info(n, v)).collect();
+    let rows: Vec<(&str, &str, &str, &str, &str)> = pins
+        .iter()
+        .zip(&infos)
+        .map(|((n, v), (f, u, s))| (*n, *v, f.as_str(), u.as_str(), s.as_str()))
+        .collect();
+    pylock_text(&rows)
+}
