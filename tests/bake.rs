@@ -30,19 +30,6 @@ fn bake(dir: &Path, args: &[&str]) -> std::process::Output {
         .args(args))
 }
 
-fn skopeo(args: &[&str]) -> std::process::Output {
-    let out = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo runs");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// Pulls `image` with skopeo and unpacks it with umoci (which applies whiteouts) under `dir`;
 /// returns the bundle (rootfs at `bundle/rootfs`).
 fn pull_and_unpack(dir: &Path, image: &str) -> PathBuf {

@@ -39,19 +39,6 @@ fn image(dir: &Path, cache: &BlobCache, seed: &str, family: Family, platform: &s
     Image::assemble(family, &cfg, vec![blob], None, cache).unwrap()
 }
 
-fn skopeo(args: &[&str]) -> std::process::Output {
-    let out = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("skopeo runs");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn reg() -> Registry {
     Registry::new(ClientOptions::default()).unwrap()
 }

@@ -295,3 +295,17 @@ pub fn pypi_pylock(pins: &[(&str, &str)]) -> String {
         .collect();
     pylock_text(&rows)
 }
+
+/// Runs skopeo (the independent registry client) and asserts it succeeded.
+pub fn skopeo(args: &[&str]) -> Output {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
