@@ -111,6 +111,64 @@ impl Drop for Batch<'_> {
     }
 }
 
+/// The files of one package directory after the walk: sorted, stat'ed, not read yet.
+#[derive(Debug)]
+pub struct Listing {
+    root: PathBuf,
+    found: Vec<Found>,
+}
+
+impl Listing {
+    /// Relative name and size of every file, in archive order.
+    pub fn names_and_sizes(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.found
+            .iter()
+            .map(|(rel, _, _, meta)| (rel.as_str(), meta.len()))
+    }
+}
+
+/// Where the hashing pass copies every file it reads (a stored zip being built), so the bytes
+/// hashed are the bytes shipped and each file is read once. The listing is cut into runs of
+/// neighbouring files, each run handled by one thread through its own [`CopyRun`].
+pub trait CopySink: Sync {
+    fn run(&self) -> Box<dyn CopyRun + '_>;
+}
+
+/// One thread's run of files, handed over in listing order by their index in the [`Listing`].
+pub trait CopyRun {
+    /// Copies `size` bytes of `src`, handing every chunk read to `inspect`; returns their
+    /// CRC-32. A file whose length is not `size` is an error.
+    fn copy_inspecting(
+        &mut self,
+        index: usize,
+        src: &std::fs::File,
+        size: u64,
+        inspect: &mut dyn FnMut(&[u8]),
+    ) -> std::io::Result<u32>;
+    /// Copies a file whose CRC-32 is already known (a stat cache hit).
+    fn copy_known(
+        &mut self,
+        index: usize,
+        src: &std::fs::File,
+        size: u64,
+        crc32: u32,
+    ) -> std::io::Result<()>;
+    /// Writes out whatever the run still holds.
+    fn finish(&mut self) -> std::io::Result<()>;
+}
+
+fn copy_and_hash(
+    run: &mut dyn CopyRun,
+    index: usize,
+    path: &Path,
+    size: u64,
+) -> std::io::Result<([u8; 32], u32)> {
+    let f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let crc = run.copy_inspecting(index, &f, size, &mut |b| h.update(b))?;
+    Ok((h.finalize().into(), crc))
+}
+
 /// Configures and runs one collection.
 #[derive(Debug)]
 pub struct Collector<'a> {
@@ -180,6 +238,11 @@ impl<'a> Collector<'a> {
 
     /// Walks, filters and hashes. The result is sorted by relative path.
     pub fn collect(&self) -> Result<FileSet, CollectError> {
+        self.hash(self.list()?, None)
+    }
+
+    /// Walks and filters, and checks the size limit: the sorted files, stat'ed, not read yet.
+    pub fn list(&self) -> Result<Listing, CollectError> {
         let dir = self
             .dir
             .canonicalize()
@@ -315,8 +378,7 @@ impl<'a> Collector<'a> {
         paths.sort_by(|a, b| a.0.cmp(&b.0));
         paths.dedup_by(|a, b| a.0 == b.0);
 
-        let metas = paths;
-        let total: u64 = metas.iter().map(|m| m.3.len()).sum();
+        let total: u64 = paths.iter().map(|m| m.3.len()).sum();
         if let Some(limit) = self.max_total_size
             && total > limit
         {
@@ -326,44 +388,123 @@ impl<'a> Collector<'a> {
                 limit,
             });
         }
+        Ok(Listing {
+            root: dir,
+            found: paths,
+        })
+    }
+
+    /// Whether every file of `listing` has its hashes in the stat cache (nothing to read).
+    pub fn all_cached(&self, listing: &Listing) -> bool {
+        let Some(cache) = self.cache else {
+            return false;
+        };
+        listing
+            .found
+            .iter()
+            .all(|(_, _, abs, meta)| cache.get(abs, &Stamp::of(meta)).is_some())
+    }
+
+    /// Hashes the listed files in parallel (or takes their hashes from the stat cache). With a
+    /// `sink`, every file is also copied into it, from the very bytes that were hashed: one read
+    /// per file builds the package and its digest together.
+    pub fn hash(
+        &self,
+        listing: Listing,
+        sink: Option<&dyn CopySink>,
+    ) -> Result<FileSet, CollectError> {
         let hashed = std::sync::atomic::AtomicUsize::new(0);
-        let files: Result<Vec<FileEntry>, CollectError> = metas
-            .into_par_iter()
-            .map(|(rel, shown, abs, meta)| {
-                let stamp = Stamp::of(&meta);
-                let executable = meta.permissions().mode() & 0o111 != 0;
-                let cached = self.cache.and_then(|c| c.get(&abs, &stamp));
-                let (sha256, crc32) = match cached {
-                    Some(h) => h,
-                    None => {
-                        hashed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let h = hash_and_crc(&abs).map_err(|source| CollectError::Read {
-                            path: shown.clone(),
+        let one = |index: usize,
+                   (rel, shown, abs, meta): Found,
+                   run: Option<&mut dyn CopyRun>|
+         -> Result<FileEntry, CollectError> {
+            let stamp = Stamp::of(&meta);
+            let executable = meta.permissions().mode() & 0o111 != 0;
+            let cached = self.cache.and_then(|c| c.get(&abs, &stamp));
+            let read_error = |source| CollectError::Read {
+                path: shown.clone(),
+                source,
+            };
+            let (sha256, crc32) = match (cached, run) {
+                (Some(h), None) => h,
+                (Some(h), Some(run)) => {
+                    let f = std::fs::File::open(&abs).map_err(read_error)?;
+                    run.copy_known(index, &f, meta.len(), h.1)
+                        .map_err(read_error)?;
+                    h
+                }
+                (None, run) => {
+                    hashed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let h = match run {
+                        None => hash_and_crc(&abs),
+                        Some(run) => copy_and_hash(run, index, &abs, meta.len()),
+                    }
+                    .map_err(read_error)?;
+                    if let Some(c) = self.cache {
+                        c.put(&abs, stamp, h.0, h.1);
+                    }
+                    h
+                }
+            };
+            Ok(FileEntry {
+                rel,
+                abs,
+                size: meta.len(),
+                executable,
+                sha256,
+                crc32,
+            })
+        };
+        let files: Vec<FileEntry> = match sink {
+            None => listing
+                .found
+                .into_par_iter()
+                .enumerate()
+                .map(|(i, f)| one(i, f, None))
+                .collect::<Result<_, _>>()?,
+            Some(sink) => {
+                // Runs of neighbouring files go to one thread each, so the sink can write a
+                // run's files in one go (small writes cost the kernel far more per byte).
+                let mut runs: Vec<Vec<(usize, Found)>> = Vec::new();
+                let mut bytes = u64::MAX;
+                for (i, f) in listing.found.into_iter().enumerate() {
+                    if bytes >= RUN_BYTES || runs.last().is_some_and(|r| r.len() >= RUN_FILES) {
+                        runs.push(Vec::new());
+                        bytes = 0;
+                    }
+                    bytes += f.3.len();
+                    runs.last_mut().expect("a run").push((i, f));
+                }
+                let done: Vec<Vec<FileEntry>> = runs
+                    .into_par_iter()
+                    .map(|run| {
+                        let mut w = sink.run();
+                        let out = run
+                            .into_iter()
+                            .map(|(i, f)| one(i, f, Some(&mut *w)))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        w.finish().map_err(|source| CollectError::Read {
+                            path: out.last().map(|f| f.abs.clone()).unwrap_or_default(),
                             source,
                         })?;
-                        if let Some(c) = self.cache {
-                            c.put(&abs, stamp, h.0, h.1);
-                        }
-                        h
-                    }
-                };
-                Ok(FileEntry {
-                    rel,
-                    abs,
-                    size: meta.len(),
-                    executable,
-                    sha256,
-                    crc32,
-                })
-            })
-            .collect();
+                        Ok::<_, CollectError>(out)
+                    })
+                    .collect::<Result<_, _>>()?;
+                done.into_iter().flatten().collect()
+            }
+        };
         Ok(FileSet {
-            root: dir,
-            files: files?,
+            root: listing.root,
+            files,
             hashed: hashed.into_inner(),
         })
     }
 }
+
+/// A run handed to one [`CopySink::run`]: at most this many bytes of files (or one larger
+/// file), and at most [`RUN_FILES`] files.
+const RUN_BYTES: u64 = 4 << 20;
+const RUN_FILES: usize = 1024;
 
 fn walk_error(err: &ignore::Error, root: &Path) -> (PathBuf, String) {
     match err {

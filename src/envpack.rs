@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::archive::zip::{write_stored_file, write_zip};
 use crate::collect::StatCache;
-use crate::plan::{Package, PackageRole, PlanError, plan_packages};
+use crate::plan::{Built, Package, PackageRole, PlanError, plan_packages_into};
 use crate::recipe::Recipe;
 use crate::requirements::{RequirementsError, inline_list};
 use crate::spec::runtime_env::{DepsMode, RuntimeEnv, RuntimeEnvConfig};
@@ -99,17 +99,37 @@ pub async fn run(
     let started = std::time::Instant::now();
     let (url, is_default) = resolve_store(recipe, opts.store.as_ref());
     let cache_path = recipe.state_dir().join("cache").join("stat.bin");
+    let level = opts
+        .compression_level
+        .unwrap_or_else(|| default_compression(&url));
+    // A `file://` store taking STORED zips gets each zip built while its files are hashed, in
+    // the store's own directory: one read per file, and publishing is a rename.
+    let early_store = if !opts.dry_run && level == 0 && matches!(url, StoreUrl::File { .. }) {
+        let store = Store::connect(&url, is_default).await?;
+        store.check().await?;
+        Some(store)
+    } else {
+        None
+    };
+    let stage = early_store
+        .as_ref()
+        .and_then(Store::staging_dir)
+        .map(Path::to_path_buf);
     let r = recipe.clone();
     let max = opts.max_package_size;
-    let (packages, cache) = tokio::task::spawn_blocking(move || {
+    let (planned, cache) = tokio::task::spawn_blocking(move || {
         let cache = StatCache::load(&cache_path);
-        let p = plan_packages(&r, Some(&cache), max);
+        let p = plan_packages_into(&r, Some(&cache), max, stage.as_deref());
         (p, cache)
     })
     .await
     .expect("planning does not panic");
-    let packages = packages?;
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "planned");
+    let (packages, mut built): (Vec<Package>, Vec<Option<Built>>) = planned?.into_iter().unzip();
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        zipped = built.iter().flatten().count(),
+        "planned"
+    );
     if let Err(e) = cache.save() {
         tracing::warn!("cannot save the stat cache: {e}");
     }
@@ -171,7 +191,10 @@ pub async fn run(
     }
 
     if !opts.dry_run {
-        let store = Store::connect(&url, is_default).await?;
+        let store = match early_store {
+            Some(s) => s,
+            None => Store::connect(&url, is_default).await?,
+        };
         let exists =
             futures::future::try_join_all(packages.iter().map(|p| store.exists(&p.object_name)))
                 .await?;
@@ -201,26 +224,32 @@ pub async fn run(
                 let cache =
                     crate::oci::cache::BlobCache::new(&crate::oci::cache::default_cache_dir());
                 let entries = crate::bundle::entries(b, &cache, scratch.path()).await?;
-                let level = opts
-                    .compression_level
-                    .unwrap_or_else(|| default_compression(&url));
                 let (tmp, zip_bytes) =
                     zip_entries(entries, "dependency bundle".into(), &tmp_root, level).await?;
                 bundle_zip = Some((b, tmp, zip_bytes));
             }
         }
-        for ((p, report), present) in packages.iter().zip(reports.iter_mut()).zip(exists) {
+        for (((p, report), present), built) in packages
+            .iter()
+            .zip(reports.iter_mut())
+            .zip(exists)
+            .zip(built.iter_mut())
+        {
             if present {
+                // A zip built while hashing is dropped, and its temp file with it.
                 tracing::debug!(uri = %report.uri, "already in the store");
                 continue;
             }
-            progress(&format!("zipping {} ({} files)", report.role, report.files));
-            let level = opts
-                .compression_level
-                .unwrap_or_else(|| default_compression(&url));
-            let t = std::time::Instant::now();
-            let (tmp, zip_bytes) = build_zip(p, &tmp_root, level).await?;
-            tracing::debug!(role = %report.role, level, ms = t.elapsed().as_millis() as u64, "zip built");
+            let (tmp, zip_bytes) = match built.take() {
+                Some(b) => (b.tmp, b.bytes),
+                None => {
+                    progress(&format!("zipping {} ({} files)", report.role, report.files));
+                    let t = std::time::Instant::now();
+                    let z = build_zip(p, &tmp_root, level).await?;
+                    tracing::debug!(role = %report.role, level, ms = t.elapsed().as_millis() as u64, "zip built");
+                    z
+                }
+            };
             progress(&format!(
                 "uploading {} ({})",
                 report.uri,

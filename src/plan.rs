@@ -10,7 +10,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::archive::zip::ZipEntry;
+use crate::archive::zip::{StoredZip, ZipEntry};
 use crate::collect::{CollectError, Collector, FileSet, PackageKind, StatCache};
 use crate::recipe::Recipe;
 
@@ -39,10 +39,24 @@ pub struct Package {
     pub object_name: String,
 }
 
+/// A package zip built while planning (STORED, for a `file://` store): a temp file in the
+/// store's directory, removed when dropped unless published.
+#[derive(Debug)]
+pub struct Built {
+    pub tmp: tempfile::NamedTempFile,
+    pub bytes: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
     Collect(#[from] CollectError),
+    #[error("cannot write the package zip for {dir}: {source}")]
+    Zip {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{dir}: nothing to ship (every file is excluded or the directory is empty)")]
     Empty { dir: String },
 }
@@ -58,6 +72,34 @@ impl Package {
         cache: Option<&StatCache>,
         max_size: u64,
     ) -> Result<Package, PlanError> {
+        let p = Self::plan_into(
+            project,
+            project_root,
+            dir,
+            role,
+            excludes,
+            cache,
+            max_size,
+            None,
+        )?;
+        Ok(p.0)
+    }
+
+    /// [`Package::plan`], and with `stage`, also builds the package's STORED zip in a temp file
+    /// there, in the same pass: each file is read once, hashed and copied into place. When every
+    /// file's hashes are in the stat cache nothing is built (the store may have the package
+    /// already; the caller builds it the usual way if not).
+    #[allow(clippy::too_many_arguments)]
+    pub fn plan_into(
+        project: &str,
+        project_root: &Path,
+        dir: &Path,
+        role: PackageRole,
+        excludes: &[String],
+        cache: Option<&StatCache>,
+        max_size: u64,
+        stage: Option<&Path>,
+    ) -> Result<(Package, Option<Built>), PlanError> {
         let kind = match role {
             PackageRole::WorkingDir => PackageKind::WorkingDir,
             PackageRole::PyModule { .. } => PackageKind::PyModule,
@@ -69,12 +111,38 @@ impl Package {
         if let Some(cache) = cache {
             c = c.stat_cache(cache);
         }
-        let files = c.collect()?;
-        if files.files.is_empty() {
+        let listing = c.list()?;
+        if listing.names_and_sizes().next().is_none() {
             return Err(PlanError::Empty {
                 dir: dir.display().to_string(),
             });
         }
+        let (files, built) = match stage {
+            Some(stage) if !c.all_cached(&listing) => {
+                let err = |source| PlanError::Zip {
+                    dir: dir.display().to_string(),
+                    source,
+                };
+                let tmp = tempfile::Builder::new()
+                    .prefix(".raypack-")
+                    .suffix(".partial")
+                    .tempfile_in(stage)
+                    .map_err(err)?;
+                let prefix = zip_prefix(&role);
+                let zip = StoredZip::new(
+                    tmp.as_file().try_clone().map_err(err)?,
+                    listing
+                        .names_and_sizes()
+                        .map(|(rel, size)| (format!("{prefix}{rel}"), size)),
+                );
+                let files = c.hash(listing, Some(&zip))?;
+                let bytes = zip
+                    .finish(files.files.iter().map(|f| (f.mode(), f.crc32)))
+                    .map_err(err)?;
+                (files, Some(Built { tmp, bytes }))
+            }
+            _ => (c.hash(listing, None)?, None),
+        };
         let digest = package_digest(&role, &files);
         let short = &digest[..32];
         let object_name = match &role {
@@ -83,20 +151,20 @@ impl Package {
                 format!("{project}-{}-{short}.zip", name.replace('_', "-"))
             }
         };
-        Ok(Package {
-            role,
-            files,
-            digest,
-            object_name,
-        })
+        Ok((
+            Package {
+                role,
+                files,
+                digest,
+                object_name,
+            },
+            built,
+        ))
     }
 
     /// Zip entries in archive order: `pkg/<rel>` or `pkg/<module>/<rel>`.
     pub fn zip_entries(&self) -> Vec<ZipEntry> {
-        let prefix = match &self.role {
-            PackageRole::WorkingDir => format!("{ZIP_WRAPPER}/"),
-            PackageRole::PyModule { name } => format!("{ZIP_WRAPPER}/{name}/"),
-        };
+        let prefix = zip_prefix(&self.role);
         self.files
             .files
             .iter()
@@ -108,6 +176,14 @@ impl Package {
                 crc32: Some(f.crc32),
             })
             .collect()
+    }
+}
+
+/// Where a package's files sit in its zip: `pkg/` or `pkg/<module>/`.
+fn zip_prefix(role: &PackageRole) -> String {
+    match role {
+        PackageRole::WorkingDir => format!("{ZIP_WRAPPER}/"),
+        PackageRole::PyModule { name } => format!("{ZIP_WRAPPER}/{name}/"),
     }
 }
 
@@ -141,7 +217,19 @@ pub fn plan_packages(
     cache: Option<&StatCache>,
     max_size: u64,
 ) -> Result<Vec<Package>, PlanError> {
-    let mut out = vec![Package::plan(
+    let planned = plan_packages_into(recipe, cache, max_size, None)?;
+    Ok(planned.into_iter().map(|(p, _)| p).collect())
+}
+
+/// [`plan_packages`], building each package's STORED zip in `stage` as it is hashed (see
+/// [`Package::plan_into`]).
+pub fn plan_packages_into(
+    recipe: &Recipe,
+    cache: Option<&StatCache>,
+    max_size: u64,
+    stage: Option<&Path>,
+) -> Result<Vec<(Package, Option<Built>)>, PlanError> {
+    let mut out = vec![Package::plan_into(
         &recipe.name,
         &recipe.root,
         &recipe.code.working_dir,
@@ -149,13 +237,14 @@ pub fn plan_packages(
         &with_py_module_excludes(recipe),
         cache,
         max_size,
+        stage,
     )?];
     for m in &recipe.code.py_modules {
         let name = m
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        out.push(Package::plan(
+        out.push(Package::plan_into(
             &recipe.name,
             &recipe.root,
             m,
@@ -163,6 +252,7 @@ pub fn plan_packages(
             &recipe.code.excludes,
             cache,
             max_size,
+            stage,
         )?);
     }
     Ok(out)
@@ -245,5 +335,134 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("limit 1.0 KiB"), "{e}");
+    }
+
+    #[test]
+    fn zip_built_while_hashing_matches_the_two_pass_build_and_digest() {
+        use std::io::Read;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("proj");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        for i in 0..300 {
+            std::fs::write(
+                root.join(format!("sub/f{i:03}.py")),
+                format!("x = {i}\n").repeat(i),
+            )
+            .unwrap();
+        }
+        // Larger than one run buffer: streamed on its own, header written last.
+        let big: Vec<u8> = (0..(5u32 << 20)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(root.join("big.bin"), &big).unwrap();
+        std::fs::write(root.join("empty"), "").unwrap();
+        // A stat cache that knows some files already (copied without hashing).
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for i in 0..100 {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(root.join(format!("sub/f{i:03}.py")))
+                .unwrap();
+            f.set_modified(old).unwrap();
+        }
+        let cache = StatCache::load(&d.path().join("stat.bin"));
+        let role = || PackageRole::PyModule {
+            name: "proj".into(),
+        };
+        let warm = Package::plan(
+            "demo",
+            &root,
+            &root,
+            role(),
+            &[],
+            Some(&cache),
+            RAY_MAX_PACKAGE_SIZE,
+        )
+        .unwrap();
+        assert_eq!(warm.files.hashed, 302);
+        cache.save().unwrap();
+        let cache = StatCache::load(&d.path().join("stat.bin"));
+        for i in 100..300 {
+            std::fs::write(root.join(format!("sub/f{i:03}.py")), format!("y = {i}\n")).unwrap();
+        }
+        let stage = d.path().join("stage");
+        std::fs::create_dir(&stage).unwrap();
+        let (p, built) = Package::plan_into(
+            "demo",
+            &root,
+            &root,
+            role(),
+            &[],
+            Some(&cache),
+            RAY_MAX_PACKAGE_SIZE,
+            Some(&stage),
+        )
+        .unwrap();
+        assert_eq!(
+            p.files.hashed, 202,
+            "the stat cache served the unchanged files"
+        );
+        let built = built.expect("a zip was built while hashing");
+        let two_pass = Package::plan(
+            "demo",
+            &root,
+            &root,
+            role(),
+            &[],
+            None,
+            RAY_MAX_PACKAGE_SIZE,
+        )
+        .unwrap();
+        assert_eq!(p.digest, two_pass.digest);
+        let mut expected = Vec::new();
+        crate::archive::zip::write_zip(&mut expected, &two_pass.zip_entries(), 0).unwrap();
+        let got = std::fs::read(built.tmp.path()).unwrap();
+        assert_eq!(built.bytes, got.len() as u64);
+        assert!(
+            got == expected,
+            "single-pass zip differs from the streaming writer's"
+        );
+        let mut z = ::zip::ZipArchive::new(std::io::Cursor::new(got)).unwrap();
+        let mut b = Vec::new();
+        z.by_name("pkg/proj/big.bin")
+            .unwrap()
+            .read_to_end(&mut b)
+            .unwrap();
+        assert!(b == big);
+        // Everything known to the stat cache: nothing is built (the store may have it).
+        for e in std::fs::read_dir(root.join("sub")).unwrap() {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(e.unwrap().path())
+                .unwrap();
+            f.set_modified(old).unwrap();
+        }
+        for name in ["big.bin", "empty"] {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(root.join(name))
+                .unwrap();
+            f.set_modified(old).unwrap();
+        }
+        let plan = |c| {
+            Package::plan_into(
+                "demo",
+                &root,
+                &root,
+                role(),
+                &[],
+                c,
+                RAY_MAX_PACKAGE_SIZE,
+                Some(&stage),
+            )
+            .unwrap()
+        };
+        cache.save().unwrap();
+        let cache = StatCache::load(&d.path().join("stat.bin"));
+        let (_, built) = plan(Some(&cache));
+        assert!(built.is_some(), "new stamps: hashed and built");
+        cache.save().unwrap();
+        let cache = StatCache::load(&d.path().join("stat.bin"));
+        let (p2, built) = plan(Some(&cache));
+        assert!(built.is_none(), "all cached: nothing built");
+        assert_eq!((p2.files.hashed, p2.digest), (0, p.digest));
     }
 }

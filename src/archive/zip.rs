@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::collect::{CopyRun, CopySink};
+
 /// One file to put in the archive.
 #[derive(Debug, Clone)]
 pub struct ZipEntry {
@@ -42,63 +44,319 @@ pub struct ZipEntry {
 /// A file that shrank since it was listed is an error; like the streaming writer, this does
 /// not re-check content that changed in place after hashing.
 pub fn write_stored_file(path: &Path, entries: &[ZipEntry]) -> io::Result<u64> {
-    let mut offsets = Vec::with_capacity(entries.len());
-    let mut at = 0u64;
+    let mut crcs = Vec::with_capacity(entries.len());
     for e in entries {
         too_large(e.size, &e.source)?;
-        if e.crc32.is_none() {
-            return Err(io::Error::other(format!(
+        crcs.push(e.crc32.ok_or_else(|| {
+            io::Error::other(format!(
                 "{}: CRC-32 unknown (internal error: hash the entries first)",
                 e.source.display()
-            )));
-        }
-        offsets.push(at);
-        at += 30 + e.name.len() as u64 + e.size;
+            ))
+        })?);
     }
-    let cd_start = at;
-    // One writer: parallel writers to one file serialize on its inode lock and spin there.
     let dst = std::fs::File::options().write(true).open(path)?;
-    let mut flushed = 0u64;
-    for (e, &offset) in entries.iter().zip(&offsets) {
-        let crc = e.crc32.unwrap_or_default();
-        let header = local_header(&e.name, STORED, crc, e.size, e.size);
-        dst.write_all_at(&header, offset)?;
+    let zip = StoredZip::new(dst, entries.iter().map(|e| (e.name.clone(), e.size)));
+    // One writer: parallel writers to one file serialize on its inode lock and spin there.
+    let mut run = zip.run();
+    for (i, e) in entries.iter().enumerate() {
         let named =
             |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", e.source.display()));
         let src = std::fs::File::open(&e.source).map_err(named)?;
-        copy_range(&src, &dst, offset + header.len() as u64, e.size).map_err(named)?;
-        // Start writing back what is done while copying goes on, so the caller's final
-        // fsync has little left to wait for.
-        let end = offset + header.len() as u64 + e.size;
-        if end - flushed >= WRITEBACK_CHUNK {
-            start_writeback(&dst, flushed, end - flushed);
-            flushed = end;
+        run.copy_known(i, &src, e.size, crcs[i]).map_err(named)?;
+    }
+    run.finish()?;
+    drop(run);
+    zip.finish(entries.iter().map(|e| e.mode).zip(crcs))
+}
+
+/// A STORED zip whose layout is fixed up front from the entries' names and sizes, so entries
+/// can be written in any order, from any thread, each at its own offset. It is the
+/// [`CopySink`] of the hashing pass: `raypack env` reads each file once, hashing it and
+/// writing it here in the same pass.
+///
+/// A local header carries the entry's CRC-32, so it is written with (or after) the entry's
+/// bytes. [`StoredZip::finish`] writes the central directory once every entry is in.
+#[derive(Debug)]
+pub struct StoredZip {
+    file: std::fs::File,
+    names: Vec<String>,
+    sizes: Vec<u64>,
+    offsets: Vec<u64>,
+    cd_start: u64,
+    written: std::sync::atomic::AtomicU64,
+}
+
+impl StoredZip {
+    /// Lays out `(name, size)` entries, in archive order, over `file` (new and empty).
+    pub fn new(file: std::fs::File, entries: impl Iterator<Item = (String, u64)>) -> StoredZip {
+        let (mut names, mut sizes, mut offsets) = (Vec::new(), Vec::new(), Vec::new());
+        let mut at = 0u64;
+        for (name, size) in entries {
+            offsets.push(at);
+            at += 30 + name.len() as u64 + size;
+            names.push(name);
+            sizes.push(size);
+        }
+        StoredZip {
+            file,
+            names,
+            sizes,
+            offsets,
+            cd_start: at,
+            written: Default::default(),
         }
     }
-    let mut f = std::fs::File::options().write(true).open(path)?;
-    f.seek(io::SeekFrom::Start(cd_start))?;
-    let mut w = CountingWriter {
-        inner: io::BufWriter::with_capacity(1 << 20, f),
-        count: cd_start,
-    };
-    for (e, &offset) in entries.iter().zip(&offsets) {
-        write_central_header(
-            &mut w,
-            &Central {
-                name: e.name.clone(),
-                mode: e.mode,
-                crc: e.crc32.unwrap_or_default(),
-                method: STORED,
-                compressed: e.size,
-                uncompressed: e.size,
-                offset,
-            },
-        )?;
+
+    /// Writes the central directory and end records from each entry's `(mode, crc32)`, in
+    /// archive order. Returns the archive's length.
+    pub fn finish(self, modes_crcs: impl Iterator<Item = (u32, u32)>) -> io::Result<u64> {
+        let cd_start = self.cd_start;
+        let mut f = self.file;
+        f.seek(io::SeekFrom::Start(cd_start))?;
+        let mut w = CountingWriter {
+            inner: io::BufWriter::with_capacity(1 << 20, f),
+            count: cd_start,
+        };
+        let mut n = 0u64;
+        for (i, (mode, crc)) in modes_crcs.enumerate() {
+            write_central_header(
+                &mut w,
+                &Central {
+                    name: self.names[i].clone(),
+                    mode,
+                    crc,
+                    method: STORED,
+                    compressed: self.sizes[i],
+                    uncompressed: self.sizes[i],
+                    offset: self.offsets[i],
+                },
+            )?;
+            n += 1;
+        }
+        if n != self.names.len() as u64 {
+            return Err(io::Error::other(format!(
+                "internal error: {n} modes for {} zip entries",
+                self.names.len()
+            )));
+        }
+        let cd_size = w.count - cd_start;
+        write_end(&mut w, n, cd_size, cd_start)?;
+        w.flush()?;
+        Ok(w.count)
     }
-    let cd_size = w.count - cd_start;
-    write_end(&mut w, entries.len() as u64, cd_size, cd_start)?;
-    w.flush()?;
-    Ok(w.count)
+
+    fn header(&self, index: usize, crc: u32) -> Vec<u8> {
+        let size = self.sizes[index];
+        local_header(&self.names[index], STORED, crc, size, size)
+    }
+
+    /// Counts bytes written and, every [`WRITEBACK_CHUNK`], asks the kernel to start writing
+    /// the file back, so the publisher's final fsync has little left to wait for.
+    fn wrote(&self, n: u64) {
+        use std::sync::atomic::Ordering;
+        let before = self.written.fetch_add(n, Ordering::Relaxed);
+        if before / WRITEBACK_CHUNK != (before + n) / WRITEBACK_CHUNK {
+            start_writeback(&self.file, 0, 0);
+        }
+    }
+}
+
+impl CopySink for StoredZip {
+    fn run(&self) -> Box<dyn CopyRun + '_> {
+        Box::new(Run {
+            zip: self,
+            buf: RUN_BUF.with_borrow_mut(std::mem::take),
+            at: 0,
+            used: 0,
+        })
+    }
+}
+
+thread_local! {
+    /// Each thread's run buffer, kept between runs: zeroing a fresh one per run costs more
+    /// than the copies it saves.
+    static RUN_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Up to this many bytes of neighbouring entries (headers and data) are gathered and written
+/// with one call: per byte, the kernel's buffered write is several times cheaper in large
+/// writes than in file-sized ones.
+const RUN_BUFFER: usize = 4 << 20;
+
+/// One thread's run of neighbouring entries, gathered in a buffer and written in large pieces.
+struct Run<'a> {
+    zip: &'a StoredZip,
+    buf: Vec<u8>,
+    /// File offset of `buf[0]`.
+    at: u64,
+    used: usize,
+}
+
+impl Run<'_> {
+    fn flush(&mut self) -> io::Result<()> {
+        if self.used > 0 {
+            self.zip
+                .file
+                .write_all_at(&self.buf[..self.used], self.at)?;
+            self.zip.wrote(self.used as u64);
+            self.used = 0;
+        }
+        Ok(())
+    }
+
+    /// Makes room for `len` bytes at file offset `at`: `Some(start in buf)`, or `None` when
+    /// the entry is too large to gather and must be written by itself.
+    fn room(&mut self, at: u64, len: usize) -> io::Result<Option<usize>> {
+        if self.used > 0 && (self.at + self.used as u64 != at || self.used + len > RUN_BUFFER) {
+            self.flush()?;
+        }
+        if len > RUN_BUFFER {
+            self.flush()?;
+            return Ok(None);
+        }
+        if self.buf.len() < RUN_BUFFER + 1 {
+            self.buf.resize(RUN_BUFFER + 1, 0);
+        }
+        if self.used == 0 {
+            self.at = at;
+        }
+        Ok(Some(self.used))
+    }
+
+    /// Reads exactly `size` bytes of `src` into `buf[start..]` (asking for one byte more finds
+    /// a file that grew since it was listed).
+    fn read_whole(&mut self, src: &std::fs::File, start: usize, size: u64) -> io::Result<()> {
+        use std::io::Read;
+        let end = start + size as usize + 1;
+        let mut got = 0usize;
+        let mut src = src;
+        loop {
+            match src.read(&mut self.buf[start + got..end]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if got as u64 > size {
+                return Err(changed(size, got as u64));
+            }
+        }
+        if got as u64 != size {
+            return Err(changed(size, got as u64));
+        }
+        Ok(())
+    }
+
+    /// Streams a large entry straight to its place; the header goes in last.
+    fn stream(
+        &mut self,
+        index: usize,
+        src: &std::fs::File,
+        size: u64,
+        inspect: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<u32> {
+        use std::io::Read;
+        if self.buf.len() < RUN_BUFFER + 1 {
+            self.buf.resize(RUN_BUFFER + 1, 0);
+        }
+        let at = self.zip.offsets[index];
+        let head = 30 + self.zip.names[index].len() as u64;
+        let mut crc = flate2::Crc::new();
+        let mut done = 0u64;
+        let mut src = src;
+        loop {
+            let n = match src.read(&mut self.buf[..RUN_BUFFER]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if done + n as u64 > size {
+                return Err(changed(size, done + n as u64));
+            }
+            inspect(&self.buf[..n]);
+            crc.update(&self.buf[..n]);
+            self.zip
+                .file
+                .write_all_at(&self.buf[..n], at + head + done)?;
+            self.zip.wrote(n as u64);
+            done += n as u64;
+        }
+        if done != size {
+            return Err(changed(size, done));
+        }
+        self.zip
+            .file
+            .write_all_at(&self.zip.header(index, crc.sum()), at)?;
+        Ok(crc.sum())
+    }
+}
+
+impl Drop for Run<'_> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        RUN_BUF.with_borrow_mut(|b| *b = buf);
+    }
+}
+
+impl CopyRun for Run<'_> {
+    fn copy_inspecting(
+        &mut self,
+        index: usize,
+        src: &std::fs::File,
+        size: u64,
+        inspect: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<u32> {
+        too_large(size, Path::new(&self.zip.names[index]))?;
+        let head = 30 + self.zip.names[index].len();
+        let Some(start) = self.room(self.zip.offsets[index], head + size as usize)? else {
+            return self.stream(index, src, size, inspect);
+        };
+        self.read_whole(src, start + head, size)?;
+        let data = &self.buf[start + head..start + head + size as usize];
+        inspect(data);
+        let mut crc = flate2::Crc::new();
+        crc.update(data);
+        let h = self.zip.header(index, crc.sum());
+        self.buf[start..start + head].copy_from_slice(&h);
+        self.used += head + size as usize;
+        Ok(crc.sum())
+    }
+
+    fn copy_known(
+        &mut self,
+        index: usize,
+        src: &std::fs::File,
+        size: u64,
+        crc32: u32,
+    ) -> io::Result<()> {
+        too_large(size, Path::new(&self.zip.names[index]))?;
+        let header = self.zip.header(index, crc32);
+        let at = self.zip.offsets[index];
+        match self.room(at, header.len() + size as usize)? {
+            Some(start) => {
+                self.read_whole(src, start + header.len(), size)?;
+                self.buf[start..start + header.len()].copy_from_slice(&header);
+                self.used += header.len() + size as usize;
+            }
+            None => {
+                self.zip.file.write_all_at(&header, at)?;
+                copy_range(src, &self.zip.file, at + header.len() as u64, size)?;
+                self.zip.wrote(header.len() as u64 + size);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+}
+
+fn changed(expected: u64, got: u64) -> io::Error {
+    io::Error::other(format!(
+        "changed while being packed ({got} bytes, expected {expected}); run again"
+    ))
 }
 
 const WRITEBACK_CHUNK: u64 = 16 << 20;
@@ -134,7 +392,7 @@ fn copy_range(src: &std::fs::File, dst: &std::fs::File, at: u64, len: u64) -> io
             }
         }
         if n == 0 {
-            return Err(shrunk(len, len - left));
+            return Err(changed(len, len - left));
         }
         left -= n as u64;
     }
@@ -154,7 +412,7 @@ fn copy_by_reading(
         let want = left.min(buf.len() as u64) as usize;
         let n = src.read_at(&mut buf[..want], src_off)?;
         if n == 0 {
-            return Err(shrunk(total, src_off));
+            return Err(changed(total, src_off));
         }
         dst.write_all_at(&buf[..n], dst_off)?;
         src_off += n as u64;
@@ -162,12 +420,6 @@ fn copy_by_reading(
         left -= n as u64;
     }
     Ok(())
-}
-
-fn shrunk(expected: u64, got: u64) -> io::Error {
-    io::Error::other(format!(
-        "changed while being packed ({got} bytes, expected {expected}); run again"
-    ))
 }
 
 /// Asks the kernel to start writing `len` bytes at `at` back to disk, without waiting.
