@@ -418,7 +418,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 .ok_or_else(|| CliError::Other(format!("unsupported target {platform} / Python {python_version} / manylinux {manylinux}")))?;
             let prio = t.priorities();
             let scratch = tempfile::tempdir()?;
-            let mut files: Vec<(PathBuf, String)> = Vec::new();
+            let mut files: Vec<raypack::python::layer::WheelFile> = Vec::new();
             if let Some(req) = requirements {
                 use raypack::python::pinned;
                 let rt = tokio::runtime::Builder::new_multi_thread()
@@ -439,7 +439,15 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     );
                     Ok::<_, CliError>(pinned::fetch(&http, &pins, &cache).await?)
                 })?;
-                files.extend(fetched.into_iter().map(|(w, p)| (p, w.filename)));
+                files.extend(
+                    fetched
+                        .into_iter()
+                        .map(|(w, p)| raypack::python::layer::WheelFile {
+                            path: p,
+                            filename: w.filename,
+                            sha256: w.sha256,
+                        }),
+                );
             }
             for w in wheels.iter() {
                 let fname = w
@@ -455,10 +463,17 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                         wn.tags.join(", ")
                     )));
                 }
-                files.push((w.clone(), fname));
+                let sha = raypack::collect::hash_file(w)
+                    .map_err(|e| CliError::Other(format!("{}: {e}", w.display())))?;
+                files.push(raypack::python::layer::WheelFile {
+                    path: w.clone(),
+                    filename: fname,
+                    sha256: hex::encode(sha),
+                });
             }
-            let installed;
+            let installed: Vec<(String, String)>;
             if let Some(out) = layer {
+                use raypack::python::layer;
                 let (uid, gid) = user
                     .split_once(':')
                     .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
@@ -471,48 +486,48 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 let sp = format!("{prefix}/lib/python{python_version}/site-packages");
                 let scheme =
                     raypack::python::wheel::Scheme::for_python(python, python_version, &sp);
-                installed = raypack::python::wheel::install_all(
-                    &files,
-                    &scheme,
-                    (uid, gid),
-                    true,
-                    scratch.path(),
-                )?;
+                // Each wheel is installed and compressed once per layout (cached as a
+                // fragment); the layer is assembled from the fragments.
+                let level = raypack::oci::image::LAYER_GZIP_LEVEL;
+                let layout = layer::Layout {
+                    scheme: &scheme,
+                    owner: (uid, gid),
+                    mtime: 0,
+                    level,
+                };
+                let fragments_dir = raypack::oci::cache::default_cache_dir().join("fragments");
+                let mut frags = layer::fragments(&fragments_dir, &files, &layout)?;
+                frags.sort_by(|a, b| a.name.cmp(&b.name));
+                layer::check_overlaps(&frags)?;
                 let roots = vec![scheme.site_packages.clone(), scheme.scripts.clone()];
-                let mut entries = raypack::python::wheel::merge(&installed, &roots, (uid, gid))?;
-                // The tar is written to a temp file, then gzipped in parallel (as bake does).
-                let tar = tempfile::NamedTempFile::new()?;
-                raypack::archive::tar::write_layer(
-                    std::io::BufWriter::new(tar.as_file().try_clone()?),
-                    &mut entries,
-                    0,
-                )?
-                .flush()?;
+                let mut own = layer::directories(&frags, &roots, (uid, gid));
                 let f = std::fs::File::create(out)?;
-                raypack::archive::pgzip::gzip(
-                    std::fs::File::open(tar.path())?,
-                    std::io::BufWriter::new(f),
-                    raypack::oci::image::LAYER_GZIP_LEVEL,
-                )?
-                .flush()?;
+                let a = layer::assemble(&frags, &mut own, 0, level, &f)?;
+                tracing::debug!(digest = %a.digest, diff_id = %a.diff_id, size = a.size, "layer written");
+                installed = frags.into_iter().map(|f| (f.name, f.version)).collect();
             } else {
                 let target = target.as_ref().expect("clap requires --target or --layer");
                 let scheme = raypack::python::target_scheme(python, python_version);
-                installed = raypack::python::wheel::install_all(
-                    &files,
+                let pairs: Vec<(PathBuf, String)> = files
+                    .iter()
+                    .map(|w| (w.path.clone(), w.filename.clone()))
+                    .collect();
+                let done = raypack::python::wheel::install_all(
+                    &pairs,
                     &scheme,
                     (0, 0),
                     true,
                     scratch.path(),
                 )?;
                 let roots = vec![scheme.site_packages.clone(), scheme.scripts.clone()];
-                let entries = raypack::python::wheel::merge(&installed, &roots, (0, 0))?;
+                let entries = raypack::python::wheel::merge(&done, &roots, (0, 0))?;
                 std::fs::create_dir_all(target)?;
                 raypack::python::materialize_target(&entries, target)?;
+                installed = done.into_iter().map(|i| (i.name, i.version)).collect();
             }
             if !cli.quiet {
-                for i in &installed {
-                    eprintln!("installed {} {}", i.name, i.version);
+                for (name, version) in &installed {
+                    eprintln!("installed {name} {version}");
                 }
             }
             Ok(ExitCode::SUCCESS)

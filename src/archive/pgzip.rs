@@ -13,9 +13,35 @@ use rayon::prelude::*;
 /// Input bytes per independently compressed piece.
 pub const CHUNK: usize = 1 << 20;
 
+/// The fixed gzip member header: no name, mtime 0, OS "unknown".
+pub const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+
+/// The gzip member trailer for uncompressed data with this CRC-32 and length.
+pub fn gzip_trailer(crc: u32, len: u64) -> [u8; 8] {
+    let mut t = [0u8; 8];
+    t[..4].copy_from_slice(&crc.to_le_bytes());
+    t[4..].copy_from_slice(&(len as u32).to_le_bytes());
+    t
+}
+
 /// Compresses everything `input` yields into `out` as one gzip member; returns `out`.
-pub fn gzip<R: Read, W: Write>(mut input: R, mut out: W, level: u32) -> io::Result<W> {
-    out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255])?;
+pub fn gzip<R: Read, W: Write>(input: R, mut out: W, level: u32) -> io::Result<W> {
+    out.write_all(&GZIP_HEADER)?;
+    let (mut out, crc) = deflate(input, out, level, true)?;
+    out.write_all(&gzip_trailer(crc.sum(), crc.amount() as u64))?;
+    Ok(out)
+}
+
+/// Raw DEFLATE of everything `input` yields, in [`CHUNK`] pieces compressed in parallel. Every
+/// piece ends in a sync flush, so pieces (and whole outputs of this function) concatenate into
+/// one valid stream; with `finish` the last piece ends the stream. Returns `out` and the CRC-32
+/// (with length) of the input.
+pub fn deflate<R: Read, W: Write>(
+    mut input: R,
+    mut out: W,
+    level: u32,
+    finish: bool,
+) -> io::Result<(W, Crc)> {
     let batch = rayon::current_num_threads().max(1) * 4;
     let mut crc = Crc::new();
     let mut pending: Vec<Vec<u8>> = Vec::new();
@@ -45,7 +71,7 @@ pub fn gzip<R: Read, W: Write>(mut input: R, mut out: W, level: u32) -> io::Resu
             .map(|(i, c)| {
                 let mut cr = Crc::new();
                 cr.update(c);
-                Ok((deflate_piece(c, level, done && i == last)?, cr))
+                Ok((deflate_piece(c, level, finish && done && i == last)?, cr))
             })
             .collect();
         for p in pieces {
@@ -53,14 +79,20 @@ pub fn gzip<R: Read, W: Write>(mut input: R, mut out: W, level: u32) -> io::Resu
             out.write_all(&bytes)?;
             crc.combine(&c);
         }
-        if done && take == 0 {
+        if finish && done && take == 0 {
             // Empty input: an empty final block.
             out.write_all(&deflate_piece(&[], level, true)?)?;
         }
     }
-    out.write_all(&crc.sum().to_le_bytes())?;
-    out.write_all(&(crc.amount()).to_le_bytes())?;
-    Ok(out)
+    Ok((out, crc))
+}
+
+/// [`deflate`] of bytes in memory, as one piece.
+pub fn deflate_bytes(data: &[u8], level: u32, finish: bool) -> io::Result<Vec<u8>> {
+    if data.is_empty() && !finish {
+        return Ok(Vec::new());
+    }
+    deflate_piece(data, level, finish)
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::Digest;
 
-use super::{BakeError, BaseLayout, LAYOUT_VERSION, layer_blob};
+use super::{BakeError, BaseLayout, LAYOUT_VERSION};
 use crate::archive::tar::{EntryKind, LayerEntry};
 use crate::oci::cache::BlobCache;
 use crate::oci::image::Blob;
@@ -27,7 +27,7 @@ use crate::oci::media::{Family, Platform};
 use crate::python::installed::BaseIndex;
 use crate::python::pinned::{self, PinnedWheel};
 use crate::python::tags::Target;
-use crate::python::wheel;
+use crate::python::{layer, wheel};
 use crate::recipe::Recipe;
 
 /// Unpacked size from which a distribution gets a layer of its own.
@@ -242,31 +242,29 @@ pub async fn dependency_layers(
             continue;
         }
         progress(&format!("installing {}", names.join(", ")));
-        let scratch = tempfile::tempdir().map_err(BakeError::Layer)?;
-        let files: Vec<(PathBuf, String)> = g
+        let wheels: Vec<layer::WheelFile> = g
             .iter()
-            .map(|(w, p, _)| (p.clone(), w.filename.clone()))
+            .map(|(w, p, _)| layer::WheelFile {
+                path: p.clone(),
+                filename: w.filename.clone(),
+                sha256: w.sha256.clone(),
+            })
             .collect();
-        let installed = wheel::install_all(&files, &scheme, owner, true, scratch.path())?;
-        let mut entries = wheel::merge(
-            &installed,
-            &[scheme.site_packages.clone(), scheme.scripts.clone()],
+        let (blob, diff_id, whiteouts) = dependency_layer(
+            &wheels,
+            &scheme,
             owner,
+            mtime,
+            family,
+            cache,
+            &index,
+            &replaced_here,
         )?;
-        let shipped: BTreeSet<String> = entries.iter().map(|e| e.path.clone()).collect();
-        let mut whiteouts = Vec::new();
-        for name in &replaced_here {
-            let old = index.get(name).expect("replaced means present");
-            let before = entries.len();
-            entries.extend(whiteouts_for(old, &shipped, owner));
-            whiteouts.push((name.to_string(), entries.len() - before));
-        }
         for (name, n) in &whiteouts {
             if let Some(r) = report.replaced.iter_mut().find(|r| &r.name == name) {
                 r.whiteouts = *n;
             }
         }
-        let (blob, diff_id) = layer_blob(&mut entries, mtime, family, cache)?;
         let _ = std::fs::write(
             &index_path,
             serde_json::to_vec(&json!({
@@ -288,6 +286,63 @@ pub async fn dependency_layers(
 }
 
 type CachedLayer = (Blob, String, Vec<(String, usize)>);
+
+/// Installs `wheels` into one gzip layer, from per-wheel fragments (built once per layout and
+/// cached; see [`crate::python::layer`]), with whiteouts for the files of replaced base
+/// distributions that the new versions do not ship.
+#[allow(clippy::too_many_arguments)]
+fn dependency_layer(
+    wheels: &[layer::WheelFile],
+    scheme: &wheel::Scheme,
+    owner: (u32, u32),
+    mtime: u64,
+    family: Family,
+    cache: &BlobCache,
+    index: &BaseIndex,
+    replaced_here: &[&str],
+) -> Result<CachedLayer, BakeError> {
+    let level = crate::oci::image::LAYER_GZIP_LEVEL;
+    let layout = layer::Layout {
+        scheme,
+        owner,
+        mtime,
+        level,
+    };
+    let mut frags = layer::fragments(&cache.root().join("fragments"), wheels, &layout)?;
+    frags.sort_by(|a, b| a.name.cmp(&b.name));
+    layer::check_overlaps(&frags)?;
+    let mut own = layer::directories(
+        &frags,
+        &[scheme.site_packages.clone(), scheme.scripts.clone()],
+        owner,
+    );
+    let shipped: BTreeSet<String> = frags
+        .iter()
+        .flat_map(|f| f.paths.iter().cloned())
+        .chain(own.iter().map(|e| e.path.clone()))
+        .collect();
+    let mut whiteouts = Vec::new();
+    for name in replaced_here {
+        let old = index.get(name).expect("replaced means present");
+        let before = own.len();
+        own.extend(whiteouts_for(old, &shipped, owner));
+        whiteouts.push((name.to_string(), own.len() - before));
+    }
+    let tmp = cache.staging().map_err(BakeError::Layer)?;
+    let a =
+        layer::assemble(&frags, &mut own, mtime, level, tmp.as_file()).map_err(BakeError::Layer)?;
+    let path = cache.persist(tmp, &a.digest).map_err(BakeError::Layer)?;
+    Ok((
+        Blob {
+            digest: a.digest,
+            size: a.size,
+            media_type: family.layer_gzip().to_string(),
+            path,
+        },
+        a.diff_id,
+        whiteouts,
+    ))
+}
 
 fn cached_layer(
     index_path: &std::path::Path,

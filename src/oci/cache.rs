@@ -142,6 +142,24 @@ impl BlobCache {
         Ok((digest, target))
     }
 
+    /// A temp file in the blob directory, to be written and then [`BlobCache::persist`]ed.
+    pub fn staging(&self) -> std::io::Result<tempfile::NamedTempFile> {
+        std::fs::create_dir_all(self.dir())?;
+        tempfile::Builder::new()
+            .prefix(".partial-")
+            .tempfile_in(self.dir())
+    }
+
+    /// Moves a [`BlobCache::staging`] file whose SHA-256 the caller computed while writing
+    /// it into place under `digest`.
+    pub fn persist(&self, tmp: tempfile::NamedTempFile, digest: &str) -> std::io::Result<PathBuf> {
+        let target = self
+            .path(digest)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        tmp.persist(&target).map_err(|e| e.error)?;
+        Ok(target)
+    }
+
     /// Stores bytes (manifests, configs) under their digest.
     pub fn insert_bytes(&self, bytes: &[u8]) -> Result<(String, PathBuf), CacheError> {
         let digest = super::sha256_digest(bytes);

@@ -9,6 +9,7 @@ pub mod download;
 pub mod html;
 pub mod index;
 pub mod installed;
+pub mod layer;
 pub mod metadata;
 pub mod netrc;
 pub mod pinned;

@@ -1,0 +1,545 @@
+//! Gzip dependency layers assembled from per-wheel fragments.
+//!
+//! Installing a wheel into a layer means unzipping it, writing tar entries and compressing
+//! them, and compressing is most of the cost. So each wheel is installed once per target
+//! layout into a *fragment*: its tar entries (no end-of-archive), compressed as raw DEFLATE
+//! pieces that end in sync flushes ([`crate::archive::pgzip::deflate`]), kept in the cache with
+//! their CRC-32, length and file list. A layer is then a gzip header, a piece with the layer's
+//! own entries (directories, whiteouts), the fragments' bytes as they are, a final piece with
+//! the tar end-of-archive, and a trailer whose CRC-32 is the fragments' CRCs combined: one
+//! gzip member, which any reader takes, built without compressing the wheels again. Adding
+//! one package to a set compresses that package only. (uv keeps unpacked wheels in its cache
+//! for the same reason.)
+//!
+//! The layer's diff_id still needs SHA-256 over the uncompressed tar: the fragments are
+//! inflated for it, on a second thread, while the first copies and hashes the compressed bytes.
+//!
+//! Determinism: a fragment depends only on the wheel's bytes and the key's inputs (layout
+//! version, scheme, owner, mtime, level); a layer lists its entries piece, then fragments in
+//! the order given (callers sort by name), so the same wheels give the same blob everywhere.
+
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::wheel::{self, Scheme, WheelError};
+use crate::archive::pgzip;
+use crate::archive::tar::{EntryKind, LayerEntry, write_layer};
+
+/// Bumped whenever a fragment's content or encoding changes.
+pub const FRAGMENT_VERSION: &str = "raypack-fragment-v1";
+
+/// One wheel to install: where it is, its file name and its SHA-256 (hex, as locks give it).
+#[derive(Debug, Clone)]
+pub struct WheelFile {
+    pub path: PathBuf,
+    pub filename: String,
+    pub sha256: String,
+}
+
+/// An installed wheel, compressed and cached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fragment {
+    pub name: String,
+    pub version: String,
+    pub dist_info: String,
+    /// The image paths of the files it installs (no leading '/'), sorted.
+    pub paths: Vec<String>,
+    /// CRC-32 and length of the uncompressed tar fragment.
+    pub crc32: u32,
+    pub len: u64,
+    /// Whether it was built in this run (not found in the cache).
+    #[serde(skip)]
+    pub built: bool,
+    #[serde(skip)]
+    data: PathBuf,
+}
+
+/// What a layer is: the digest and size of its gzip blob, and its diff_id.
+#[derive(Debug, Clone)]
+pub struct Assembled {
+    pub digest: String,
+    pub diff_id: String,
+    pub size: u64,
+}
+
+/// How wheels are installed into fragments (everything a fragment's bytes depend on, besides
+/// the wheel).
+#[derive(Debug, Clone)]
+pub struct Layout<'a> {
+    pub scheme: &'a Scheme,
+    pub owner: (u32, u32),
+    pub mtime: u64,
+    pub level: u32,
+}
+
+impl Layout<'_> {
+    fn key(&self, wheel: &WheelFile) -> String {
+        let mut h = Sha256::new();
+        h.update(format!(
+            "{FRAGMENT_VERSION}\n{}\n{:?}\n{}:{}\n{}\n{}\n",
+            wheel.sha256.trim_start_matches("sha256:"),
+            self.scheme,
+            self.owner.0,
+            self.owner.1,
+            self.mtime,
+            self.level
+        ));
+        hex::encode(h.finalize())
+    }
+}
+
+/// The fragments of `wheels` (in the same order), taken from `dir` or built there (in
+/// parallel) for the wheels not seen before with this layout.
+pub fn fragments(
+    dir: &Path,
+    wheels: &[WheelFile],
+    layout: &Layout<'_>,
+) -> Result<Vec<Fragment>, WheelError> {
+    use rayon::prelude::*;
+    let io = |wheel: &WheelFile| {
+        let wheel = wheel.filename.clone();
+        move |source| WheelError::Io { wheel, source }
+    };
+    wheels
+        .par_iter()
+        .map(|w| {
+            let key = layout.key(w);
+            let (meta, data) = (
+                dir.join(format!("{key}.json")),
+                dir.join(format!("{key}.deflate")),
+            );
+            if let Some(f) = load(&meta, &data) {
+                return Ok(f);
+            }
+            std::fs::create_dir_all(dir).map_err(io(w))?;
+            build(w, layout, dir, &meta, &data)
+        })
+        .collect()
+}
+
+fn load(meta: &Path, data: &Path) -> Option<Fragment> {
+    let mut f: Fragment = serde_json::from_slice(&std::fs::read(meta).ok()?).ok()?;
+    data.is_file().then_some(())?;
+    f.data = data.to_path_buf();
+    Some(f)
+}
+
+/// Installs `w` and compresses its tar entries into `data`; `meta` is written last, so a
+/// fragment is only ever found whole.
+fn build(
+    w: &WheelFile,
+    layout: &Layout<'_>,
+    dir: &Path,
+    meta: &Path,
+    data: &Path,
+) -> Result<Fragment, WheelError> {
+    let io = |source| WheelError::Io {
+        wheel: w.filename.clone(),
+        source,
+    };
+    let scratch = tempfile::tempdir_in(dir).map_err(io)?;
+    let installed = wheel::install(
+        &w.path,
+        &w.filename,
+        layout.scheme,
+        layout.owner,
+        true,
+        &scratch.path().join("unpacked"),
+    )?;
+    let mut entries = installed.entries;
+    let tar = tempfile::NamedTempFile::new_in(scratch.path()).map_err(io)?;
+    let end = write_fragment(tar.as_file(), &mut entries, layout.mtime).map_err(io)?;
+    let mut paths: Vec<String> = entries.into_iter().map(|e| e.path).collect();
+    paths.sort();
+    let out = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    let input =
+        BufReader::with_capacity(1 << 20, std::fs::File::open(tar.path()).map_err(io)?).take(end);
+    let (mut writer, crc) = pgzip::deflate(
+        input,
+        io::BufWriter::with_capacity(1 << 20, out.as_file()),
+        layout.level,
+        false,
+    )
+    .map_err(io)?;
+    writer.flush().map_err(io)?;
+    drop(writer);
+    let fragment = Fragment {
+        name: installed.name,
+        version: installed.version,
+        dist_info: installed.dist_info,
+        paths,
+        crc32: crc.sum(),
+        len: crc.amount() as u64,
+        built: true,
+        data: data.to_path_buf(),
+    };
+    out.persist(data).map_err(|e| io(e.error))?;
+    let json = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    std::fs::write(json.path(), serde_json::to_vec(&fragment).expect("json")).map_err(io)?;
+    json.persist(meta).map_err(|e| io(e.error))?;
+    Ok(fragment)
+}
+
+/// Writes `entries` as tar into `file` without the end-of-archive blocks; returns the length.
+fn write_fragment(file: &std::fs::File, entries: &mut [LayerEntry], mtime: u64) -> io::Result<u64> {
+    let mut w = write_layer(io::BufWriter::with_capacity(1 << 20, file), entries, mtime)?;
+    w.flush()?;
+    drop(w);
+    // The tar crate always finishes an archive with two zero blocks; a fragment is not the
+    // end of one.
+    let len = file.metadata()?.len();
+    len.checked_sub(1024)
+        .ok_or_else(|| io::Error::other("tar shorter than its end-of-archive blocks"))
+}
+
+/// Two installed distributions may not ship the same file (as [`wheel::merge`] says).
+pub fn check_overlaps(fragments: &[Fragment]) -> Result<(), WheelError> {
+    let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for f in fragments {
+        for p in &f.paths {
+            if let Some(prev) = seen.insert(p, &f.name) {
+                return Err(WheelError::Invalid {
+                    wheel: f.name.clone(),
+                    message: format!("/{p} is also installed by {prev}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The directory entries a layer of these fragments needs: every directory below the owned
+/// roots (site-packages, bin, …) that holds one of their files, so namespace packages merge.
+pub fn directories(
+    fragments: &[Fragment],
+    owned_roots: &[String],
+    owner: (u32, u32),
+) -> Vec<LayerEntry> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for p in fragments.iter().flat_map(|f| &f.paths) {
+        for root in owned_roots {
+            let root = root.trim_matches('/');
+            if let Some(rest) = p.strip_prefix(root).and_then(|r| r.strip_prefix('/')) {
+                let mut acc = root.to_string();
+                let comps: Vec<&str> = rest.split('/').collect();
+                for c in &comps[..comps.len() - 1] {
+                    acc = format!("{acc}/{c}");
+                    dirs.insert(acc.clone());
+                }
+            }
+        }
+    }
+    dirs.into_iter()
+        .map(|d| LayerEntry {
+            path: d,
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            uid: owner.0,
+            gid: owner.1,
+        })
+        .collect()
+}
+
+/// Writes a gzip layer to `out`: `own` entries (directories, whiteouts; sorted here), then the
+/// fragments in the given order, then the end of the archive.
+pub fn assemble(
+    fragments: &[Fragment],
+    own: &mut [LayerEntry],
+    mtime: u64,
+    level: u32,
+    out: &std::fs::File,
+) -> io::Result<Assembled> {
+    let mut head_tar = Vec::new();
+    if !own.is_empty() {
+        head_tar = write_layer(Vec::new(), own, mtime)?;
+        head_tar.truncate(head_tar.len() - 1024);
+    }
+    let tail_tar = vec![0u8; 1024];
+    let head = pgzip::deflate_bytes(&head_tar, level, false)?;
+    let tail = pgzip::deflate_bytes(&tail_tar, level, true)?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&head_tar);
+    for f in fragments {
+        crc.combine(&crc32fast::Hasher::new_with_initial_len(f.crc32, f.len));
+    }
+    crc.update(&tail_tar);
+    let len = head_tar.len() as u64 + fragments.iter().map(|f| f.len).sum::<u64>() + 1024;
+
+    let (compressed, diff_id) = rayon::join(
+        || -> io::Result<(String, u64)> {
+            let mut w = HashingWriter {
+                inner: io::BufWriter::with_capacity(1 << 20, out),
+                hash: Sha256::new(),
+                n: 0,
+            };
+            w.write_all(&pgzip::GZIP_HEADER)?;
+            w.write_all(&head)?;
+            for f in fragments {
+                let mut src = std::fs::File::open(&f.data)?;
+                io::copy(&mut src, &mut w)?;
+            }
+            w.write_all(&tail)?;
+            w.write_all(&pgzip::gzip_trailer(crc.clone().finalize(), len))?;
+            w.inner.flush()?;
+            Ok((hex::encode(w.hash.finalize()), w.n))
+        },
+        || -> io::Result<String> {
+            let mut h = Sha256::new();
+            h.update(&head_tar);
+            for f in fragments {
+                let n = inflate_open(std::fs::File::open(&f.data)?, |b| h.update(b))?;
+                if n != f.len {
+                    return Err(io::Error::other(format!(
+                        "cached fragment of {} {} inflates to {n} bytes, not {}; remove {}",
+                        f.name,
+                        f.version,
+                        f.len,
+                        f.data.display()
+                    )));
+                }
+            }
+            h.update(&tail_tar);
+            Ok(hex::encode(h.finalize()))
+        },
+    );
+    let (digest, size) = compressed?;
+    Ok(Assembled {
+        digest: format!("sha256:{digest}"),
+        diff_id: format!("sha256:{}", diff_id?),
+        size,
+    })
+}
+
+/// Inflates a raw DEFLATE stream that ends in a sync flush rather than a final block (a
+/// fragment), handing the output to `sink`; returns the output length. (flate2's readers
+/// call such a stream truncated.)
+fn inflate_open(mut src: impl Read, mut sink: impl FnMut(&[u8])) -> io::Result<u64> {
+    use flate2::{Decompress, FlushDecompress, Status};
+    let mut d = Decompress::new(false);
+    let mut input = vec![0u8; 1 << 20];
+    let mut output = vec![0u8; 1 << 20];
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut eof = false;
+    loop {
+        if start == end && !eof {
+            end = src.read(&mut input)?;
+            start = 0;
+            eof = end == 0;
+        }
+        let (before_in, before_out) = (d.total_in(), d.total_out());
+        let status = d
+            .decompress(&input[start..end], &mut output, FlushDecompress::None)
+            .map_err(io::Error::other)?;
+        start += (d.total_in() - before_in) as usize;
+        let produced = (d.total_out() - before_out) as usize;
+        sink(&output[..produced]);
+        if status == Status::StreamEnd {
+            return Err(io::Error::other("fragment holds a final DEFLATE block"));
+        }
+        if eof && start == end && produced < output.len() {
+            return Ok(d.total_out());
+        }
+    }
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+    n: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let k = self.inner.write(buf)?;
+        self.hash.update(&buf[..k]);
+        self.n += k as u64;
+        Ok(k)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wheel with `files` (path, body) plus METADATA, WHEEL and RECORD.
+    fn wheel(dir: &Path, name: &str, files: &[(&str, Vec<u8>)]) -> WheelFile {
+        use base64::Engine;
+        let filename = format!("{name}-1.0-py3-none-any.whl");
+        let di = format!("{name}-1.0.dist-info");
+        let mut all: Vec<(String, Vec<u8>)> = files
+            .iter()
+            .map(|(p, b)| (p.to_string(), b.clone()))
+            .collect();
+        all.push((
+            format!("{di}/METADATA"),
+            format!("Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n").into_bytes(),
+        ));
+        all.push((
+            format!("{di}/WHEEL"),
+            b"Wheel-Version: 1.0\nGenerator: t\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+                .to_vec(),
+        ));
+        let mut record = String::new();
+        for (p, b) in &all {
+            record.push_str(&format!(
+                "{p},sha256={},{}\n",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(b)),
+                b.len()
+            ));
+        }
+        record.push_str(&format!("{di}/RECORD,,\n"));
+        all.push((format!("{di}/RECORD"), record.into_bytes()));
+        let path = dir.join(&filename);
+        let mut z = ::zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        for (p, b) in &all {
+            z.start_file(p.as_str(), ::zip::write::SimpleFileOptions::default())
+                .unwrap();
+            z.write_all(b).unwrap();
+        }
+        z.finish().unwrap();
+        WheelFile {
+            sha256: hex::encode(crate::collect::hash_file(&path).unwrap()),
+            path,
+            filename,
+        }
+    }
+
+    fn layer_of(frags: &[Fragment], scheme: &Scheme, out: &Path) -> Assembled {
+        let roots = [scheme.site_packages.clone(), scheme.scripts.clone()];
+        let mut own = directories(frags, &roots, (1000, 100));
+        let f = std::fs::File::create(out).unwrap();
+        assemble(frags, &mut own, 0, 6, &f).unwrap()
+    }
+
+    #[test]
+    fn layers_from_cached_fragments_are_one_valid_gzip_member_with_true_digests() {
+        let d = tempfile::tempdir().unwrap();
+        let noise: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        // Two distributions sharing a namespace package; one spans several DEFLATE pieces.
+        let a = wheel(
+            d.path(),
+            "alpha",
+            &[
+                ("ns/alpha/__init__.py", b"A = 1\n".to_vec()),
+                ("ns/alpha/blob.bin", noise),
+            ],
+        );
+        let b = wheel(
+            d.path(),
+            "beta",
+            &[("ns/beta/__init__.py", b"B = 2\n".to_vec())],
+        );
+        let c = wheel(d.path(), "gamma", &[("gamma.py", b"G = 3\n".to_vec())]);
+        let scheme = Scheme::for_python(
+            "/opt/py/bin/python",
+            "3.11",
+            "/opt/py/lib/python3.11/site-packages",
+        );
+        let layout = Layout {
+            scheme: &scheme,
+            owner: (1000, 100),
+            mtime: 0,
+            level: 6,
+        };
+        let cache = d.path().join("fragments");
+        let frags = fragments(&cache, &[a.clone(), b.clone()], &layout).unwrap();
+        assert!(frags.iter().all(|f| f.built));
+        check_overlaps(&frags).unwrap();
+        let out = d.path().join("layer.tgz");
+        let first = layer_of(&frags, &scheme, &out);
+
+        // The blob's digest and size are those of the file; the diff_id that of the tar inside,
+        // read as one gzip member.
+        let blob = std::fs::read(&out).unwrap();
+        assert_eq!(first.size, blob.len() as u64);
+        assert_eq!(
+            first.digest,
+            format!("sha256:{}", hex::encode(Sha256::digest(&blob)))
+        );
+        let mut tar_bytes = Vec::new();
+        flate2::read::GzDecoder::new(blob.as_slice())
+            .read_to_end(&mut tar_bytes)
+            .unwrap();
+        assert_eq!(
+            first.diff_id,
+            format!("sha256:{}", hex::encode(Sha256::digest(&tar_bytes)))
+        );
+        let mut names = Vec::new();
+        let mut ar = ::tar::Archive::new(tar_bytes.as_slice());
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let p = e.path().unwrap().to_string_lossy().to_string();
+            if p.ends_with("ns/alpha/blob.bin") {
+                let mut body = Vec::new();
+                e.read_to_end(&mut body).unwrap();
+                assert_eq!(body.len(), 3_000_000);
+            }
+            names.push(p);
+        }
+        let sp = "opt/py/lib/python3.11/site-packages";
+        for want in [
+            format!("{sp}/ns/"),
+            format!("{sp}/ns/alpha/__init__.py"),
+            format!("{sp}/ns/beta/__init__.py"),
+            format!("{sp}/beta-1.0.dist-info/RECORD"),
+            format!("{sp}/alpha-1.0.dist-info/INSTALLER"),
+        ] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+        assert_eq!(
+            names.iter().filter(|n| n.ends_with("/ns/")).count(),
+            1,
+            "one ns/ entry"
+        );
+
+        // Again: every fragment from the cache, the same bytes.
+        let again = fragments(&cache, &[a.clone(), b], &layout).unwrap();
+        assert!(again.iter().all(|f| !f.built));
+        let second = layer_of(&again, &scheme, &d.path().join("again.tgz"));
+        assert_eq!(
+            (second.digest, second.diff_id),
+            (first.digest, first.diff_id)
+        );
+
+        // Another set reuses what it shares; another layout builds anew.
+        let mixed = fragments(&cache, &[a.clone(), c], &layout).unwrap();
+        assert_eq!(
+            mixed.iter().map(|f| f.built).collect::<Vec<_>>(),
+            [false, true]
+        );
+        let other = Layout {
+            owner: (0, 0),
+            ..layout.clone()
+        };
+        assert!(fragments(&cache, &[a], &other).unwrap()[0].built);
+    }
+
+    #[test]
+    fn two_distributions_shipping_one_file_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let a = wheel(d.path(), "alpha", &[("same.py", b"1".to_vec())]);
+        let b = wheel(d.path(), "beta", &[("same.py", b"2".to_vec())]);
+        let scheme = Scheme::for_python(
+            "/usr/bin/python3",
+            "3.11",
+            "/usr/lib/python3.11/site-packages",
+        );
+        let layout = Layout {
+            scheme: &scheme,
+            owner: (0, 0),
+            mtime: 0,
+            level: 1,
+        };
+        let frags = fragments(&d.path().join("f"), &[a, b], &layout).unwrap();
+        let e = check_overlaps(&frags).unwrap_err().to_string();
+        assert!(e.contains("same.py is also installed by alpha"), "{e}");
+    }
+}
