@@ -27,21 +27,23 @@ pub fn gzip_trailer(crc: u32, len: u64) -> [u8; 8] {
 /// Compresses everything `input` yields into `out` as one gzip member; returns `out`.
 pub fn gzip<R: Read, W: Write>(input: R, mut out: W, level: u32) -> io::Result<W> {
     out.write_all(&GZIP_HEADER)?;
-    let (mut out, crc) = deflate(input, out, level, true)?;
+    let (mut out, crc, _) = deflate(input, out, level, true)?;
     out.write_all(&gzip_trailer(crc.sum(), crc.amount() as u64))?;
     Ok(out)
 }
 
 /// Raw DEFLATE of everything `input` yields, in [`CHUNK`] pieces compressed in parallel. Every
 /// piece ends in a sync flush, so pieces (and whole outputs of this function) concatenate into
-/// one valid stream; with `finish` the last piece ends the stream. Returns `out` and the CRC-32
-/// (with length) of the input.
+/// one valid stream; with `finish` the last piece ends the stream. Returns `out`, the CRC-32
+/// (with length) of the input and the compressed length of every piece: each inflates on its
+/// own (no piece refers back into another) to [`CHUNK`] bytes, the last one to the rest.
 pub fn deflate<R: Read, W: Write>(
     mut input: R,
     mut out: W,
     level: u32,
     finish: bool,
-) -> io::Result<(W, Crc)> {
+) -> io::Result<(W, Crc, Vec<u64>)> {
+    let mut lengths = Vec::new();
     let batch = rayon::current_num_threads().max(1) * 4;
     let mut crc = Crc::new();
     let mut pending: Vec<Vec<u8>> = Vec::new();
@@ -77,6 +79,7 @@ pub fn deflate<R: Read, W: Write>(
         for p in pieces {
             let (bytes, c) = p?;
             out.write_all(&bytes)?;
+            lengths.push(bytes.len() as u64);
             crc.combine(&c);
         }
         if finish && done && take == 0 {
@@ -84,7 +87,7 @@ pub fn deflate<R: Read, W: Write>(
             out.write_all(&deflate_piece(&[], level, true)?)?;
         }
     }
-    Ok((out, crc))
+    Ok((out, crc, lengths))
 }
 
 /// [`deflate`] of bytes in memory, as one piece.

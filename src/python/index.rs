@@ -24,16 +24,20 @@ const DEFAULT_MAX_AGE: u64 = 600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("{url}: {detail} (after {attempts} tries)")]
+    #[error(
+        "{}: {detail} (after {attempts} tries)",
+        crate::python::pinned::redact(url)
+    )]
     Network {
         url: String,
         detail: String,
         attempts: u32,
     },
-    #[error("{url}: HTTP {status}")]
+    #[error("{}: HTTP {status}", crate::python::pinned::redact(url))]
     Status { url: String, status: u16 },
     #[error(
-        "{url}: the index did not answer PEP 691 JSON ({detail}); HTML indexes are not supported yet"
+        "{}: the index did not answer PEP 691 JSON ({detail}); HTML indexes are not supported yet",
+        crate::python::pinned::redact(url)
     )]
     NotJson { url: String, detail: String },
 }
@@ -137,7 +141,8 @@ impl IndexClient {
     pub async fn get_range(&self, url: &str, range: &str) -> Result<(u16, Vec<u8>), IndexError> {
         let resp = self
             .send(url, || {
-                self.http.get(url).header("Range", format!("bytes={range}"))
+                crate::python::netrc::authed_get(&self.http, url)
+                    .header("Range", format!("bytes={range}"))
             })
             .await?;
         let status = resp.status().as_u16();
@@ -157,7 +162,9 @@ impl IndexClient {
 
     /// GETs a whole file.
     pub async fn get(&self, url: &str) -> Result<Vec<u8>, IndexError> {
-        let resp = self.send(url, || self.http.get(url)).await?;
+        let resp = self
+            .send(url, || crate::python::netrc::authed_get(&self.http, url))
+            .await?;
         if !resp.status().is_success() {
             return Err(IndexError::Status {
                 url: url.to_string(),
@@ -201,7 +208,7 @@ impl IndexClient {
         let etag = cached.as_ref().and_then(|c| c.etag.clone());
         let resp = self
             .send(&url, || {
-                let mut b = self.http.get(&url).header(
+                let mut b = crate::python::netrc::authed_get(&self.http, &url).header(
                     "Accept",
                     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.latest+json;q=0.9",
                 );

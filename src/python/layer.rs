@@ -29,7 +29,7 @@ use crate::archive::pgzip;
 use crate::archive::tar::{EntryKind, LayerEntry, write_layer};
 
 /// Bumped whenever a fragment's content or encoding changes.
-pub const FRAGMENT_VERSION: &str = "raypack-fragment-v1";
+pub const FRAGMENT_VERSION: &str = "raypack-fragment-v2";
 
 /// One wheel to install: where it is, its file name and its SHA-256 (hex, as locks give it).
 #[derive(Debug, Clone)]
@@ -50,6 +50,9 @@ pub struct Fragment {
     /// CRC-32 and length of the uncompressed tar fragment.
     pub crc32: u32,
     pub len: u64,
+    /// Compressed length of each DEFLATE piece (each inflates on its own to
+    /// [`pgzip::CHUNK`] bytes, the last to the rest), so fragments inflate in parallel.
+    pub pieces: Vec<u64>,
     /// Whether it was built in this run (not found in the cache).
     #[serde(skip)]
     pub built: bool,
@@ -157,7 +160,7 @@ fn build(
     let out = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     let input =
         BufReader::with_capacity(1 << 20, std::fs::File::open(tar.path()).map_err(io)?).take(end);
-    let (mut writer, crc) = pgzip::deflate(
+    let (mut writer, crc, pieces) = pgzip::deflate(
         input,
         io::BufWriter::with_capacity(1 << 20, out.as_file()),
         layout.level,
@@ -173,6 +176,7 @@ fn build(
         paths,
         crc32: crc.sum(),
         len: crc.amount() as u64,
+        pieces,
         built: true,
         data: data.to_path_buf(),
     };
@@ -289,18 +293,7 @@ pub fn assemble(
         || -> io::Result<String> {
             let mut h = Sha256::new();
             h.update(&head_tar);
-            for f in fragments {
-                let n = inflate_open(std::fs::File::open(&f.data)?, |b| h.update(b))?;
-                if n != f.len {
-                    return Err(io::Error::other(format!(
-                        "cached fragment of {} {} inflates to {n} bytes, not {}; remove {}",
-                        f.name,
-                        f.version,
-                        f.len,
-                        f.data.display()
-                    )));
-                }
-            }
+            uncompressed_sha(fragments, &mut h)?;
             h.update(&tail_tar);
             Ok(hex::encode(h.finalize()))
         },
@@ -311,6 +304,61 @@ pub fn assemble(
         diff_id: format!("sha256:{}", diff_id?),
         size,
     })
+}
+
+/// Feeds the fragments' uncompressed bytes to `h`, in order: pieces are read and inflated in
+/// parallel batches (every piece inflates on its own), hashed in order.
+fn uncompressed_sha(fragments: &[Fragment], h: &mut Sha256) -> io::Result<()> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::FileExt;
+    // (fragment, offset in its file, compressed length, inflated length)
+    let mut pieces = Vec::new();
+    for (i, f) in fragments.iter().enumerate() {
+        let mut at = 0u64;
+        let mut left = f.len;
+        for &n in &f.pieces {
+            let out = left.min(pgzip::CHUNK as u64);
+            pieces.push((i, at, n, out));
+            at += n;
+            left -= out;
+        }
+        if left != 0 {
+            return Err(stale(f, "its pieces do not add up to its length"));
+        }
+    }
+    let files = fragments
+        .iter()
+        .map(|f| std::fs::File::open(&f.data))
+        .collect::<io::Result<Vec<_>>>()?;
+    let batch = rayon::current_num_threads().max(1) * 4;
+    for chunk in pieces.chunks(batch) {
+        let out: Vec<io::Result<Vec<u8>>> = chunk
+            .par_iter()
+            .map(|&(i, at, n, len)| {
+                let mut raw = vec![0u8; n as usize];
+                files[i].read_exact_at(&mut raw, at)?;
+                let mut plain = Vec::with_capacity(len as usize);
+                inflate_open(raw.as_slice(), |b| plain.extend_from_slice(b))?;
+                if plain.len() as u64 != len {
+                    return Err(stale(&fragments[i], "a piece inflates to the wrong length"));
+                }
+                Ok(plain)
+            })
+            .collect();
+        for p in out {
+            h.update(p?);
+        }
+    }
+    Ok(())
+}
+
+fn stale(f: &Fragment, why: &str) -> io::Error {
+    io::Error::other(format!(
+        "cached fragment of {} {} is damaged ({why}); remove {}",
+        f.name,
+        f.version,
+        f.data.display()
+    ))
 }
 
 /// Inflates a raw DEFLATE stream that ends in a sync flush rather than a final block (a

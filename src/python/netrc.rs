@@ -82,14 +82,16 @@ pub fn user_netrc() -> &'static Netrc {
 }
 
 /// A GET for `url` with its credentials: userinfo moved into basic auth (and out of the URL),
-/// else the netrc entry for its host.
+/// else the netrc entry for its host. `${NAME}` in the userinfo is replaced by the environment
+/// variable NAME, as pip does in requirements files, so a token can stay out of every file:
+/// `--extra-index-url https://__token__:${PRIVATE_INDEX_TOKEN}@pypi.corp.example/simple`.
 pub fn authed_get(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
     let Ok(mut u) = url::Url::parse(url) else {
         return http.get(url);
     };
     if !u.username().is_empty() {
-        let user = percent(u.username());
-        let pass = u.password().map(percent);
+        let user = expand_env(&percent(u.username()));
+        let pass = u.password().map(|p| expand_env(&percent(p)));
         let _ = u.set_username("");
         let _ = u.set_password(None);
         return http.get(u.as_str()).basic_auth(user, pass);
@@ -98,6 +100,37 @@ pub fn authed_get(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder 
         Some((login, password)) => http.get(url).basic_auth(login, Some(password)),
         None => http.get(url),
     }
+}
+
+/// Replaces every `${NAME}` (NAME of ASCII letters, digits and `_`, as pip accepts) whose
+/// variable is set; others stay as written.
+pub fn expand_env(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(j)
+                if j > 0
+                    && after[..j]
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+            {
+                match std::env::var(&after[..j]) {
+                    Ok(v) => out.push_str(&v),
+                    Err(_) => out.push_str(&rest[i..i + 3 + j]),
+                }
+                rest = &after[j + 1..];
+            }
+            _ => {
+                out.push_str("${");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Userinfo is percent-encoded in URLs (`%40` for `@` in a token).
@@ -110,6 +143,33 @@ fn percent(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_references_in_userinfo() {
+        // SAFETY: a variable no other test reads.
+        unsafe { std::env::set_var("RAYPACK_TEST_NETRC_TOKEN", "t0k") };
+        assert_eq!(
+            expand_env("__token__:${RAYPACK_TEST_NETRC_TOKEN}"),
+            "__token__:t0k"
+        );
+        assert_eq!(
+            expand_env("${RAYPACK_TEST_UNSET_VAR}"),
+            "${RAYPACK_TEST_UNSET_VAR}"
+        );
+        assert_eq!(expand_env("a${}b${x-y}c$"), "a${}b${x-y}c$");
+        let http = reqwest::Client::new();
+        let r = authed_get(
+            &http,
+            "https://__token__:${RAYPACK_TEST_NETRC_TOKEN}@pypi.example/simple/",
+        )
+        .build()
+        .unwrap();
+        assert_eq!(r.url().as_str(), "https://pypi.example/simple/");
+        let auth = r.headers()["authorization"].to_str().unwrap();
+        use base64::Engine;
+        let want = base64::engine::general_purpose::STANDARD.encode("__token__:t0k");
+        assert_eq!(auth, format!("Basic {want}"));
+    }
 
     #[test]
     fn machines_and_default() {

@@ -4,7 +4,7 @@
 //! Inputs: PEP 751 `pylock.toml` (wheels with url + sha256; no index needed), or a
 //! requirements.txt where every requirement is `name==version` with `--hash` options (the
 //! index's PEP 691 JSON maps the hashes to files). Markers are evaluated for the target.
-//! Anything unpinned needs `raypack lock`, which is not built yet: that is an error naming
+//! Anything unpinned needs `raypack lock` first: here that is an error naming
 //! the requirement.
 
 use crate::chain::error_chain;
@@ -31,7 +31,7 @@ pub struct PinnedWheel {
 #[derive(Debug, thiserror::Error)]
 pub enum PinnedError {
     #[error(
-        "{file}:{line}: `{requirement}` is not pinned with == and --hash; raypack installs only fully pinned inputs, and `raypack lock` (which pins them) is not built yet. Pin it (e.g. `uv pip compile --generate-hashes --python-platform x86_64-manylinux_2_35 --python-version 3.11`) or use a pylock.toml; `raypack bake --skip-deps` bakes the code alone"
+        "{file}:{line}: `{requirement}` is not pinned with == and --hash; installing takes fully pinned inputs only. Run `raypack lock` next to the recipe (it writes pylock.raypack.toml, which `bake` and `env` then use), or pin it yourself (e.g. `uv pip compile --generate-hashes --python-platform x86_64-manylinux_2_35 --python-version 3.11`)"
     )]
     Unpinned {
         file: String,
