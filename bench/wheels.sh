@@ -3,7 +3,10 @@
 #   1. the acceptance set (tests/data/acceptance/requirements.txt: requests, pyyaml, numpy,
 #      pydantic, click, jaraco.*, ruff + deps) installed by
 #        uv pip install --no-deps --target DIR --python-platform x86_64-manylinux_2_36 --python-version 3.11
-#      vs raypack install -r … --target DIR (a directory, like uv) and --layer FILE (a gzip layer);
+#      vs raypack install -r … --target DIR (a directory, like uv) and --layer FILE (a gzip layer,
+#      assembled from the per-wheel fragments cached by the warm-up run, as uv installs from the
+#      unpacked wheels its warm-up left in its cache); also a layer with the fragment cache
+#      emptied first (each wheel installed and compressed again), reported on its own;
 #   2. with --heavy: peak RSS of raypack building one gzip layer from ~2 GiB of wheels
 #      (bench/data/heavy-requirements.txt: torch, nvidia-cudnn, nvidia-cublas, pyarrow, scipy).
 #   bench/wheels.sh [RUNS] [--heavy]
@@ -33,23 +36,29 @@ timeit() { local s e; s=$(now); "$@" >/dev/null; e=$(now); echo "$e - $s" | bc -
 # Warm both caches.
 uv_install "$work/warm-uv" "$req"
 "$bin" -q install -r "$req" --target "$work/warm-rp" "${target[@]}"
-uv_t=(); dir_t=(); layer_t=()
+"$bin" -q install -r "$req" --layer "$work/warm.tgz" "${target[@]}"
+uv_t=(); dir_t=(); layer_t=(); cold_t=()
 for i in $(seq "$runs"); do
   rm -rf "$work/uv" "$work/rp" "$work/layer.tgz"
   uv_t+=("$(timeit uv_install "$work/uv" "$req")")
   dir_t+=("$(timeit "$bin" -q install -r "$req" --target "$work/rp" "${target[@]}")")
   layer_t+=("$(timeit "$bin" -q install -r "$req" --layer "$work/layer.tgz" "${target[@]}")")
-  echo "run $i: uv ${uv_t[-1]} s, raypack dir ${dir_t[-1]} s, raypack layer ${layer_t[-1]} s" >&2
+  cmp -s "$work/layer.tgz" "$work/warm.tgz" || { echo "bench: layer bytes differ between runs" >&2; exit 1; }
+  rm -rf "$RAYPACK_CACHE_DIR/fragments"
+  cold_t+=("$(timeit "$bin" -q install -r "$req" --layer "$work/layer.tgz" "${target[@]}")")
+  echo "run $i: uv ${uv_t[-1]} s, raypack dir ${dir_t[-1]} s, raypack layer ${layer_t[-1]} s (fragments rebuilt: ${cold_t[-1]} s)" >&2
 done
 u=$(printf '%s\n' "${uv_t[@]}" | median); d=$(printf '%s\n' "${dir_t[@]}" | median); l=$(printf '%s\n' "${layer_t[@]}" | median)
-printf 'acceptance set (%s files installed, %s): median uv %.3f s | raypack dir %.3f s (ratio %.2f) | raypack gzip layer %.3f s (ratio %.2f)\n' \
-  "$(find "$work/rp" -type f | wc -l)" "$(du -sh "$work/rp" | cut -f1)" "$u" "$d" "$(echo "$d / $u" | bc -l)" "$l" "$(echo "$l / $u" | bc -l)"
+c=$(printf '%s\n' "${cold_t[@]}" | median)
+printf 'acceptance set (%s files installed, %s): median uv %.3f s | raypack dir %.3f s (ratio %.2f) | raypack gzip layer %.3f s (ratio %.2f) | layer with fragments rebuilt %.3f s (ratio %.2f)\n' \
+  "$(find "$work/rp" -type f | wc -l)" "$(du -sh "$work/rp" | cut -f1)" "$u" "$d" "$(echo "$d / $u" | bc -l)" "$l" "$(echo "$l / $u" | bc -l)" "$c" "$(echo "$c / $u" | bc -l)"
 
 if [ "$heavy" = --heavy ]; then
   hreq=$here/data/heavy-requirements.txt
   "$bin" -q install -r "$hreq" --target "$work/heavy-warm" "${target[@]}"  # download once
   rm -rf "$work/heavy-warm"
   wheels=$(du -sh --apparent-size "$cache/raypack/blobs" | cut -f1)
+  rm -rf "$RAYPACK_CACHE_DIR/fragments"  # the whole build: every wheel installed and compressed
   out=$( { /usr/bin/time -f '%M %e' "$bin" -q install -r "$hreq" --layer "$work/heavy.tgz" "${target[@]}"; } 2>&1 | tail -1)
   printf 'heavy set (blob cache %s): layer %s in %s s, peak RSS %s MiB\n' "$wheels" \
     "$(du -sh "$work/heavy.tgz" | cut -f1)" "${out#* }" "$(( ${out%% *} / 1024 ))"

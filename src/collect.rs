@@ -15,7 +15,9 @@
 //! println!("{} files", files.files.len());
 //! ```
 
-use std::collections::HashMap;
+/// The stat cache's map: paths are not attacker-chosen here, and SipHash was a visible share of
+/// an unchanged re-run.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -97,7 +99,11 @@ pub enum CollectError {
 }
 
 /// A file found by the walk: relative name, path as walked, path to read.
-type Found = (String, PathBuf, PathBuf, std::fs::Metadata);
+/// and the stat cache's hashes for it (looked up in the walker's threads).
+type Found = (String, PathBuf, PathBuf, std::fs::Metadata, Option<Hashes>);
+
+/// SHA-256 and CRC-32 of a file.
+type Hashes = ([u8; 32], u32);
 
 /// Collects one walker thread's results and hands them over in one lock when the thread ends.
 struct Batch<'a> {
@@ -123,7 +129,7 @@ impl Listing {
     pub fn names_and_sizes(&self) -> impl Iterator<Item = (&str, u64)> {
         self.found
             .iter()
-            .map(|(rel, _, _, meta)| (rel.as_str(), meta.len()))
+            .map(|(rel, _, _, meta, _)| (rel.as_str(), meta.len()))
     }
 }
 
@@ -272,7 +278,7 @@ impl<'a> Collector<'a> {
                 let excludes = excludes.clone();
                 let root = walk_root.clone();
                 move |e| {
-                    let rel = e.path().strip_prefix(&root).unwrap_or(e.path());
+                    let rel = below(e.path(), &root);
                     if rel.as_os_str().is_empty() {
                         return true;
                     }
@@ -286,6 +292,7 @@ impl<'a> Collector<'a> {
             let root = &walk_root;
             let dir = &dir;
             let project = &project;
+            let cache = self.cache;
             let mut batch = Batch {
                 local: Vec::with_capacity(1024),
                 shared: found,
@@ -339,21 +346,25 @@ impl<'a> Collector<'a> {
                     }
                 }
                 if entry.file_type().is_some_and(|t| t.is_file()) {
-                    let rel = path.strip_prefix(root).unwrap_or(path);
+                    let rel = below(path, root);
                     let Some(rel_str) = rel.to_str() else {
                         found.lock().unwrap().push(Err(CollectError::NonUtf8 {
                             path: path.to_path_buf(),
                         }));
                         return ignore::WalkState::Continue;
                     };
-                    // Stat here, in the walker's threads: one pass over the tree.
+                    // Stat (and ask the stat cache) here, in the walker's threads: one pass.
                     match std::fs::metadata(&read_from) {
-                        Ok(meta) => batch.local.push(Ok((
-                            rel_str.replace('\\', "/"),
-                            path.to_path_buf(),
-                            read_from,
-                            meta,
-                        ))),
+                        Ok(meta) => {
+                            let cached = cache.and_then(|c| c.get(&read_from, &Stamp::of(&meta)));
+                            batch.local.push(Ok((
+                                rel_str.replace('\\', "/"),
+                                path.to_path_buf(),
+                                read_from,
+                                meta,
+                                cached,
+                            )))
+                        }
                         Err(source) => batch.local.push(Err(CollectError::Read {
                             path: path.to_path_buf(),
                             source,
@@ -396,13 +407,7 @@ impl<'a> Collector<'a> {
 
     /// Whether every file of `listing` has its hashes in the stat cache (nothing to read).
     pub fn all_cached(&self, listing: &Listing) -> bool {
-        let Some(cache) = self.cache else {
-            return false;
-        };
-        listing
-            .found
-            .iter()
-            .all(|(_, _, abs, meta)| cache.get(abs, &Stamp::of(meta)).is_some())
+        listing.found.iter().all(|f| f.4.is_some())
     }
 
     /// Hashes the listed files in parallel (or takes their hashes from the stat cache). With a
@@ -415,12 +420,11 @@ impl<'a> Collector<'a> {
     ) -> Result<FileSet, CollectError> {
         let hashed = std::sync::atomic::AtomicUsize::new(0);
         let one = |index: usize,
-                   (rel, shown, abs, meta): Found,
+                   (rel, shown, abs, meta, cached): Found,
                    run: Option<&mut dyn CopyRun>|
          -> Result<FileEntry, CollectError> {
             let stamp = Stamp::of(&meta);
             let executable = meta.permissions().mode() & 0o111 != 0;
-            let cached = self.cache.and_then(|c| c.get(&abs, &stamp));
             let read_error = |source| CollectError::Read {
                 path: shown.clone(),
                 source,
@@ -505,6 +509,19 @@ impl<'a> Collector<'a> {
 /// file), and at most [`RUN_FILES`] files.
 const RUN_BYTES: u64 = 4 << 20;
 const RUN_FILES: usize = 1024;
+
+/// `path` relative to `root` when it lies below it (else `path`): a byte comparison, since the
+/// walker's paths are `root` joined with names and `Path::strip_prefix` showed in profiles.
+fn below<'p>(path: &'p Path, root: &Path) -> &'p Path {
+    use std::os::unix::ffi::OsStrExt;
+    let (p, r) = (path.as_os_str().as_bytes(), root.as_os_str().as_bytes());
+    let r = r.strip_suffix(b"/").unwrap_or(r);
+    match p.strip_prefix(r) {
+        Some([]) => Path::new(""),
+        Some([b'/', rest @ ..]) => Path::new(std::ffi::OsStr::from_bytes(rest)),
+        _ => path,
+    }
+}
 
 fn walk_error(err: &ignore::Error, root: &Path) -> (PathBuf, String) {
     match err {
@@ -628,7 +645,8 @@ fn encode<'a>(e: impl Iterator<Item = (&'a Box<[u8]>, &'a CacheRecord)>) -> Vec<
 
 fn decode(b: &[u8]) -> Option<HashMap<Box<[u8]>, CacheRecord>> {
     let mut rest = b.strip_prefix(STAT_CACHE_MAGIC)?;
-    let mut out = HashMap::new();
+    // Records are ~90 bytes plus the path.
+    let mut out = HashMap::with_capacity_and_hasher(rest.len() / 150, Default::default());
     fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
         if rest.len() < n {
             return None;
