@@ -111,7 +111,9 @@ impl Package {
         if let Some(cache) = cache {
             c = c.stat_cache(cache);
         }
+        let t = std::time::Instant::now();
         let listing = c.list()?;
+        tracing::debug!(dir = %dir.display(), ms = t.elapsed().as_millis() as u64, "listed");
         if listing.names_and_sizes().next().is_none() {
             return Err(PlanError::Empty {
                 dir: dir.display().to_string(),

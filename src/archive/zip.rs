@@ -84,6 +84,8 @@ pub struct StoredZip {
     offsets: Vec<u64>,
     cd_start: u64,
     written: std::sync::atomic::AtomicU64,
+    /// Wakes the write-back thread (see [`StoredZip::wrote`]).
+    writeback: Option<std::sync::mpsc::SyncSender<()>>,
 }
 
 impl StoredZip {
@@ -97,6 +99,20 @@ impl StoredZip {
             names.push(name);
             sizes.push(size);
         }
+        // Write-back is started from a thread of its own: submitting it is slow work (block
+        // allocation, queueing) that would otherwise stall a copying thread.
+        let writeback = file.try_clone().ok().and_then(|f| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+            std::thread::Builder::new()
+                .name("zip-writeback".into())
+                .spawn(move || {
+                    while rx.recv().is_ok() {
+                        start_writeback(&f, 0, 0);
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        });
         StoredZip {
             file,
             names,
@@ -104,12 +120,14 @@ impl StoredZip {
             offsets,
             cd_start: at,
             written: Default::default(),
+            writeback,
         }
     }
 
     /// Writes the central directory and end records from each entry's `(mode, crc32)`, in
     /// archive order. Returns the archive's length.
-    pub fn finish(self, modes_crcs: impl Iterator<Item = (u32, u32)>) -> io::Result<u64> {
+    pub fn finish(mut self, modes_crcs: impl Iterator<Item = (u32, u32)>) -> io::Result<u64> {
+        self.writeback = None;
         let cd_start = self.cd_start;
         let mut f = self.file;
         f.seek(io::SeekFrom::Start(cd_start))?;
@@ -155,8 +173,11 @@ impl StoredZip {
     fn wrote(&self, n: u64) {
         use std::sync::atomic::Ordering;
         let before = self.written.fetch_add(n, Ordering::Relaxed);
-        if before / WRITEBACK_CHUNK != (before + n) / WRITEBACK_CHUNK {
-            start_writeback(&self.file, 0, 0);
+        if before / WRITEBACK_CHUNK != (before + n) / WRITEBACK_CHUNK
+            && let Some(tx) = &self.writeback
+        {
+            // Full: a kick is already pending, which covers this one too.
+            let _ = tx.try_send(());
         }
     }
 }
