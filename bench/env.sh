@@ -35,9 +35,14 @@ for i in $(seq "$runs"); do
   # warm: unchanged tree, stat cache present, objects already in the store (the stat cache
   # skips files modified in the last 2 s, so let the tree age first)
   sleep 2.1; "$bin" -q -C "$tree" env --store "file://$work/store" >/dev/null
-  s=$(now); "$bin" -q -C "$tree" env --store "file://$work/store" >/dev/null; e=$(now)
-  warm_t+=("$(echo "$e - $s" | bc -l)")
-  echo "run $i: ray ${ray_t[-1]} s, raypack cold ${cold_t[-1]} s (pack ${pack_t[-1]} s + publish ${pub_t[-1]} s), raypack warm ${warm_t[-1]} s ($(echo "$r" | "$py" -c 'import json,sys; d=json.load(sys.stdin); print("ray hash %.2f s + zip %.2f s, %.1f MiB" % (d["hash_s"], d["zip_s"], d["zip_bytes"] / 2**20))'); raypack zip $(du -m --apparent-size "$work"/store/*.zip | cut -f1) MiB)" >&2
+  # five warm re-runs per run (one is at the mercy of whatever the machine does that moment)
+  w=()
+  for _ in 1 2 3 4 5; do
+    s=$(now); "$bin" -q -C "$tree" env --store "file://$work/store" >/dev/null; e=$(now)
+    w+=("$(echo "$e - $s" | bc -l)")
+  done
+  warm_t+=("${w[@]}")
+  echo "run $i: ray ${ray_t[-1]} s, raypack cold ${cold_t[-1]} s (pack ${pack_t[-1]} s + publish ${pub_t[-1]} s), raypack warm $(printf '%s\n' "${w[@]}" | median) s (median of 5) ($(echo "$r" | "$py" -c 'import json,sys; d=json.load(sys.stdin); print("ray hash %.2f s + zip %.2f s, %.1f MiB" % (d["hash_s"], d["zip_s"], d["zip_bytes"] / 2**20))'); raypack zip $(du -m --apparent-size "$work"/store/*.zip | cut -f1) MiB)" >&2
 done
 rm=$(printf '%s\n' "${ray_t[@]}" | median); cm=$(printf '%s\n' "${cold_t[@]}" | median); wm=$(printf '%s\n' "${warm_t[@]}" | median)
 pm=$(printf '%s\n' "${pack_t[@]}" | median); um=$(printf '%s\n' "${pub_t[@]}" | median)

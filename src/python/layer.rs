@@ -330,9 +330,8 @@ fn uncompressed_sha(fragments: &[Fragment], h: &mut Sha256) -> io::Result<()> {
         .iter()
         .map(|f| std::fs::File::open(&f.data))
         .collect::<io::Result<Vec<_>>>()?;
-    let batch = rayon::current_num_threads().max(1) * 4;
-    for chunk in pieces.chunks(batch) {
-        let out: Vec<io::Result<Vec<u8>>> = chunk
+    let inflate = |chunk: &[(usize, u64, u64, u64)]| -> io::Result<Vec<Vec<u8>>> {
+        chunk
             .par_iter()
             .map(|&(i, at, n, len)| {
                 let mut raw = vec![0u8; n as usize];
@@ -344,10 +343,25 @@ fn uncompressed_sha(fragments: &[Fragment], h: &mut Sha256) -> io::Result<()> {
                 }
                 Ok(plain)
             })
-            .collect();
-        for p in out {
-            h.update(p?);
-        }
+            .collect()
+    };
+    // Hash batch k while batch k+1 inflates.
+    let batch = rayon::current_num_threads().max(1) * 4;
+    let mut ready: Vec<Vec<u8>> = Vec::new();
+    for chunk in pieces.chunks(batch) {
+        let done = std::mem::take(&mut ready);
+        let (_, next) = rayon::join(
+            || {
+                for p in done {
+                    h.update(p);
+                }
+            },
+            || inflate(chunk),
+        );
+        ready = next?;
+    }
+    for p in ready {
+        h.update(p);
     }
     Ok(())
 }
