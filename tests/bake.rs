@@ -485,6 +485,28 @@ fn pinned_dependencies_are_installed_as_their_own_layer_and_work() {
     let w: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(w["bake"]["digest"], v["bake"]["digest"]);
 
+    // Another machine (an empty cache) pushing the same wheels: the dependency layer is
+    // fetched from the image already at the target, not installed and compressed again.
+    let elsewhere = t.path().join("other-cache");
+    let third = run(raypack()
+        .env("RAYPACK_CACHE_DIR", &elsewhere)
+        .arg("-v")
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "bake", "--push"]));
+    assert!(third.status.success(), "{}", stderr(&third));
+    let x: serde_json::Value = serde_json::from_slice(&third.stdout).unwrap();
+    assert_eq!(x["bake"]["digest"], v["bake"]["digest"]);
+    assert!(
+        stderr(&third).contains("reusing the published layer of"),
+        "{}",
+        stderr(&third)
+    );
+    assert!(
+        !elsewhere.join("fragments").exists(),
+        "no wheel was installed on the second machine"
+    );
+
     let bundle = pull_and_unpack(t.path(), &image);
     let sp = bundle.join("rootfs/home/ray/anaconda3/lib/python3.11/site-packages");
     assert_eq!(

@@ -22,8 +22,10 @@ use sha2::Digest;
 use super::{BakeError, BaseLayout, LAYOUT_VERSION};
 use crate::archive::tar::{EntryKind, LayerEntry};
 use crate::oci::cache::BlobCache;
+use crate::oci::client::Registry;
 use crate::oci::image::Blob;
 use crate::oci::media::{Family, Platform};
+use crate::oci::reference::Reference;
 use crate::python::installed::BaseIndex;
 use crate::python::pinned::{self, PinnedWheel};
 use crate::python::tags::Target;
@@ -84,6 +86,7 @@ pub async fn dependency_layers(
     cache: &BlobCache,
     mtime: u64,
     base: (&str, &[PathBuf]),
+    remote: Option<(&Registry, &Reference)>,
     progress: &mut impl FnMut(&str),
 ) -> Result<(Vec<BuiltLayer>, DepsReport), BakeError> {
     let deps = &recipe.dependencies;
@@ -198,6 +201,12 @@ pub async fn dependency_layers(
         &layout.site_packages,
     );
     let owner = (layout.uid, layout.gid);
+    // What the image already at the push target was built with: layers by key, so a layer
+    // this bake would build again is fetched from the registry instead.
+    let published = match remote {
+        Some((registry, target)) => published_layers(registry, target, platform, cache).await,
+        None => Default::default(),
+    };
     let mut built = Vec::new();
     for g in groups {
         let names: Vec<String> = g.iter().map(|(w, _, _)| w.name.clone()).collect();
@@ -225,8 +234,41 @@ pub async fn dependency_layers(
         let index_path = cache
             .path(&format!("sha256:{key}"))?
             .with_extension("deplayer.json");
-        let created_by = format!("raypack bake: {}", names.join(", "));
+        if cached_layer(&index_path, cache, family).is_none()
+            && let (Some(hit), Some((registry, target))) = (published.get(&key), remote)
+        {
+            let fetched = registry.fetch_blob(target, &hit.digest, cache).await;
+            match fetched.map(|path| (diff_id_of(&path), path)) {
+                Ok((Ok(d), _)) if d == hit.diff_id => {
+                    progress(&format!(
+                        "reusing the published layer of {}",
+                        names.join(", ")
+                    ));
+                    tracing::info!(
+                        digest = %hit.digest,
+                        "reusing the published layer of {} from {target}",
+                        names.join(", ")
+                    );
+                    let _ = std::fs::write(
+                        &index_path,
+                        serde_json::to_vec(&json!({
+                            "digest": hit.digest,
+                            "diff_id": hit.diff_id,
+                            "whiteouts": hit.whiteouts,
+                        }))
+                        .expect("json"),
+                    );
+                }
+                Ok((d, _)) => tracing::warn!(
+                    "not reusing {} from {target}: its config says diff_id {}, its content is {d:?}",
+                    hit.digest,
+                    hit.diff_id
+                ),
+                Err(e) => tracing::debug!("cannot reuse {} from {target}: {e}", hit.digest),
+            }
+        }
         if let Some((blob, diff_id, whiteouts)) = cached_layer(&index_path, cache, family) {
+            let created_by = created_by(&names, &key, &whiteouts);
             for (name, n) in whiteouts {
                 if let Some(r) = report.replaced.iter_mut().find(|r| r.name == name) {
                     r.whiteouts = n;
@@ -265,6 +307,7 @@ pub async fn dependency_layers(
                 r.whiteouts = *n;
             }
         }
+        let created_by = created_by(&names, &key, &whiteouts);
         let _ = std::fs::write(
             &index_path,
             serde_json::to_vec(&json!({
@@ -286,6 +329,118 @@ pub async fn dependency_layers(
 }
 
 type CachedLayer = (Blob, String, Vec<(String, usize)>);
+
+/// The history text of a dependency layer: its distributions, then `[key K]` and the
+/// whiteout counts, which a later bake reads back to reuse the layer ([`published_layers`]).
+fn created_by(names: &[String], key: &str, whiteouts: &[(String, usize)]) -> String {
+    let mut s = format!("raypack bake: {} [key {key}", names.join(", "));
+    for (name, n) in whiteouts {
+        s.push_str(&format!(" {name}={n}"));
+    }
+    s.push(']');
+    s
+}
+
+/// SHA-256 of a gzip layer's uncompressed content (`sha256:…`).
+fn diff_id_of(path: &std::path::Path) -> std::io::Result<String> {
+    let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut d = flate2::bufread::MultiGzDecoder::new(f);
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        use std::io::Read;
+        let n = d.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+/// A dependency layer of a published image, found by its key.
+#[derive(Debug, Clone)]
+struct Published {
+    digest: String,
+    diff_id: String,
+    whiteouts: Vec<(String, usize)>,
+}
+
+/// The dependency layers of the image now at `target` (the previous bake's), by key. Any
+/// failure (no such tag yet, no access) is no reuse, not an error.
+async fn published_layers(
+    registry: &Registry,
+    target: &Reference,
+    platform: &Platform,
+    cache: &BlobCache,
+) -> std::collections::HashMap<String, Published> {
+    let mut out = std::collections::HashMap::new();
+    let found = async {
+        let resolved = registry.resolve(target, platform, cache).await?;
+        let m: serde_json::Value = serde_json::from_slice(&resolved.manifest).unwrap_or_default();
+        let config = m["config"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let path = registry.fetch_blob(target, &config, cache).await?;
+        Ok::<_, crate::oci::client::RegistryError>((m, path))
+    }
+    .await;
+    let (manifest, config_path) = match found {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::debug!("no published layers to reuse at {target}: {e}");
+            return out;
+        }
+    };
+    let Some(config) = std::fs::read(config_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return out;
+    };
+    let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+    let diff_ids = config["rootfs"]["diff_ids"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let history = config["history"].as_array().cloned().unwrap_or_default();
+    let non_empty = history
+        .iter()
+        .filter(|h| !h["empty_layer"].as_bool().unwrap_or(false));
+    for (i, h) in non_empty.enumerate() {
+        let text = h["created_by"].as_str().unwrap_or_default();
+        let Some(tail) = text
+            .strip_prefix("raypack bake: ")
+            .and_then(|t| t.rsplit_once("[key "))
+            .and_then(|(_, t)| t.strip_suffix(']'))
+        else {
+            continue;
+        };
+        let mut words = tail.split(' ');
+        let key = words.next().unwrap_or_default().to_string();
+        let whiteouts = words
+            .filter_map(|w| {
+                let (n, c) = w.split_once('=')?;
+                Some((n.to_string(), c.parse().ok()?))
+            })
+            .collect();
+        if let (Some(digest), Some(diff_id)) = (
+            layers.get(i).and_then(|l| l["digest"].as_str()),
+            diff_ids.get(i).and_then(|d| d.as_str()),
+        ) {
+            out.insert(
+                key,
+                Published {
+                    digest: digest.to_string(),
+                    diff_id: diff_id.to_string(),
+                    whiteouts,
+                },
+            );
+        }
+    }
+    out
+}
 
 /// Installs `wheels` into one gzip layer, from per-wheel fragments (built once per layout and
 /// cached; see [`crate::python::layer`]), with whiteouts for the files of replaced base

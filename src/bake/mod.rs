@@ -510,6 +510,19 @@ pub async fn run(
     let mut dependencies = deps::DepsReport::default();
     if !opts.skip_deps {
         let base_paths: Vec<PathBuf> = base_image.layers.iter().map(|l| l.path.clone()).collect();
+        // The image this push replaces (its first tag): dependency layers it already has
+        // are fetched rather than built.
+        let previous = target.as_ref().filter(|_| opts.push).map(|t| Reference {
+            tag: recipe
+                .image
+                .tags
+                .first()
+                .cloned()
+                .or_else(|| t.tag.clone())
+                .or_else(|| Some("latest".into())),
+            digest: None,
+            ..t.clone()
+        });
         let (built, report) = deps::dependency_layers(
             recipe,
             &platform,
@@ -518,6 +531,7 @@ pub async fn run(
             &cache,
             mtime,
             (&base_image.config.digest, &base_paths),
+            previous.as_ref().map(|t| (&registry, t)),
             &mut progress,
         )
         .await?;
