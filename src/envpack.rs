@@ -191,6 +191,8 @@ pub async fn run(
     }
 
     if !opts.dry_run {
+        // A store connected before planning was checked then.
+        let checked = early_store.is_some();
         let store = match early_store {
             Some(s) => s,
             None => Store::connect(&url, is_default).await?,
@@ -198,7 +200,7 @@ pub async fn run(
         let exists =
             futures::future::try_join_all(packages.iter().map(|p| store.exists(&p.object_name)))
                 .await?;
-        if exists.iter().any(|e| !e) {
+        if !checked && exists.iter().any(|e| !e) {
             store.check().await?;
         }
         let own_tmp = recipe.state_dir().join("tmp");

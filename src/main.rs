@@ -496,11 +496,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     level,
                 };
                 let fragments_dir = raypack::oci::cache::default_cache_dir().join("fragments");
-                let mut frags = layer::fragments(&fragments_dir, &files, &layout)?;
-                frags.sort_by(|a, b| a.name.cmp(&b.name));
-                layer::check_overlaps(&frags)?;
-                let roots = vec![scheme.site_packages.clone(), scheme.scripts.clone()];
-                let mut own = layer::directories(&frags, &roots, (uid, gid));
+                let (frags, mut own) = layer::prepare(&fragments_dir, &files, &layout)?;
                 let f = std::fs::File::create(out)?;
                 let a = layer::assemble(&frags, &mut own, 0, level, &f)?;
                 tracing::debug!(digest = %a.digest, diff_id = %a.diff_id, size = a.size, "layer written");

@@ -95,7 +95,7 @@ impl StoredZip {
         let mut at = 0u64;
         for (name, size) in entries {
             offsets.push(at);
-            at += 30 + name.len() as u64 + size;
+            at += local_header_len(&name) as u64 + size;
             names.push(name);
             sizes.push(size);
         }
@@ -225,6 +225,13 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Grows the (thread's reused) buffer to its working size once.
+    fn sized(&mut self) {
+        if self.buf.len() < RUN_BUFFER + 1 {
+            self.buf.resize(RUN_BUFFER + 1, 0);
+        }
+    }
+
     /// Makes room for `len` bytes at file offset `at`: `Some(start in buf)`, or `None` when
     /// the entry is too large to gather and must be written by itself.
     fn room(&mut self, at: u64, len: usize) -> io::Result<Option<usize>> {
@@ -235,9 +242,7 @@ impl Run<'_> {
             self.flush()?;
             return Ok(None);
         }
-        if self.buf.len() < RUN_BUFFER + 1 {
-            self.buf.resize(RUN_BUFFER + 1, 0);
-        }
+        self.sized();
         if self.used == 0 {
             self.at = at;
         }
@@ -277,11 +282,9 @@ impl Run<'_> {
         inspect: &mut dyn FnMut(&[u8]),
     ) -> io::Result<u32> {
         use std::io::Read;
-        if self.buf.len() < RUN_BUFFER + 1 {
-            self.buf.resize(RUN_BUFFER + 1, 0);
-        }
+        self.sized();
         let at = self.zip.offsets[index];
-        let head = 30 + self.zip.names[index].len() as u64;
+        let head = local_header_len(&self.zip.names[index]) as u64;
         let mut crc = flate2::Crc::new();
         let mut done = 0u64;
         let mut src = src;
@@ -329,7 +332,7 @@ impl CopyRun for Run<'_> {
         inspect: &mut dyn FnMut(&[u8]),
     ) -> io::Result<u32> {
         too_large(size, Path::new(&self.zip.names[index]))?;
-        let head = 30 + self.zip.names[index].len();
+        let head = local_header_len(&self.zip.names[index]);
         let Some(start) = self.room(self.zip.offsets[index], head + size as usize)? else {
             return self.stream(index, src, size, inspect);
         };
@@ -621,8 +624,13 @@ fn write_local_header<W: Write>(w: &mut W, e: &ZipEntry, c: &Compressed) -> io::
     ))
 }
 
+/// Bytes of a local header for `name` (no extra fields are ever written).
+fn local_header_len(name: &str) -> usize {
+    30 + name.len()
+}
+
 fn local_header(name: &str, method: u16, crc: u32, compressed: u64, uncompressed: u64) -> Vec<u8> {
-    let mut h = Vec::with_capacity(30 + name.len());
+    let mut h = Vec::with_capacity(local_header_len(name));
     h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
     h.extend_from_slice(&20u16.to_le_bytes()); // version needed
     h.extend_from_slice(&FLAG_UTF8.to_le_bytes());

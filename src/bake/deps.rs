@@ -463,14 +463,7 @@ fn dependency_layer(
         mtime,
         level,
     };
-    let mut frags = layer::fragments(&cache.root().join("fragments"), wheels, &layout)?;
-    frags.sort_by(|a, b| a.name.cmp(&b.name));
-    layer::check_overlaps(&frags)?;
-    let mut own = layer::directories(
-        &frags,
-        &[scheme.site_packages.clone(), scheme.scripts.clone()],
-        owner,
-    );
+    let (frags, mut own) = layer::prepare(&cache.root().join("fragments"), wheels, &layout)?;
     let shipped: BTreeSet<String> = frags
         .iter()
         .flat_map(|f| f.paths.iter().cloned())

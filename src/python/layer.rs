@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::wheel::{self, Scheme, WheelError};
 use crate::archive::pgzip;
-use crate::archive::tar::{EntryKind, LayerEntry, write_layer};
+use crate::archive::tar::{LayerEntry, write_layer};
 
 /// Bumped whenever a fragment's content or encoding changes.
 pub const FRAGMENT_VERSION: &str = "raypack-fragment-v2";
@@ -187,6 +187,9 @@ fn build(
     Ok(fragment)
 }
 
+/// The tar end-of-archive: two zero blocks.
+const TAR_END: usize = 1024;
+
 /// Writes `entries` as tar into `file` without the end-of-archive blocks; returns the length.
 fn write_fragment(file: &std::fs::File, entries: &mut [LayerEntry], mtime: u64) -> io::Result<u64> {
     let mut w = write_layer(io::BufWriter::with_capacity(1 << 20, file), entries, mtime)?;
@@ -195,24 +198,36 @@ fn write_fragment(file: &std::fs::File, entries: &mut [LayerEntry], mtime: u64) 
     // The tar crate always finishes an archive with two zero blocks; a fragment is not the
     // end of one.
     let len = file.metadata()?.len();
-    len.checked_sub(1024)
+    len.checked_sub(TAR_END as u64)
         .ok_or_else(|| io::Error::other("tar shorter than its end-of-archive blocks"))
+}
+
+/// The fragments of `wheels` in name order (the order a layer lists them in), checked for two
+/// distributions shipping one file, with the directory entries their layer needs below the
+/// scheme's site-packages and scripts directories.
+pub fn prepare(
+    dir: &Path,
+    wheels: &[WheelFile],
+    layout: &Layout<'_>,
+) -> Result<(Vec<Fragment>, Vec<LayerEntry>), WheelError> {
+    let mut frags = fragments(dir, wheels, layout)?;
+    frags.sort_by(|a, b| a.name.cmp(&b.name));
+    check_overlaps(&frags)?;
+    let roots = [
+        layout.scheme.site_packages.clone(),
+        layout.scheme.scripts.clone(),
+    ];
+    let dirs = directories(&frags, &roots, layout.owner);
+    Ok((frags, dirs))
 }
 
 /// Two installed distributions may not ship the same file (as [`wheel::merge`] says).
 pub fn check_overlaps(fragments: &[Fragment]) -> Result<(), WheelError> {
-    let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
-    for f in fragments {
-        for p in &f.paths {
-            if let Some(prev) = seen.insert(p, &f.name) {
-                return Err(WheelError::Invalid {
-                    wheel: f.name.clone(),
-                    message: format!("/{p} is also installed by {prev}"),
-                });
-            }
-        }
-    }
-    Ok(())
+    wheel::no_overlaps(
+        fragments
+            .iter()
+            .flat_map(|f| f.paths.iter().map(move |p| (f.name.as_str(), p.as_str()))),
+    )
 }
 
 /// The directory entries a layer of these fragments needs: every directory below the owned
@@ -222,29 +237,13 @@ pub fn directories(
     owned_roots: &[String],
     owner: (u32, u32),
 ) -> Vec<LayerEntry> {
-    let mut dirs = std::collections::BTreeSet::new();
-    for p in fragments.iter().flat_map(|f| &f.paths) {
-        for root in owned_roots {
-            let root = root.trim_matches('/');
-            if let Some(rest) = p.strip_prefix(root).and_then(|r| r.strip_prefix('/')) {
-                let mut acc = root.to_string();
-                let comps: Vec<&str> = rest.split('/').collect();
-                for c in &comps[..comps.len() - 1] {
-                    acc = format!("{acc}/{c}");
-                    dirs.insert(acc.clone());
-                }
-            }
-        }
-    }
-    dirs.into_iter()
-        .map(|d| LayerEntry {
-            path: d,
-            kind: EntryKind::Dir,
-            mode: 0o755,
-            uid: owner.0,
-            gid: owner.1,
-        })
-        .collect()
+    wheel::owned_directories(
+        fragments
+            .iter()
+            .flat_map(|f| f.paths.iter().map(String::as_str)),
+        owned_roots,
+        owner,
+    )
 }
 
 /// Writes a gzip layer to `out`: `own` entries (directories, whiteouts; sorted here), then the
@@ -259,9 +258,10 @@ pub fn assemble(
     let mut head_tar = Vec::new();
     if !own.is_empty() {
         head_tar = write_layer(Vec::new(), own, mtime)?;
-        head_tar.truncate(head_tar.len() - 1024);
+        // Not the end of the archive either (see `write_fragment`).
+        head_tar.truncate(head_tar.len() - TAR_END);
     }
-    let tail_tar = vec![0u8; 1024];
+    let tail_tar = vec![0u8; TAR_END];
     let head = pgzip::deflate_bytes(&head_tar, level, false)?;
     let tail = pgzip::deflate_bytes(&tail_tar, level, true)?;
     let mut crc = crc32fast::Hasher::new();
@@ -270,7 +270,7 @@ pub fn assemble(
         crc.combine(&crc32fast::Hasher::new_with_initial_len(f.crc32, f.len));
     }
     crc.update(&tail_tar);
-    let len = head_tar.len() as u64 + fragments.iter().map(|f| f.len).sum::<u64>() + 1024;
+    let len = head_tar.len() as u64 + fragments.iter().map(|f| f.len).sum::<u64>() + TAR_END as u64;
 
     let (compressed, diff_id) = rayon::join(
         || -> io::Result<(String, u64)> {

@@ -10,7 +10,6 @@
 //! target (absolute, `..`, backslashes, symlinks), a METADATA name/version that differs from
 //! the filename, or more than one `.dist-info` directory are errors.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -579,47 +578,75 @@ pub fn install_all(
         .collect()
 }
 
-/// Merges installed distributions into one entry list: directory entries for every directory
-/// below `under` (site-packages, bin, …), deduplicated, so namespace packages merge; a file
-/// path shipped by two distributions is an error naming both.
+/// Merges installed distributions into one entry list: their files (sorted), then directory
+/// entries for every directory below `owned_roots` (site-packages, bin, …), deduplicated, so
+/// namespace packages merge; a file path shipped by two distributions is an error naming both.
 pub fn merge(
     installed: &[Installed],
     owned_roots: &[String],
     owner: (u32, u32),
 ) -> Result<Vec<LayerEntry>, WheelError> {
-    let mut files: BTreeMap<String, (&str, &LayerEntry)> = BTreeMap::new();
+    no_overlaps(installed.iter().flat_map(|i| {
+        i.entries
+            .iter()
+            .map(move |e| (i.name.as_str(), e.path.as_str()))
+    }))?;
+    let mut out: Vec<LayerEntry> = installed
+        .iter()
+        .flat_map(|i| i.entries.iter().cloned())
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    let dirs = owned_directories(out.iter().map(|e| e.path.as_str()), owned_roots, owner);
+    out.extend(dirs);
+    Ok(out)
+}
+
+/// `(distribution, path)` pairs: the same path from two distributions is an error naming both.
+pub fn no_overlaps<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), WheelError> {
+    let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for (name, path) in files {
+        if let Some(prev) = seen.insert(path, name) {
+            return Err(WheelError::Invalid {
+                wheel: name.to_string(),
+                message: format!("/{path} is also installed by {prev}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Directory entries for every directory below one of `owned_roots` that holds one of `paths`
+/// (sorted, each once); the roots themselves belong to the base.
+pub fn owned_directories<'a>(
+    paths: impl IntoIterator<Item = &'a str>,
+    owned_roots: &[String],
+    owner: (u32, u32),
+) -> Vec<LayerEntry> {
     let mut dirs = std::collections::BTreeSet::new();
-    for inst in installed {
-        for e in &inst.entries {
-            if let Some((prev, _)) = files.get(&e.path) {
-                return Err(WheelError::Invalid {
-                    wheel: inst.name.clone(),
-                    message: format!("/{} is also installed by {prev}", e.path),
-                });
-            }
-            files.insert(e.path.clone(), (&inst.name, e));
-            for root in owned_roots {
-                let root = root.trim_matches('/');
-                if let Some(rest) = e.path.strip_prefix(&format!("{root}/")) {
-                    let mut acc = root.to_string();
-                    let comps: Vec<&str> = rest.split('/').collect();
-                    for c in &comps[..comps.len() - 1] {
-                        acc = format!("{acc}/{c}");
-                        dirs.insert(acc.clone());
-                    }
+    for p in paths {
+        for root in owned_roots {
+            let root = root.trim_matches('/');
+            if let Some(rest) = p.strip_prefix(root).and_then(|r| r.strip_prefix('/')) {
+                let mut acc = root.to_string();
+                let comps: Vec<&str> = rest.split('/').collect();
+                for c in &comps[..comps.len() - 1] {
+                    acc = format!("{acc}/{c}");
+                    dirs.insert(acc.clone());
                 }
             }
         }
     }
-    let mut out: Vec<LayerEntry> = files.into_values().map(|(_, e)| e.clone()).collect();
-    out.extend(dirs.into_iter().map(|d| LayerEntry {
-        path: d,
-        kind: EntryKind::Dir,
-        mode: 0o755,
-        uid: owner.0,
-        gid: owner.1,
-    }));
-    Ok(out)
+    dirs.into_iter()
+        .map(|d| LayerEntry {
+            path: d,
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            uid: owner.0,
+            gid: owner.1,
+        })
+        .collect()
 }
 
 #[cfg(test)]
