@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
+use raypack::python::wheel::normalize;
 
 const TARGET: [&str; 4] = ["--python-version", "3.11", "--manylinux", "2_36"];
 
@@ -20,23 +21,6 @@ const STANDIN_INSTALLED: &str = "aiohappyeyeballs==2.7.1\naiohttp==3.14.5\naioht
 
 fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lock-cache")
-}
-
-fn normalize(n: &str) -> String {
-    let mut out = String::new();
-    let mut sep = false;
-    for c in n.chars() {
-        if "-_.".contains(c) {
-            sep = true;
-        } else {
-            if sep && !out.is_empty() {
-                out.push('-');
-            }
-            sep = false;
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
 }
 
 /// The numeric release segments of a version (`3.10` → [3, 10]).
