@@ -105,7 +105,7 @@ pub enum CollectError {
 type Found = (String, PathBuf, PathBuf, (Stamp, bool), Option<Hashes>);
 
 /// SHA-256 and CRC-32 of a file.
-type Hashes = ([u8; 32], u32);
+pub type Hashes = ([u8; 32], u32);
 
 /// Collects one walker thread's results and hands them over in one lock when the thread ends.
 struct Batch<'a> {
@@ -144,37 +144,19 @@ pub trait CopySink: Sync {
 
 /// One thread's run of files, handed over in listing order by their index in the [`Listing`].
 pub trait CopyRun {
-    /// Copies `size` bytes of `src`, handing every chunk read to `inspect`; returns their
-    /// CRC-32. A file whose length is not `size` is an error.
-    fn copy_inspecting(
+    /// Copies `size` bytes of `src` into the sink. Without `crc32` (no stat-cache entry), the
+    /// file's SHA-256 and CRC-32 are computed from the bytes copied and reported by
+    /// [`CopyRun::finish`]. A file whose length is not `size` is an error.
+    fn add(
         &mut self,
         index: usize,
         src: &std::fs::File,
         size: u64,
-        inspect: &mut dyn FnMut(&[u8]),
-    ) -> std::io::Result<u32>;
-    /// Copies a file whose CRC-32 is already known (a stat cache hit).
-    fn copy_known(
-        &mut self,
-        index: usize,
-        src: &std::fs::File,
-        size: u64,
-        crc32: u32,
+        crc32: Option<u32>,
     ) -> std::io::Result<()>;
-    /// Writes out whatever the run still holds.
-    fn finish(&mut self) -> std::io::Result<()>;
-}
-
-fn copy_and_hash(
-    run: &mut dyn CopyRun,
-    index: usize,
-    path: &Path,
-    size: u64,
-) -> std::io::Result<([u8; 32], u32)> {
-    let f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let crc = run.copy_inspecting(index, &f, size, &mut |b| h.update(b))?;
-    Ok((h.finalize().into(), crc))
+    /// Writes out whatever the run still holds. Returns the hashes of the files added without
+    /// a CRC-32, by index.
+    fn finish(&mut self) -> std::io::Result<Vec<(usize, Hashes)>>;
 }
 
 /// Configures and runs one collection.
@@ -423,54 +405,43 @@ impl<'a> Collector<'a> {
         sink: Option<&dyn CopySink>,
     ) -> Result<FileSet, CollectError> {
         let hashed = std::sync::atomic::AtomicUsize::new(0);
-        let one = |index: usize,
-                   (rel, shown, abs, (stamp, executable), cached): Found,
-                   run: Option<&mut dyn CopyRun>|
-         -> Result<FileEntry, CollectError> {
-            let size = stamp.size;
-            let read_error = |source| CollectError::Read {
-                path: shown.clone(),
-                source,
-            };
-            let (sha256, crc32) = match (cached, run) {
-                (Some(h), None) => h,
-                (Some(h), Some(run)) => {
-                    let f = std::fs::File::open(&abs).map_err(read_error)?;
-                    run.copy_known(index, &f, size, h.1).map_err(read_error)?;
-                    h
-                }
-                (None, run) => {
-                    hashed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let h = match run {
-                        None => hash_and_crc(&abs),
-                        Some(run) => copy_and_hash(run, index, &abs, size),
-                    }
-                    .map_err(read_error)?;
-                    if let Some(c) = self.cache {
-                        c.put(&abs, stamp, h.0, h.1);
-                    }
-                    h
-                }
-            };
-            Ok(FileEntry {
-                rel,
-                abs,
-                size,
-                executable,
-                sha256,
-                crc32,
-            })
+        let remember = |abs: &Path, stamp: Stamp, h: Hashes| {
+            if let Some(c) = self.cache {
+                c.put(abs, stamp, h.0, h.1);
+            }
+        };
+        let entry = |rel, abs, size, executable, (sha256, crc32): Hashes| FileEntry {
+            rel,
+            abs,
+            size,
+            executable,
+            sha256,
+            crc32,
         };
         let files: Vec<FileEntry> = match sink {
             None => listing
                 .found
                 .into_par_iter()
-                .enumerate()
-                .map(|(i, f)| one(i, f, None))
+                .map(|(rel, shown, abs, (stamp, executable), cached)| {
+                    let h = match cached {
+                        Some(h) => h,
+                        None => {
+                            hashed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let h = hash_and_crc(&abs).map_err(|source| CollectError::Read {
+                                path: shown,
+                                source,
+                            })?;
+                            remember(&abs, stamp, h);
+                            h
+                        }
+                    };
+                    Ok(entry(rel, abs, stamp.size, executable, h))
+                })
                 .collect::<Result<_, _>>()?,
             Some(sink) => {
                 // Runs of neighbouring files go to one thread each, so the sink can write a
-                // run's files in one go (small writes cost the kernel far more per byte).
+                // run's files in one go (small writes cost the kernel far more per byte) and
+                // hash them side by side.
                 let mut runs: Vec<Vec<(usize, Found)>> = Vec::new();
                 let mut bytes = u64::MAX;
                 for (i, f) in listing.found.into_iter().enumerate() {
@@ -484,15 +455,32 @@ impl<'a> Collector<'a> {
                 let done: Vec<Vec<FileEntry>> = runs
                     .into_par_iter()
                     .map(|run| {
+                        let first = run.first().map_or(0, |r| r.0);
                         let mut w = sink.run();
-                        let out = run
-                            .into_iter()
-                            .map(|(i, f)| one(i, f, Some(&mut *w)))
-                            .collect::<Result<Vec<_>, _>>()?;
-                        w.finish().map_err(|source| CollectError::Read {
+                        let mut out = Vec::with_capacity(run.len());
+                        let mut stamps = Vec::with_capacity(run.len());
+                        for (i, (rel, shown, abs, (stamp, executable), cached)) in run {
+                            std::fs::File::open(&abs)
+                                .and_then(|f| w.add(i, &f, stamp.size, cached.map(|h| h.1)))
+                                .map_err(|source| CollectError::Read {
+                                    path: shown,
+                                    source,
+                                })?;
+                            // Files without cached hashes get theirs from `finish`.
+                            let h = cached.unwrap_or(([0; 32], 0));
+                            out.push(entry(rel, abs, stamp.size, executable, h));
+                            stamps.push(stamp);
+                        }
+                        let fresh = w.finish().map_err(|source| CollectError::Read {
                             path: out.last().map(|f| f.abs.clone()).unwrap_or_default(),
                             source,
                         })?;
+                        hashed.fetch_add(fresh.len(), std::sync::atomic::Ordering::Relaxed);
+                        for (i, h) in fresh {
+                            let e = &mut out[i - first];
+                            (e.sha256, e.crc32) = h;
+                            remember(&e.abs, stamps[i - first], h);
+                        }
                         Ok::<_, CollectError>(out)
                     })
                     .collect::<Result<_, _>>()?;

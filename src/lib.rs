@@ -20,6 +20,7 @@ pub mod plan;
 pub mod python;
 pub mod recipe;
 pub mod requirements;
+pub mod sha256_lanes;
 pub mod spec;
 pub mod store;
 pub mod submit;

@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::collect::{CopyRun, CopySink};
+use crate::collect::{CopyRun, CopySink, Hashes};
+use crate::sha256_lanes;
 
 /// One file to put in the archive.
 #[derive(Debug, Clone)]
@@ -62,7 +63,7 @@ pub fn write_stored_file(path: &Path, entries: &[ZipEntry]) -> io::Result<u64> {
         let named =
             |err: io::Error| io::Error::new(err.kind(), format!("{}: {err}", e.source.display()));
         let src = std::fs::File::open(&e.source).map_err(named)?;
-        run.copy_known(i, &src, e.size, crcs[i]).map_err(named)?;
+        run.add(i, &src, e.size, Some(crcs[i])).map_err(named)?;
     }
     run.finish()?;
     drop(run);
@@ -189,6 +190,8 @@ impl CopySink for StoredZip {
             buf: RUN_BUF.with_borrow_mut(std::mem::take),
             at: 0,
             used: 0,
+            pending: Vec::new(),
+            hashed: Vec::new(),
         })
     }
 }
@@ -211,17 +214,43 @@ struct Run<'a> {
     /// File offset of `buf[0]`.
     at: u64,
     used: usize,
+    /// Entries gathered in `buf`, not written yet: index, where its data starts in `buf`, and
+    /// its CRC-32 when known. Their headers are filled in when the buffer is written.
+    pending: Vec<(usize, usize, Option<u32>)>,
+    /// SHA-256 and CRC-32 of the entries added without a CRC, by index.
+    hashed: Vec<(usize, Hashes)>,
 }
 
 impl Run<'_> {
+    /// Hashes the gathered entries that need it (two at a time: [`sha256_lanes`]), fills in
+    /// their headers and writes the buffer.
     fn flush(&mut self) -> io::Result<()> {
-        if self.used > 0 {
-            self.zip
-                .file
-                .write_all_at(&self.buf[..self.used], self.at)?;
-            self.zip.wrote(self.used as u64);
-            self.used = 0;
+        if self.used == 0 {
+            return Ok(());
         }
+        let zip = self.zip;
+        let data =
+            |&(i, start, _): &(usize, usize, Option<u32>)| start..start + zip.sizes[i] as usize;
+        let unknown: Vec<&[u8]> = (self.pending.iter())
+            .filter(|p| p.2.is_none())
+            .map(|p| &self.buf[data(p)])
+            .collect();
+        let mut digests = sha256_lanes::digest_all(&unknown).into_iter();
+        for p in std::mem::take(&mut self.pending) {
+            let crc = p.2.unwrap_or_else(|| {
+                let mut c = flate2::Crc::new();
+                c.update(&self.buf[data(&p)]);
+                let crc = c.sum();
+                let sha = digests.next().expect("one digest per entry hashed");
+                self.hashed.push((p.0, (sha, crc)));
+                crc
+            });
+            let header = zip.header(p.0, crc);
+            self.buf[p.1 - header.len()..p.1].copy_from_slice(&header);
+        }
+        zip.file.write_all_at(&self.buf[..self.used], self.at)?;
+        zip.wrote(self.used as u64);
+        self.used = 0;
         Ok(())
     }
 
@@ -273,19 +302,15 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Streams a large entry straight to its place; the header goes in last.
-    fn stream(
-        &mut self,
-        index: usize,
-        src: &std::fs::File,
-        size: u64,
-        inspect: &mut dyn FnMut(&[u8]),
-    ) -> io::Result<u32> {
+    /// Streams a large entry straight to its place, hashing it; the header goes in last.
+    fn stream(&mut self, index: usize, src: &std::fs::File, size: u64) -> io::Result<Hashes> {
+        use sha2::Digest;
         use std::io::Read;
         self.sized();
         let at = self.zip.offsets[index];
         let head = local_header_len(&self.zip.names[index]) as u64;
         let mut crc = flate2::Crc::new();
+        let mut sha = sha2::Sha256::new();
         let mut done = 0u64;
         let mut src = src;
         loop {
@@ -298,7 +323,7 @@ impl Run<'_> {
             if done + n as u64 > size {
                 return Err(changed(size, done + n as u64));
             }
-            inspect(&self.buf[..n]);
+            sha.update(&self.buf[..n]);
             crc.update(&self.buf[..n]);
             self.zip
                 .file
@@ -312,7 +337,7 @@ impl Run<'_> {
         self.zip
             .file
             .write_all_at(&self.zip.header(index, crc.sum()), at)?;
-        Ok(crc.sum())
+        Ok((sha.finalize().into(), crc.sum()))
     }
 }
 
@@ -324,56 +349,40 @@ impl Drop for Run<'_> {
 }
 
 impl CopyRun for Run<'_> {
-    fn copy_inspecting(
+    fn add(
         &mut self,
         index: usize,
         src: &std::fs::File,
         size: u64,
-        inspect: &mut dyn FnMut(&[u8]),
-    ) -> io::Result<u32> {
-        too_large(size, Path::new(&self.zip.names[index]))?;
-        let head = local_header_len(&self.zip.names[index]);
-        let Some(start) = self.room(self.zip.offsets[index], head + size as usize)? else {
-            return self.stream(index, src, size, inspect);
-        };
-        self.read_whole(src, start + head, size)?;
-        let data = &self.buf[start + head..start + head + size as usize];
-        inspect(data);
-        let mut crc = flate2::Crc::new();
-        crc.update(data);
-        let h = self.zip.header(index, crc.sum());
-        self.buf[start..start + head].copy_from_slice(&h);
-        self.used += head + size as usize;
-        Ok(crc.sum())
-    }
-
-    fn copy_known(
-        &mut self,
-        index: usize,
-        src: &std::fs::File,
-        size: u64,
-        crc32: u32,
+        crc32: Option<u32>,
     ) -> io::Result<()> {
         too_large(size, Path::new(&self.zip.names[index]))?;
-        let header = self.zip.header(index, crc32);
+        let head = local_header_len(&self.zip.names[index]);
         let at = self.zip.offsets[index];
-        match self.room(at, header.len() + size as usize)? {
-            Some(start) => {
-                self.read_whole(src, start + header.len(), size)?;
-                self.buf[start..start + header.len()].copy_from_slice(&header);
-                self.used += header.len() + size as usize;
+        match (self.room(at, head + size as usize)?, crc32) {
+            (Some(start), _) => {
+                self.read_whole(src, start + head, size)?;
+                self.pending.push((index, start + head, crc32));
+                self.used += head + size as usize;
             }
-            None => {
-                self.zip.file.write_all_at(&header, at)?;
-                copy_range(src, &self.zip.file, at + header.len() as u64, size)?;
-                self.zip.wrote(header.len() as u64 + size);
+            (None, None) => {
+                let h = self.stream(index, src, size)?;
+                self.hashed.push((index, h));
+            }
+            (None, Some(crc)) => {
+                self.zip
+                    .file
+                    .write_all_at(&self.zip.header(index, crc), at)?;
+                copy_range(src, &self.zip.file, at + head as u64, size)?;
+                self.zip.wrote(head as u64 + size);
             }
         }
         Ok(())
     }
 
-    fn finish(&mut self) -> io::Result<()> {
-        self.flush()
+    fn finish(&mut self) -> io::Result<Vec<(usize, Hashes)>> {
+        self.flush()?;
+        Ok(std::mem::take(&mut self.hashed))
     }
 }
 
