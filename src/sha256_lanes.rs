@@ -112,8 +112,13 @@ impl<'m> Lane<'m> {
 
 #[cfg(target_arch = "x86_64")]
 fn two_lanes(messages: &[&[u8]], out: &mut [[u8; 32]]) {
-    let mut next = 0..messages.len();
-    let take = |next: &mut std::ops::Range<usize>| next.next().map(|i| Lane::start(i, messages[i]));
+    // Longest first: whichever lane frees up takes the next, so the lanes run out of work
+    // together, and the stretch where one lane runs alone is as short as the shortest message.
+    let mut order: Vec<usize> = (0..messages.len()).collect();
+    order.sort_unstable_by_key(|&i| std::cmp::Reverse(messages[i].len()));
+    let mut next = order.into_iter();
+    let take =
+        |next: &mut std::vec::IntoIter<usize>| next.next().map(|i| Lane::start(i, messages[i]));
     let mut a = take(&mut next);
     let mut b = take(&mut next);
     loop {
