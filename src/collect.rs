@@ -281,6 +281,7 @@ impl<'a> Collector<'a> {
                 local: Vec::with_capacity(1024),
                 shared: found,
             };
+            let mut dirs = InDir::default();
             Box::new(move |res| {
                 let entry = match res {
                     Ok(e) => e,
@@ -338,10 +339,9 @@ impl<'a> Collector<'a> {
                         return ignore::WalkState::Continue;
                     };
                     // Stat (and ask the stat cache) here, in the walker's threads: one pass.
-                    match std::fs::metadata(&read_from) {
-                        Ok(m) => {
-                            let stamp = Stamp::of(&m);
-                            let meta = (stamp, m.permissions().mode() & 0o111 != 0);
+                    match dirs.stat(&read_from) {
+                        Ok(meta) => {
+                            let stamp = meta.0;
                             let cached = cache.and_then(|c| c.get(&read_from, &stamp));
                             batch.local.push(Ok((
                                 rel_str.replace('\\', "/"),
@@ -457,10 +457,11 @@ impl<'a> Collector<'a> {
                     .map(|run| {
                         let first = run.first().map_or(0, |r| r.0);
                         let mut w = sink.run();
+                        let mut dirs = InDir::default();
                         let mut out = Vec::with_capacity(run.len());
                         let mut stamps = Vec::with_capacity(run.len());
                         for (i, (rel, shown, abs, (stamp, executable), cached)) in run {
-                            std::fs::File::open(&abs)
+                            dirs.open(&abs)
                                 .and_then(|f| w.add(i, &f, stamp.size, cached.map(|h| h.1)))
                                 .map_err(|source| CollectError::Read {
                                     path: shown,
@@ -532,9 +533,9 @@ pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
 
 /// SHA-256 and CRC-32 of a whole file, in one read.
 pub fn hash_and_crc(path: &Path) -> std::io::Result<([u8; 32], u32)> {
-    let mut crc = flate2::Crc::new();
+    let mut crc = crc32fast::Hasher::new();
     let (h, _) = read_chunks(path, |b| crc.update(b))?;
-    Ok((h, crc.sum()))
+    Ok((h, crc.finalize()))
 }
 
 /// Reads `path` through a per-thread buffer (allocating and zeroing one per file cost more
@@ -565,6 +566,78 @@ fn read_chunks(path: &Path, mut also: impl FnMut(&[u8])) -> std::io::Result<([u8
         Ok(())
     })?;
     Ok((h.finalize().into(), total))
+}
+
+/// Opens and stats files relative to their directory, keeping the last directory open:
+/// neighbours in a walk or listing share it, and the kernel then resolves one name instead of
+/// the whole path (path lookups were ~5% of a cold `env`'s CPU in profiles). Whatever fails
+/// this way is tried again by path, so errors read as they always did.
+#[derive(Default)]
+struct InDir {
+    dir: PathBuf,
+    fd: Option<std::os::fd::OwnedFd>,
+}
+
+impl InDir {
+    /// The open directory of `path` and its file name.
+    fn at(&mut self, path: &Path) -> Option<(std::os::fd::RawFd, std::ffi::CString)> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::unix::ffi::OsStrExt;
+        let (parent, name) = (path.parent()?, path.file_name()?);
+        if self.fd.is_none() || self.dir.as_os_str().as_bytes() != parent.as_os_str().as_bytes() {
+            self.fd = None;
+            let c = std::ffi::CString::new(parent.as_os_str().as_bytes()).ok()?;
+            // SAFETY: `c` is a valid C string; the result is checked before use.
+            let fd = unsafe {
+                libc::open(
+                    c.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return None;
+            }
+            // SAFETY: `fd` was just opened and is owned by nothing else.
+            self.fd = Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+            self.dir = parent.to_path_buf();
+        }
+        let name = std::ffi::CString::new(name.as_bytes()).ok()?;
+        Some((self.fd.as_ref()?.as_raw_fd(), name))
+    }
+
+    fn open(&mut self, path: &Path) -> std::io::Result<std::fs::File> {
+        use std::os::fd::FromRawFd;
+        if let Some((dir, name)) = self.at(path) {
+            // SAFETY: `dir` is open and `name` a valid C string; the result is checked.
+            let fd = unsafe { libc::openat(dir, name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            if fd >= 0 {
+                // SAFETY: `fd` was just opened and is owned by nothing else.
+                return Ok(unsafe { std::fs::File::from_raw_fd(fd) });
+            }
+        }
+        std::fs::File::open(path)
+    }
+
+    /// Stamp and executable bit of `path` (following a symlink, like `fs::metadata`).
+    fn stat(&mut self, path: &Path) -> std::io::Result<(Stamp, bool)> {
+        if let Some((dir, name)) = self.at(path) {
+            // SAFETY: a plain `stat` struct, filled in by the kernel on success.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: `dir` is open, `name` a valid C string and `st` writable.
+            if unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, 0) } == 0 {
+                let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+                let stamp = Stamp {
+                    size: st.st_size as u64,
+                    mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
+                    ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
+                    ino: st.st_ino,
+                };
+                return Ok((stamp, st.st_mode & 0o111 != 0));
+            }
+        }
+        let m = std::fs::metadata(path)?;
+        Ok((Stamp::of(&m), m.permissions().mode() & 0o111 != 0))
+    }
 }
 
 /// What identifies an unchanged file: size, mtime, ctime (changes on chmod) and inode.

@@ -283,9 +283,7 @@ impl Run<'_> {
         let mut digests = sha256_lanes::digest_all(&unknown).into_iter();
         for p in std::mem::take(&mut self.pending) {
             let crc = p.2.unwrap_or_else(|| {
-                let mut c = flate2::Crc::new();
-                c.update(&self.buf[data(&p)]);
-                let crc = c.sum();
+                let crc = crc32fast::hash(&self.buf[data(&p)]);
                 let sha = digests.next().expect("one digest per entry hashed");
                 self.hashed.push((p.0, (sha, crc)));
                 crc
@@ -353,7 +351,7 @@ impl Run<'_> {
         self.sized();
         let at = self.zip.offsets[index];
         let head = local_header_len(&self.zip.names[index]) as u64;
-        let mut crc = flate2::Crc::new();
+        let mut crc = crc32fast::Hasher::new();
         let mut sha = sha2::Sha256::new();
         let mut done = 0u64;
         let mut src = src;
@@ -380,8 +378,8 @@ impl Run<'_> {
         }
         self.zip
             .file
-            .write_all_at(&self.zip.header(index, crc.sum()), at)?;
-        Ok((sha.finalize().into(), crc.sum()))
+            .write_all_at(&self.zip.header(index, crc.clone().finalize()), at)?;
+        Ok((sha.finalize().into(), crc.finalize()))
     }
 }
 
@@ -618,9 +616,7 @@ fn compress_entry(e: &ZipEntry, level: u32) -> io::Result<Compressed> {
     let raw = std::fs::read(&e.source)
         .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", e.source.display())))?;
     too_large(raw.len() as u64, &e.source)?;
-    let mut crc = flate2::Crc::new();
-    crc.update(&raw);
-    let crc = crc.sum();
+    let crc = crc32fast::hash(&raw);
     let uncompressed = raw.len() as u64;
     if level > 0 && raw.len() > 64 && !looks_incompressible(&raw) {
         let mut enc = flate2::write::DeflateEncoder::new(
