@@ -356,8 +356,23 @@ mod tests {
         let big: Vec<u8> = (0..(5u32 << 20)).map(|i| (i % 251) as u8).collect();
         std::fs::write(root.join("big.bin"), &big).unwrap();
         std::fs::write(root.join("empty"), "").unwrap();
+        // Mid-sized files are mapped rather than read (some of them known to the stat cache).
+        std::fs::create_dir(root.join("mid")).unwrap();
+        for i in 0..12u32 {
+            let body: Vec<u8> = (0..(100 << 10) + i * 50_000)
+                .map(|j| (j % 241) as u8 ^ i as u8)
+                .collect();
+            std::fs::write(root.join(format!("mid/m{i:02}.bin")), body).unwrap();
+        }
         // A stat cache that knows some files already (copied without hashing).
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for i in 0..4 {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(root.join(format!("mid/m{i:02}.bin")))
+                .unwrap();
+            f.set_modified(old).unwrap();
+        }
         for i in 0..100 {
             let f = std::fs::File::options()
                 .write(true)
@@ -379,7 +394,7 @@ mod tests {
             RAY_MAX_PACKAGE_SIZE,
         )
         .unwrap();
-        assert_eq!(warm.files.hashed, 302);
+        assert_eq!(warm.files.hashed, 314);
         cache.save().unwrap();
         let cache = StatCache::load(&d.path().join("stat.bin"));
         for i in 100..300 {
@@ -399,7 +414,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            p.files.hashed, 202,
+            p.files.hashed, 210,
             "the stat cache served the unchanged files"
         );
         let built = built.expect("a zip was built while hashing");
@@ -430,11 +445,13 @@ mod tests {
             .unwrap();
         assert!(b == big);
         // Everything known to the stat cache: nothing is built (the store may have it).
-        for e in std::fs::read_dir(root.join("sub")).unwrap() {
-            let f = std::fs::File::options()
-                .write(true)
-                .open(e.unwrap().path())
-                .unwrap();
+        let files = |dir: &str| {
+            std::fs::read_dir(root.join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+        };
+        for e in files("sub").chain(files("mid")) {
+            let f = std::fs::File::options().write(true).open(e).unwrap();
             f.set_modified(old).unwrap();
         }
         for name in ["big.bin", "empty"] {

@@ -89,8 +89,8 @@ pub struct StoredZip {
     writeback: Option<std::sync::mpsc::SyncSender<()>>,
     /// Held by the thread writing gathered buffers (see [`StoredZip::write_or_queue`]).
     writing: std::sync::Mutex<()>,
-    /// Gathered buffers left for whichever thread writes next: `(buf, len, at)`.
-    queued: std::sync::Mutex<Vec<(Vec<u8>, usize, u64)>>,
+    /// Gathered stretches left for whichever thread writes next.
+    queued: std::sync::Mutex<Vec<Gathered>>,
     /// Written buffers, for threads that queued theirs.
     spare: std::sync::Mutex<Vec<Vec<u8>>>,
 }
@@ -139,16 +139,15 @@ impl StoredZip {
     ///
     /// Buffered writes to one file hold its inode lock for the whole copy, so two threads
     /// writing at once had one spinning on that lock (5% of a cold `env`'s CPU in profiles).
-    fn write_or_queue(&self, buf: Vec<u8>, len: usize, at: u64) -> io::Result<Vec<u8>> {
+    fn write_or_queue(&self, g: Gathered) -> io::Result<Vec<u8>> {
         match self.writing.try_lock() {
             Ok(_writing) => {
-                self.file.write_all_at(&buf[..len], at)?;
-                self.wrote(len as u64);
+                self.write_gathered(&g)?;
                 self.write_queued()?;
-                Ok(buf)
+                Ok(g.buf)
             }
             Err(std::sync::TryLockError::WouldBlock) => {
-                self.queued.lock().unwrap().push((buf, len, at));
+                self.queued.lock().unwrap().push(g);
                 Ok(self.spare.lock().unwrap().pop().unwrap_or_default())
             }
             Err(std::sync::TryLockError::Poisoned(_)) => {
@@ -160,13 +159,30 @@ impl StoredZip {
     /// Writes every queued buffer (the caller holds `writing`, or is the last one left).
     fn write_queued(&self) -> io::Result<()> {
         loop {
-            let Some((buf, len, at)) = self.queued.lock().unwrap().pop() else {
+            let Some(g) = self.queued.lock().unwrap().pop() else {
                 return Ok(());
             };
-            self.file.write_all_at(&buf[..len], at)?;
-            self.wrote(len as u64);
-            self.spare.lock().unwrap().push(buf);
+            self.write_gathered(&g)?;
+            self.spare.lock().unwrap().push(g.buf);
         }
+    }
+
+    /// Writes a gathered stretch with one `pwritev`: the buffer, with the mapped files'
+    /// bytes spliced in where they belong.
+    fn write_gathered(&self, g: &Gathered) -> io::Result<()> {
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * g.maps.len() + 1);
+        let mut from = 0;
+        for (split, m) in &g.maps {
+            parts.push(&g.buf[from..*split]);
+            parts.push(m.bytes());
+            from = *split;
+        }
+        parts.push(&g.buf[from..g.used]);
+        parts.retain(|p| !p.is_empty());
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        write_all_vectored_at(&self.file, parts, g.at)?;
+        self.wrote(total as u64);
+        Ok(())
     }
 
     /// Writes the central directory and end records from each entry's `(mode, crc32)`, in
@@ -235,6 +251,8 @@ impl CopySink for StoredZip {
             buf: RUN_BUF.with_borrow_mut(std::mem::take),
             at: 0,
             used: 0,
+            span: 0,
+            maps: Vec::new(),
             pending: Vec::new(),
             hashed: Vec::new(),
         })
@@ -252,47 +270,91 @@ thread_local! {
 /// writes than in file-sized ones.
 const RUN_BUFFER: usize = 4 << 20;
 
-/// One thread's run of neighbouring entries, gathered in a buffer and written in large pieces.
+/// Files this large or larger are mapped rather than read: their bytes are hashed in the page
+/// cache and written from there, with no copy through this process (the read copy was the
+/// largest kernel cost of a cold `env` in profiles; below this size, mapping costs more).
+const MAP_MIN: u64 = 64 << 10;
+
+/// One thread's run of neighbouring entries, gathered in a buffer (headers and small files)
+/// and mapped files, and written in large pieces.
 struct Run<'a> {
     zip: &'a StoredZip,
     buf: Vec<u8>,
-    /// File offset of `buf[0]`.
+    /// File offset of the gathered stretch.
     at: u64,
+    /// Bytes used in `buf`.
     used: usize,
-    /// Entries gathered in `buf`, not written yet: index, where its data starts in `buf`, and
-    /// its CRC-32 when known. Their headers are filled in when the buffer is written.
-    pending: Vec<(usize, usize, Option<u32>)>,
+    /// Bytes of the archive gathered (in `buf` and in `maps`).
+    span: usize,
+    /// Mapped files, each with the position in `buf` its bytes follow.
+    maps: Vec<(usize, Mapped)>,
+    /// Entries gathered, not written yet. Their headers are filled in when the stretch is
+    /// written.
+    pending: Vec<Pending>,
     /// SHA-256 and CRC-32 of the entries added without a CRC, by index.
     hashed: Vec<(usize, Hashes)>,
 }
 
+/// An entry gathered in a [`Run`].
+struct Pending {
+    index: usize,
+    /// Where its header ends in the run's buffer (and its bytes start, unless mapped).
+    start: usize,
+    /// Its mapping in the run's `maps`, if mapped.
+    map: Option<usize>,
+    crc32: Option<u32>,
+}
+
+/// A stretch of the archive ready to write: `buf[..used]` with each mapped file's bytes
+/// following the buffer position it is paired with.
+#[derive(Debug)]
+struct Gathered {
+    buf: Vec<u8>,
+    used: usize,
+    at: u64,
+    maps: Vec<(usize, Mapped)>,
+}
+
 impl Run<'_> {
     /// Hashes the gathered entries that need it (two at a time: [`sha256_lanes`]), fills in
-    /// their headers and writes the buffer.
+    /// their headers and writes the stretch.
     fn flush(&mut self) -> io::Result<()> {
-        if self.used == 0 {
+        if self.span == 0 {
             return Ok(());
         }
         let zip = self.zip;
-        let data =
-            |&(i, start, _): &(usize, usize, Option<u32>)| start..start + zip.sizes[i] as usize;
+        let (buf, maps) = (&self.buf, &self.maps);
+        let data = |p: &Pending| match p.map {
+            Some(m) => maps[m].1.bytes(),
+            None => &buf[p.start..p.start + zip.sizes[p.index] as usize],
+        };
         let unknown: Vec<&[u8]> = (self.pending.iter())
-            .filter(|p| p.2.is_none())
-            .map(|p| &self.buf[data(p)])
+            .filter(|p| p.crc32.is_none())
+            .map(data)
             .collect();
         let mut digests = sha256_lanes::digest_all(&unknown).into_iter();
-        for p in std::mem::take(&mut self.pending) {
-            let crc = p.2.unwrap_or_else(|| {
-                let crc = crc32fast::hash(&self.buf[data(&p)]);
+        let mut headers = Vec::with_capacity(self.pending.len());
+        for p in &self.pending {
+            let crc = p.crc32.unwrap_or_else(|| {
+                let crc = crc32fast::hash(data(p));
                 let sha = digests.next().expect("one digest per entry hashed");
-                self.hashed.push((p.0, (sha, crc)));
+                self.hashed.push((p.index, (sha, crc)));
                 crc
             });
-            let header = zip.header(p.0, crc);
-            self.buf[p.1 - header.len()..p.1].copy_from_slice(&header);
+            headers.push((p.start, zip.header(p.index, crc)));
         }
-        self.buf = zip.write_or_queue(std::mem::take(&mut self.buf), self.used, self.at)?;
+        for (end, h) in headers {
+            self.buf[end - h.len()..end].copy_from_slice(&h);
+        }
+        self.pending.clear();
+        self.buf = zip.write_or_queue(Gathered {
+            buf: std::mem::take(&mut self.buf),
+            used: self.used,
+            at: self.at,
+            maps: std::mem::take(&mut self.maps),
+        })?;
         self.used = 0;
+        self.span = 0;
         Ok(())
     }
 
@@ -306,7 +368,7 @@ impl Run<'_> {
     /// Makes room for `len` bytes at file offset `at`: `Some(start in buf)`, or `None` when
     /// the entry is too large to gather and must be written by itself.
     fn room(&mut self, at: u64, len: usize) -> io::Result<Option<usize>> {
-        if self.used > 0 && (self.at + self.used as u64 != at || self.used + len > RUN_BUFFER) {
+        if self.span > 0 && (self.at + self.span as u64 != at || self.span + len > RUN_BUFFER) {
             self.flush()?;
         }
         if len > RUN_BUFFER {
@@ -314,7 +376,7 @@ impl Run<'_> {
             return Ok(None);
         }
         self.sized();
-        if self.used == 0 {
+        if self.span == 0 {
             self.at = at;
         }
         Ok(Some(self.used))
@@ -403,9 +465,22 @@ impl CopyRun for Run<'_> {
         let at = self.zip.offsets[index];
         match (self.room(at, head + size as usize)?, crc32) {
             (Some(start), _) => {
-                self.read_whole(src, start + head, size)?;
-                self.pending.push((index, start + head, crc32));
-                self.used += head + size as usize;
+                let map = if size >= MAP_MIN {
+                    self.maps.push((start + head, Mapped::of(src, size)?));
+                    self.used += head;
+                    Some(self.maps.len() - 1)
+                } else {
+                    self.read_whole(src, start + head, size)?;
+                    self.used += head + size as usize;
+                    None
+                };
+                self.span += head + size as usize;
+                self.pending.push(Pending {
+                    index,
+                    start: start + head,
+                    map,
+                    crc32,
+                });
             }
             (None, None) => {
                 let h = self.stream(index, src, size)?;
@@ -426,6 +501,104 @@ impl CopyRun for Run<'_> {
         self.flush()?;
         Ok(std::mem::take(&mut self.hashed))
     }
+}
+
+/// A whole file mapped read-only.
+///
+/// A file truncated by another process while mapped would fault on access (SIGBUS), as in
+/// every tool that maps files (ripgrep, git); its length is checked right after mapping, and
+/// the window is the few milliseconds until its run is written.
+#[derive(Debug)]
+struct Mapped {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value alone; moving it to the thread that
+// writes it is as safe as moving a `Vec<u8>`.
+unsafe impl Send for Mapped {}
+
+impl Mapped {
+    fn of(f: &std::fs::File, size: u64) -> io::Result<Mapped> {
+        use std::os::fd::AsRawFd;
+        let len = f.metadata()?.len();
+        if len != size {
+            return Err(changed(size, len));
+        }
+        // SAFETY: a fresh private read-only mapping of an open file; checked for failure.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size as usize,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapped {
+            ptr,
+            len: size as usize,
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes for as long as `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping this value owns; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+/// Writes all of `parts`, in order, at `at` (`pwritev`, resumed after short writes).
+fn write_all_vectored_at(
+    file: &std::fs::File,
+    mut parts: Vec<&[u8]>,
+    mut at: u64,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut i = 0;
+    while i < parts.len() {
+        let iov: Vec<libc::iovec> = (parts[i..].iter().take(1024))
+            .map(|p| libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            })
+            .collect();
+        // SAFETY: every iovec points at a live slice of `parts`; the kernel only reads them.
+        let n =
+            unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), iov.len() as i32, at as i64) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        at += n as u64;
+        let mut n = n as usize;
+        while n > 0 {
+            if parts[i].len() <= n {
+                n -= parts[i].len();
+                i += 1;
+            } else {
+                parts[i] = &parts[i][n..];
+                n = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn changed(expected: u64, got: u64) -> io::Error {
