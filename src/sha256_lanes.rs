@@ -31,11 +31,7 @@ pub fn digest_all(messages: &[&[u8]]) -> Vec<[u8; 32]> {
 
 /// One message on one lane.
 fn one(m: &[u8]) -> [u8; 32] {
-    let mut state = INITIAL;
-    let (body, tail) = split(m);
-    compress256(&mut state, body);
-    compress256(&mut state, &tail.blocks[..tail.len]);
-    bytes_of(&state)
+    Lane::start(0, m).finish_alone()
 }
 
 /// A message's last one or two blocks: its bytes after the last whole block, the 0x80 marker,
@@ -90,12 +86,25 @@ impl<'m> Lane<'m> {
         }
     }
 
-    /// The blocks this lane still has to hash in its current part.
-    fn blocks(&self) -> &[[u8; 64]] {
-        if self.in_tail {
+    /// Its state, and the blocks it still has to hash in its current part (never empty).
+    fn state_and_blocks(&mut self) -> (&mut [u32; 8], &[[u8; 64]]) {
+        let blocks = if self.in_tail {
             &self.tail.blocks[self.at..self.tail.len]
         } else {
             &self.body[self.at..]
+        };
+        (&mut self.state, blocks)
+    }
+
+    /// Hashes the rest of the message on this lane alone; its digest.
+    fn finish_alone(mut self) -> [u8; 32] {
+        loop {
+            let (state, blocks) = self.state_and_blocks();
+            let n = blocks.len();
+            compress256(state, blocks);
+            if self.advance(n) {
+                return bytes_of(&self.state);
+            }
         }
     }
 
@@ -124,23 +133,11 @@ fn two_lanes(messages: &[&[u8]], out: &mut [[u8; 32]]) {
     loop {
         match (&mut a, &mut b) {
             (Some(la), Some(lb)) => {
-                let n = la.blocks().len().min(lb.blocks().len());
-                // The blocks are copied out of (tails) or borrowed past (bodies) the lanes,
-                // which are borrowed mutably for their states.
-                let (ta, tb) = (la.tail.blocks, lb.tail.blocks);
-                let (ba, bb) = (la.body, lb.body);
-                let xa = if la.in_tail {
-                    &ta[la.at..la.at + n]
-                } else {
-                    &ba[la.at..la.at + n]
-                };
-                let xb = if lb.in_tail {
-                    &tb[lb.at..lb.at + n]
-                } else {
-                    &bb[lb.at..lb.at + n]
-                };
+                let (sa, xa) = la.state_and_blocks();
+                let (sb, xb) = lb.state_and_blocks();
+                let n = xa.len().min(xb.len());
                 // SAFETY: `available()` found the SHA extensions and SSE4.1 on this CPU.
-                unsafe { x86::compress2(&mut la.state, &mut lb.state, xa, xb) };
+                unsafe { x86::compress2(sa, sb, &xa[..n], &xb[..n]) };
                 if la.advance(n) {
                     out[la.index] = bytes_of(&la.state);
                     a = take(&mut next);
@@ -150,15 +147,11 @@ fn two_lanes(messages: &[&[u8]], out: &mut [[u8; 32]]) {
                     b = take(&mut next);
                 }
             }
-            (Some(l), None) | (None, Some(l)) => {
+            (Some(_), None) | (None, Some(_)) => {
                 // Nothing left to pair with: finish this one alone.
-                let tail = l.tail.blocks;
-                if !l.in_tail {
-                    compress256(&mut l.state, &l.body[l.at..]);
-                    l.at = 0;
-                }
-                compress256(&mut l.state, &tail[l.at..l.tail.len]);
-                out[l.index] = bytes_of(&l.state);
+                let l = a.or(b).expect("one lane left");
+                let index = l.index;
+                out[index] = l.finish_alone();
                 return;
             }
             (None, None) => return,
