@@ -91,7 +91,8 @@ pub struct StoredZip {
     writing: std::sync::Mutex<()>,
     /// Gathered stretches left for whichever thread writes next.
     queued: std::sync::Mutex<Vec<Gathered>>,
-    /// Written buffers, for threads that queued theirs.
+    /// Run buffers no run is using, kept for the next: zeroing a fresh one per run costs more
+    /// than the copies it saves.
     spare: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
@@ -148,7 +149,7 @@ impl StoredZip {
             }
             Err(std::sync::TryLockError::WouldBlock) => {
                 self.queued.lock().unwrap().push(g);
-                Ok(self.spare.lock().unwrap().pop().unwrap_or_default())
+                Ok(self.spare_buffer())
             }
             Err(std::sync::TryLockError::Poisoned(_)) => {
                 Err(io::Error::other("internal error: a zip writer panicked"))
@@ -165,6 +166,10 @@ impl StoredZip {
             self.write_gathered(&g)?;
             self.spare.lock().unwrap().push(g.buf);
         }
+    }
+
+    fn spare_buffer(&self) -> Vec<u8> {
+        self.spare.lock().unwrap().pop().unwrap_or_default()
     }
 
     /// Writes a gathered stretch with one `pwritev`: the buffer, with the mapped files'
@@ -248,7 +253,7 @@ impl CopySink for StoredZip {
     fn run(&self) -> Box<dyn CopyRun + '_> {
         Box::new(Run {
             zip: self,
-            buf: RUN_BUF.with_borrow_mut(std::mem::take),
+            buf: self.spare_buffer(),
             at: 0,
             used: 0,
             span: 0,
@@ -257,12 +262,6 @@ impl CopySink for StoredZip {
             hashed: Vec::new(),
         })
     }
-}
-
-thread_local! {
-    /// Each thread's run buffer, kept between runs: zeroing a fresh one per run costs more
-    /// than the copies it saves.
-    static RUN_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Up to this many bytes of neighbouring entries (headers and data) are gathered and written
@@ -448,7 +447,9 @@ impl Run<'_> {
 impl Drop for Run<'_> {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.buf);
-        RUN_BUF.with_borrow_mut(|b| *b = buf);
+        if !buf.is_empty() {
+            self.zip.spare.lock().unwrap().push(buf);
+        }
     }
 }
 
