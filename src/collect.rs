@@ -625,13 +625,12 @@ impl InDir {
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
             // SAFETY: `dir` is open, `name` a valid C string and `st` writable.
             if unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, 0) } == 0 {
-                let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
-                let stamp = Stamp {
-                    size: st.st_size as u64,
-                    mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
-                    ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
-                    ino: st.st_ino,
-                };
+                let stamp = Stamp::new(
+                    st.st_size as u64,
+                    (st.st_mtime, st.st_mtime_nsec),
+                    (st.st_ctime, st.st_ctime_nsec),
+                    st.st_ino,
+                );
                 return Ok((stamp, st.st_mode & 0o111 != 0));
             }
         }
@@ -651,11 +650,22 @@ pub struct Stamp {
 
 impl Stamp {
     pub fn of(m: &std::fs::Metadata) -> Stamp {
+        Stamp::new(
+            m.len(),
+            (m.mtime(), m.mtime_nsec()),
+            (m.ctime(), m.ctime_nsec()),
+            m.ino(),
+        )
+    }
+
+    /// From the raw `stat` fields: size, mtime and ctime as (seconds, nanoseconds), inode.
+    fn new(size: u64, mtime: (i64, i64), ctime: (i64, i64), ino: u64) -> Stamp {
+        let ns = |(s, n): (i64, i64)| s as i128 * 1_000_000_000 + n as i128;
         Stamp {
-            size: m.len(),
-            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-            ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
-            ino: m.ino(),
+            size,
+            mtime_ns: ns(mtime),
+            ctime_ns: ns(ctime),
+            ino,
         }
     }
 }
