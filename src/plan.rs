@@ -138,6 +138,7 @@ impl Package {
                         .map(|(rel, size)| (format!("{prefix}{rel}"), size)),
                 );
                 let files = c.hash(listing, Some(&zip))?;
+                tracing::debug!(ms = t.elapsed().as_millis() as u64, "hashed and copied");
                 let bytes = zip
                     .finish(files.files.iter().map(|f| (f.mode(), f.crc32)))
                     .map_err(err)?;
