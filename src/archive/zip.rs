@@ -116,17 +116,22 @@ const BLOCK: usize = 4096;
 
 /// Up to this many bytes of neighbouring entries (headers and data) are gathered and written
 /// with one call: the disk (and, for buffered writes, the kernel) does far better per byte with
-/// large writes than with file-sized ones.
-const RUN_BUFFER: usize = 4 << 20;
+/// large writes than with file-sized ones. With the two blocks of slack a stretch may need at
+/// its edges, a run buffer is exactly one 2 MiB huge page.
+const RUN_BUFFER: usize = HUGE_PAGE - 2 * BLOCK;
 
 /// Buffers a zip may have out at once (hashing threads, writer queue, writes in flight): the
-/// bound on its memory, and how far hashing may run ahead of the disk.
-const POOL_BUFFERS: usize = 8;
+/// bound on its memory, and how far hashing may run ahead of the disk. Kept small on purpose:
+/// fresh memory is not free (faulting in and zeroing 32 MiB cost a cold `env` ~40 ms of CPU
+/// on the test VM, 12% of the whole), and six 2 MiB buffers keep two hashing threads and four
+/// writers busy.
+const POOL_BUFFERS: usize = 6;
 
 /// Threads writing directly: each write blocks its thread until the disk has it, so several
 /// keep requests queued at the disk while others are being submitted. Cold pack of the bench
-/// tree on the 2-core test VM, medians of 5–9 interleaved runs: 1 writer 266 ms, 2 writers
-/// 209 ms, 4 writers 183–188 ms, 8 writers 176–179 ms (within the noise of 4).
+/// tree on the 2-core test VM (4 MiB buffers, 4 KiB pages), medians of 5–9 interleaved runs:
+/// 1 writer 266 ms, 2 writers 209 ms, 4 writers 183–188 ms, 8 writers 176–179 ms (within the
+/// noise of 4).
 const WRITERS: usize = 4;
 
 /// A stretch of the archive ready to write: `buf[from..to]` belongs at file offset `at`.
