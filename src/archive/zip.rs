@@ -775,7 +775,7 @@ impl Run<'_> {
             // more than is left finds a file that grew since it was listed.
             let want = ((RUN_BUFFER - lead) as u64).min(size - done + 1) as usize;
             let mut buf = zip.pool.take();
-            let n = match read_full(src, &mut buf[lead..lead + want]) {
+            let n = match read_full(src, &mut buf[lead..lead + want], (size - done) as usize) {
                 Ok(n) => n,
                 Err(e) => {
                     zip.pool.give(buf);
@@ -796,6 +796,10 @@ impl Run<'_> {
             }
             zip.put(buf, d, n)?;
             done += n as u64;
+            if n < want {
+                // `read_full` stops short only at the end of the file.
+                break;
+            }
         }
         if done != size {
             return Err(changed(size, done));
@@ -813,14 +817,25 @@ impl Run<'_> {
 }
 
 /// Reads into `buf` until it is full or the file ends; the bytes read.
-fn read_full(src: &std::fs::File, buf: &mut [u8]) -> io::Result<usize> {
+///
+/// A read that comes back short having delivered exactly `expect` bytes in all is taken as the
+/// end of the (regular) file, without a second read to see 0: callers ask for one byte more
+/// than they expect, so a file that grew fills the buffer instead. That saves a read per file
+/// (10,000 syscalls for the bench tree).
+fn read_full(src: &std::fs::File, buf: &mut [u8], expect: usize) -> io::Result<usize> {
     use std::io::Read;
     let mut got = 0;
     let mut src = src;
     while got < buf.len() {
         match src.read(&mut buf[got..]) {
             Ok(0) => break,
-            Ok(n) => got += n,
+            Ok(n) => {
+                let short = got + n < buf.len();
+                got += n;
+                if short && got == expect {
+                    break;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -852,7 +867,7 @@ impl CopyRun for Run<'_> {
                 let data = start + head;
                 // One byte more than expected finds a file that grew since it was listed.
                 let buf = self.buf.as_mut().expect("room gives a buffer");
-                let got = read_full(src, &mut buf[data..data + size as usize + 1])?;
+                let got = read_full(src, &mut buf[data..data + size as usize + 1], size as usize)?;
                 if got as u64 != size {
                     return Err(changed(size, got as u64));
                 }
