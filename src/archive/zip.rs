@@ -368,6 +368,25 @@ impl Direct {
         if !matches!(fs.f_type as i64, EXT4 | XFS) {
             return None;
         }
+        // Where the kernel says how direct I/O to this file must be aligned (statx, Linux 6.1
+        // and later), [`BLOCK`] must satisfy it; 0 means no direct I/O for this file.
+        // SAFETY: statx fills the zeroed struct for an open descriptor (empty path).
+        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+        let r = unsafe {
+            libc::statx(
+                file.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH,
+                libc::STATX_DIOALIGN,
+                &mut stx,
+            )
+        };
+        if r == 0 && stx.stx_mask & libc::STATX_DIOALIGN != 0 {
+            let fits = |a: u32| a != 0 && BLOCK % a as usize == 0;
+            if !fits(stx.stx_dio_mem_align) || !fits(stx.stx_dio_offset_align) {
+                return None;
+            }
+        }
         set_direct(file, true).ok()?;
         // Allocated up front, the data blocks are overwritten rather than appended to, which
         // ext4 lets several direct writes do at once. Only a head start: ignore failure.
