@@ -382,7 +382,7 @@ impl Direct {
             )
         };
         if r == 0 && stx.stx_mask & libc::STATX_DIOALIGN != 0 {
-            let fits = |a: u32| a != 0 && BLOCK % a as usize == 0;
+            let fits = |a: u32| a != 0 && BLOCK.is_multiple_of(a as usize);
             if !fits(stx.stx_dio_mem_align) || !fits(stx.stx_dio_offset_align) {
                 return None;
             }
