@@ -124,8 +124,15 @@ const RUN_BUFFER: usize = HUGE_PAGE - 2 * BLOCK;
 /// bound on its memory, and how far hashing may run ahead of the disk. Kept small on purpose:
 /// fresh memory is not free (faulting in and zeroing 32 MiB cost a cold `env` ~40 ms of CPU
 /// on the test VM, 12% of the whole), and six 2 MiB buffers keep two hashing threads and four
-/// writers busy.
+/// writers busy. Machines with more threads get one more buffer per thread ([`pool_buffers`]).
 const POOL_BUFFERS: usize = 6;
+
+/// [`POOL_BUFFERS`], or one buffer per hashing thread plus one per writer when that is more
+/// (each hashing thread holds at most one buffer at a time, each writer one in flight), so a
+/// many-core machine is not throttled to six buffers.
+fn pool_buffers() -> usize {
+    POOL_BUFFERS.max(rayon::current_num_threads() + WRITERS)
+}
 
 /// Threads writing directly: each write blocks its thread until the disk has it, so several
 /// keep requests queued at the disk while others are being submitted. Cold pack of the bench
@@ -179,7 +186,7 @@ impl StoredZip {
             names.push(name);
             sizes.push(size);
         }
-        let pool = std::sync::Arc::new(Pool::new(RUN_BUFFER + 2 * BLOCK, POOL_BUFFERS));
+        let pool = std::sync::Arc::new(Pool::new(RUN_BUFFER + 2 * BLOCK, pool_buffers()));
         let direct = if try_direct {
             Direct::start(&file, at, &pool)
         } else {
@@ -392,7 +399,7 @@ impl Direct {
         // ext4 lets several direct writes do at once. Only a head start: ignore failure.
         // SAFETY: plain syscall on an open descriptor.
         unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, align_up(data_len) as i64) };
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(POOL_BUFFERS);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(pool_buffers());
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
         let mut writers = Vec::with_capacity(WRITERS);
         for _ in 0..WRITERS {
