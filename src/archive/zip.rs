@@ -188,7 +188,7 @@ impl StoredZip {
         }
         let pool = std::sync::Arc::new(Pool::new(RUN_BUFFER + 2 * BLOCK, pool_buffers()));
         let direct = if try_direct {
-            Direct::start(&file, at, &pool)
+            Direct::start(&file, at)
         } else {
             None
         };
@@ -231,9 +231,7 @@ impl StoredZip {
         let end = at + len as u64;
         let Some(direct) = &self.direct else {
             let from = (at - base) as usize;
-            let r = self.file.write_all_at(&buf[from..from + len], at);
-            self.pool.give(buf);
-            r?;
+            self.file.write_all_at(&buf[from..from + len], at)?;
             self.wrote(len as u64);
             return Ok(());
         };
@@ -264,7 +262,7 @@ impl StoredZip {
                 Ok(())
             }
         });
-        self.pool.give(buf);
+        drop(buf);
         r
     }
 
@@ -361,7 +359,7 @@ impl Drop for StoredZip {
 impl Direct {
     /// Switches `file` to direct writes and starts the writers, or `None` where the
     /// filesystem is not one known to do direct writes well (or refuses them).
-    fn start(file: &std::fs::File, data_len: u64, pool: &std::sync::Arc<Pool>) -> Option<Direct> {
+    fn start(file: &std::fs::File, data_len: u64) -> Option<Direct> {
         use std::os::fd::AsRawFd;
         // SAFETY: fstatfs fills the zeroed struct for an open descriptor.
         let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
@@ -403,12 +401,12 @@ impl Direct {
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
         let mut writers = Vec::with_capacity(WRITERS);
         for _ in 0..WRITERS {
-            let (Ok(f), rx, pool) = (file.try_clone(), rx.clone(), pool.clone()) else {
+            let (Ok(f), rx) = (file.try_clone(), rx.clone()) else {
                 break;
             };
             let spawned = std::thread::Builder::new()
                 .name("zip-writer".into())
-                .spawn(move || write_jobs(&f, &rx, &pool));
+                .spawn(move || write_jobs(&f, &rx));
             if let Ok(h) = spawned {
                 writers.push(h);
             }
@@ -494,7 +492,6 @@ impl Direct {
 fn write_jobs(
     file: &std::fs::File,
     jobs: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>,
-    pool: &Pool,
 ) -> io::Result<()> {
     let mut result = Ok(());
     loop {
@@ -505,7 +502,7 @@ fn write_jobs(
         if result.is_ok() {
             result = write_direct(file, &job.buf[job.from..job.to], job.at);
         }
-        pool.give(job.buf);
+        // Dropping the job's buffer gives it back to its pool.
     }
 }
 
@@ -566,6 +563,9 @@ struct AlignedBuf {
     len: usize,
     /// The whole mapping (`ptr` may lie past its start, aligned for huge pages).
     map: (*mut libc::c_void, usize),
+    /// The pool it is on loan from: dropping it gives it back there (so no error path can
+    /// lose one and leave the pool's other borrowers waiting).
+    pool: Option<std::sync::Arc<Pool>>,
 }
 
 // SAFETY: the buffer is uniquely owned, like a `Box<[u8]>`.
@@ -617,6 +617,7 @@ impl AlignedBuf {
             ptr: std::ptr::NonNull::new(ptr).expect("mmap gives non-null"),
             len,
             map: (map, map_len),
+            pool: None,
         }
     }
 }
@@ -639,7 +640,18 @@ impl std::ops::DerefMut for AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`; no slice of it outlives `self`.
+        if let Some(pool) = self.pool.take() {
+            // The same mapping goes back to the pool under a new owner.
+            pool.give(AlignedBuf {
+                ptr: self.ptr,
+                len: self.len,
+                map: self.map,
+                pool: None,
+            });
+            return;
+        }
+        // SAFETY: unmaps exactly the mapping made in `new`; no slice of it outlives `self`
+        // (a buffer given back to its pool returned above without unmapping).
         unsafe { libc::munmap(self.map.0, self.map.1) };
     }
 }
@@ -663,25 +675,27 @@ impl Pool {
         }
     }
 
-    fn take(&self) -> AlignedBuf {
+    /// A buffer on loan: dropping it gives it back.
+    fn take(self: &std::sync::Arc<Self>) -> AlignedBuf {
         let mut free = self.free.lock().unwrap();
-        loop {
+        let mut b = loop {
             if let Some(b) = free.0.pop() {
-                return b;
+                break b;
             }
             if free.1 < self.max {
                 free.1 += 1;
-                return AlignedBuf::new(self.size);
+                drop(free);
+                // Faulting in a new buffer takes milliseconds: not under the lock.
+                break AlignedBuf::new(self.size);
             }
             free = self.returned.wait(free).unwrap();
-        }
+        };
+        b.pool = Some(self.clone());
+        b
     }
 
-    /// Takes a buffer back (one of another size, from [`StoredZip::put_bytes`], is dropped).
+    /// Takes a buffer back (from [`AlignedBuf`]'s `drop`).
     fn give(&self, b: AlignedBuf) {
-        if b.len != self.size {
-            return;
-        }
         self.free.lock().unwrap().0.push(b);
         self.returned.notify_one();
     }
@@ -801,19 +815,11 @@ impl Run<'_> {
             // more than is left finds a file that grew since it was listed.
             let want = ((RUN_BUFFER - lead) as u64).min(size - done + 1) as usize;
             let mut buf = zip.pool.take();
-            let n = match read_full(src, &mut buf[lead..lead + want], (size - done) as usize) {
-                Ok(n) => n,
-                Err(e) => {
-                    zip.pool.give(buf);
-                    return Err(e);
-                }
-            };
+            let n = read_full(src, &mut buf[lead..lead + want], (size - done) as usize)?;
             if done + n as u64 > size {
-                zip.pool.give(buf);
                 return Err(changed(size, done + n as u64));
             }
             if n == 0 {
-                zip.pool.give(buf);
                 break;
             }
             if let Some((crc, sha)) = &mut hash {
@@ -867,14 +873,6 @@ fn read_full(src: &std::fs::File, buf: &mut [u8], expect: usize) -> io::Result<u
         }
     }
     Ok(got)
-}
-
-impl Drop for Run<'_> {
-    fn drop(&mut self) {
-        if let Some(buf) = self.buf.take() {
-            self.zip.pool.give(buf);
-        }
-    }
 }
 
 impl CopyRun for Run<'_> {
