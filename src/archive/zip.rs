@@ -308,9 +308,9 @@ impl StoredZip {
         write_end(&mut w, n, cd_size, cd_start)?;
         let end = w.count;
         if let Some(direct) = &self.direct {
+            // From here the block holding the archive's end is complete once it holds the
+            // bytes up to there; the central directory, put next, fills it.
             direct.edges.lock().unwrap().end = Some(end);
-            // The last block may already hold everything up to the end (an archive ending
-            // in a partial block whose other bytes came in earlier): `edge` writes it.
         }
         self.put_bytes(cd_start, &w.inner)?;
         if let Some(direct) = self.direct.take() {
@@ -437,24 +437,20 @@ impl Direct {
         let start = at - at % BLOCK as u64;
         let lead = (at - start) as usize;
         let mut edges = self.edges.lock().unwrap();
-        let (block, filled) = edges
-            .blocks
-            .entry(start / BLOCK as u64)
-            .or_insert_with(|| (AlignedBuf::new(BLOCK), 0));
-        block[lead..lead + bytes.len()].copy_from_slice(bytes);
-        *filled += bytes.len();
         let full = match edges.end {
             Some(end) if end - start < BLOCK as u64 => (end - start) as usize,
             _ => BLOCK,
         };
-        let filled = edges.blocks[&(start / BLOCK as u64)].1;
-        if filled < full {
+        let key = start / BLOCK as u64;
+        let (block, filled) = (edges.blocks)
+            .entry(key)
+            .or_insert_with(|| (AlignedBuf::new(BLOCK), 0));
+        block[lead..lead + bytes.len()].copy_from_slice(bytes);
+        *filled += bytes.len();
+        if *filled < full {
             return Ok(());
         }
-        let (buf, _) = edges
-            .blocks
-            .remove(&(start / BLOCK as u64))
-            .expect("present");
+        let (buf, _) = edges.blocks.remove(&key).expect("present");
         drop(edges);
         self.send(Job {
             buf,
