@@ -749,6 +749,11 @@ fn record(b: &[u8]) -> CacheRecord {
     }
 }
 
+/// The path bytes an index entry `(start, len)` names in `b`.
+fn span(b: &[u8], (s, l): (u32, u32)) -> &[u8] {
+    &b[s as usize..(s + l) as usize]
+}
+
 /// Indexes the records of a cache file (`None`: not one, or cut short), sorted by path.
 fn index(b: &[u8]) -> Option<Vec<(u32, u32)>> {
     if b.len() > u32::MAX as usize {
@@ -767,17 +772,15 @@ fn index(b: &[u8]) -> Option<Vec<(u32, u32)>> {
         if b.len() < start + len + RECORD_LEN {
             return None;
         }
-        if let Some(&(ps, pl)) = out.last() {
-            let prev = &b[ps as usize..(ps + pl) as usize];
-            sorted &= prev < &b[start..start + len];
+        if let Some(&prev) = out.last() {
+            sorted &= span(b, prev) < &b[start..start + len];
         }
         out.push((start as u32, len as u32));
         at = start + len + RECORD_LEN;
     }
     if !sorted {
-        let path = |&(s, l): &(u32, u32)| &b[s as usize..(s + l) as usize];
-        out.sort_by(|x, y| path(x).cmp(path(y)));
-        out.dedup_by(|x, y| path(x) == path(y));
+        out.sort_by(|&x, &y| span(b, x).cmp(span(b, y)));
+        out.dedup_by(|x, y| span(b, *x) == span(b, *y));
     }
     Some(out)
 }
@@ -800,8 +803,7 @@ impl StatCache {
 
     /// The path of the `i`th indexed record.
     fn path_at(&self, i: usize) -> &[u8] {
-        let (s, l) = self.index[i];
-        &self.data[s as usize..(s + l) as usize]
+        span(&self.data, self.index[i])
     }
 
     fn record_at(&self, i: usize) -> CacheRecord {
@@ -813,7 +815,7 @@ impl StatCache {
     pub fn get(&self, path: &Path, stamp: &Stamp) -> Option<([u8; 32], u32)> {
         let k = key(path);
         let i = (self.index)
-            .binary_search_by(|&(s, l)| self.data[s as usize..(s + l) as usize].cmp(k))
+            .binary_search_by(|&e| span(&self.data, e).cmp(k))
             .ok()?;
         let r = self.record_at(i);
         (r.stamp == *stamp).then_some((r.sha256, r.crc32))
