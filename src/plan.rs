@@ -357,7 +357,7 @@ mod tests {
         let big: Vec<u8> = (0..(5u32 << 20)).map(|i| (i % 251) as u8).collect();
         std::fs::write(root.join("big.bin"), &big).unwrap();
         std::fs::write(root.join("empty"), "").unwrap();
-        // Mid-sized files are mapped rather than read (some of them known to the stat cache).
+        // Mid-sized files, several to a run buffer (some of them known to the stat cache).
         std::fs::create_dir(root.join("mid")).unwrap();
         for i in 0..12u32 {
             let body: Vec<u8> = (0..(100 << 10) + i * 50_000)
@@ -367,19 +367,16 @@ mod tests {
         }
         // A stat cache that knows some files already (copied without hashing).
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        for i in 0..4 {
-            let f = std::fs::File::options()
-                .write(true)
-                .open(root.join(format!("mid/m{i:02}.bin")))
-                .unwrap();
+        // Old enough for the stat cache to keep (it skips files modified in the last 2 s).
+        let age = |p: std::path::PathBuf| {
+            let f = std::fs::File::options().write(true).open(p).unwrap();
             f.set_modified(old).unwrap();
+        };
+        for i in 0..4 {
+            age(root.join(format!("mid/m{i:02}.bin")));
         }
         for i in 0..100 {
-            let f = std::fs::File::options()
-                .write(true)
-                .open(root.join(format!("sub/f{i:03}.py")))
-                .unwrap();
-            f.set_modified(old).unwrap();
+            age(root.join(format!("sub/f{i:03}.py")));
         }
         let cache = StatCache::load(&d.path().join("stat.bin"));
         let role = || PackageRole::PyModule {
@@ -452,15 +449,10 @@ mod tests {
                 .map(|e| e.unwrap().path())
         };
         for e in files("sub").chain(files("mid")) {
-            let f = std::fs::File::options().write(true).open(e).unwrap();
-            f.set_modified(old).unwrap();
+            age(e);
         }
         for name in ["big.bin", "empty"] {
-            let f = std::fs::File::options()
-                .write(true)
-                .open(root.join(name))
-                .unwrap();
-            f.set_modified(old).unwrap();
+            age(root.join(name));
         }
         let plan = |c| {
             Package::plan_into(
