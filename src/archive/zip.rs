@@ -58,7 +58,8 @@ pub fn write_stored_file(path: &Path, entries: &[ZipEntry]) -> io::Result<u64> {
     }
     let dst = std::fs::File::options().write(true).open(path)?;
     let zip = StoredZip::new(dst, entries.iter().map(|e| (e.name.clone(), e.size)));
-    // One writer: parallel writers to one file serialize on its inode lock and spin there.
+    // One run, on this thread: the CRCs are known, so there is nothing to hash, only bytes
+    // to copy (and buffered writers to one file serialize on its inode lock).
     let mut run = zip.run();
     for (i, e) in entries.iter().enumerate() {
         let named =
