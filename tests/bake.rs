@@ -536,7 +536,7 @@ fn pinned_dependencies_are_installed_as_their_own_layer_and_work() {
 
 #[test]
 fn unpinned_requirements_are_locked_against_the_base_and_kept_from_it() {
-    // examples/hello asks for `requests>=2.31`; the stand-in base ships requests 2.34.2.
+    // examples/hello asks for `requests>=2.31`; the stand-in base ships a newer requests.
     let (_t, dir, _repo) = project("unpinned");
     let cache = dir.parent().unwrap().join("c");
     let bake = || {
@@ -554,8 +554,11 @@ fn unpinned_requirements_are_locked_against_the_base_and_kept_from_it() {
         stderr(&out)
     );
     let lock = std::fs::read_to_string(dir.join("pylock.raypack.toml")).unwrap();
+    let base_requests = standin_version("requests");
     assert!(
-        lock.contains("name = \"requests\"\nversion = \"2.34.2\""),
+        lock.contains(&format!(
+            "name = \"requests\"\nversion = \"{base_requests}\""
+        )),
         "{lock}"
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -611,6 +614,16 @@ fn acceptance_set_installs_what_the_base_lacks_and_runs() {
             .collect()
     };
     // The stand-in base ships Ray 2.60's dependencies: these pins match its versions.
+    let base = standin_pins();
+    let reqs = std::fs::read_to_string(dir.join("requirements.txt")).unwrap();
+    for kept in ["click", "requests", "pyyaml", "pydantic", "pydantic-core"] {
+        assert!(
+            reqs.contains(&format!("\n{kept}=={} ", base[kept])),
+            "tests/data/acceptance/requirements.txt must pin {kept} at the stand-in's {} \
+             (scripts/locks/standin.txt)",
+            base[kept]
+        );
+    }
     for kept in ["click", "requests", "pyyaml", "pydantic", "pydantic-core"] {
         assert!(names("kept").contains(&kept.to_string()), "{deps}");
     }
@@ -629,9 +642,10 @@ fn acceptance_set_installs_what_the_base_lacks_and_runs() {
     let bundle = pull_and_unpack(t.path(), &image);
     let sp = bundle.join(SITE_PACKAGES);
     // Kept means not installed again: one click, the base's.
-    assert_eq!(dist_infos(&sp, "click-"), vec!["click-8.5.1.dist-info"]);
+    let click = format!("click-{}.dist-info", base["click"]);
+    assert_eq!(dist_infos(&sp, "click-"), vec![click.clone()]);
     assert_ne!(
-        std::fs::read_to_string(sp.join("click-8.5.1.dist-info/INSTALLER")).unwrap_or_default(),
+        std::fs::read_to_string(sp.join(&click).join("INSTALLER")).unwrap_or_default(),
         "raypack\n"
     );
     let check = "python -c 'import requests, yaml, numpy, pydantic, click, jaraco.functools, jaraco.context, more_itertools; numpy.ones(3).sum(); print(\"imports ok\")' && ruff --version && normalizer --version && python -m pip check";
@@ -666,7 +680,11 @@ fn downgrading_a_base_package_leaves_one_version_visible() {
     let r = &v["bake"]["dependencies"]["replaced"][0];
     assert_eq!(
         (r["name"].as_str(), r["from"].as_str(), r["to"].as_str()),
-        (Some("click"), Some("8.5.1"), Some("8.1.7")),
+        (
+            Some("click"),
+            Some(standin_version("click").as_str()),
+            Some("8.1.7")
+        ),
         "{v}"
     );
     assert!(r["whiteouts"].as_u64().unwrap() > 1, "{r}");

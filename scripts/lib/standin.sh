@@ -12,8 +12,9 @@
 #
 #   standin_build           build the OCI image layout once; cached under
 #                           $RAYPACK_TEST_CACHE/standin/<key>/layout, where
-#                           <key> is the sha256 (16 hex) of this file: editing
-#                           the recipe rebuilds. Cold build ~2 min (network:
+#                           <key> is the sha256 (16 hex) of this file and of
+#                           the hashed lock it installs (scripts/locks/
+#                           standin.txt): editing either rebuilds. Cold build ~2 min (network:
 #                           deb.debian.org, PyPI); cache hit well under 1 s.
 #   standin_push REGISTRY   copy it to REGISTRY/rayproject/ray:2.60.0-py311-cpu
 #                           (plain HTTP, OCI media types kept)
@@ -24,6 +25,9 @@
 RAYPACK_TEST_CACHE=${RAYPACK_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/raypack-test}
 
 STANDIN_SCRIPT=$(realpath "${BASH_SOURCE[0]}")
+# The Python environment, exactly: ray[default]==2.60.0 and every dependency, hashed
+# (scripts/locks/compile). Tests read "what the base has" from this file.
+STANDIN_LOCK=$(realpath "$(dirname "${BASH_SOURCE[0]}")/../locks/standin.txt")
 STANDIN_REPO=rayproject/ray
 STANDIN_TAG=2.60.0-py311-cpu
 STANDIN_RAY_VERSION=2.60.0
@@ -37,7 +41,7 @@ standin_log() { printf '[standin] %s\n' "$*" >&2; }
 standin_now() { printf '%s\n' "${EPOCHREALTIME:-$(date +%s.%N)}"; }
 standin_elapsed() { awk -v a="$(standin_now)" -v b="$1" 'BEGIN { printf "%.1f\n", a - b }'; }
 
-standin_key() { sha256sum "$STANDIN_SCRIPT" | cut -c1-16; }
+standin_key() { cat "$STANDIN_SCRIPT" "$STANDIN_LOCK" | sha256sum | cut -c1-16; }
 standin_root() { printf '%s/standin\n' "$RAYPACK_TEST_CACHE"; }
 standin_layout() {
   local key
@@ -91,15 +95,17 @@ standin_rm_tree() {  # standin_rm_tree DIR
   rm -rf "$dir"
 }
 
-standin_pip_install() {  # standin_pip_install ROOTFS: ray into the venv, host CA for this step only
+# standin_pip_install ROOTFS: the locked environment into the venv (exactly the lock's
+# files: --require-hashes --no-deps), host CA for this step only.
+standin_pip_install() {
   local rootfs=$1 ca=${SSL_CERT_FILE:-} rc=0
   [ -n "$ca" ] && [ -f "$ca" ] || ca=/etc/ssl/certs/ca-certificates.crt
   # Debian's own bundle in the rootfs lacks the egress proxy's CA.
-  cp "$ca" "$rootfs/tmp/host-ca.crt" || return 1
+  cp "$ca" "$rootfs/tmp/host-ca.crt" && cp "$STANDIN_LOCK" "$rootfs/tmp/standin.txt" || return 1
   standin_chroot "$rootfs" /home/ray/anaconda3/bin/pip install --no-cache-dir \
     --disable-pip-version-check --progress-bar off --cert /tmp/host-ca.crt \
-    "ray[default]==$STANDIN_RAY_VERSION" || rc=$?
-  rm -f "$rootfs/tmp/host-ca.crt"
+    --require-hashes --no-deps -r /tmp/standin.txt || rc=$?
+  rm -f "$rootfs/tmp/host-ca.crt" "$rootfs/tmp/standin.txt"
   return "$rc"
 }
 

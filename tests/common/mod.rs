@@ -21,6 +21,35 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// What the stand-in base ships: its Python environment's pins (normalized name → version),
+/// read from the hashed lock `scripts/lib/standin.sh` installs (`scripts/locks/standin.txt`).
+/// Tests that talk about "what the base has" ask this, never a version typed into the test.
+pub fn standin_pins() -> std::collections::BTreeMap<String, String> {
+    let path = repo().join("scripts/locks/standin.txt");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let pins: std::collections::BTreeMap<String, String> = text
+        .lines()
+        .filter(|l| !l.starts_with([' ', '#', '-']) && !l.trim().is_empty())
+        .map(|l| {
+            let (name, version) = l
+                .trim_end_matches(['\\', ' '])
+                .split_once("==")
+                .unwrap_or_else(|| panic!("{}: not a pin: {l:?}", path.display()));
+            (raypack::python::wheel::normalize(name), version.to_string())
+        })
+        .collect();
+    assert!(pins.contains_key("ray"), "{}: no ray pin", path.display());
+    pins
+}
+
+/// The stand-in base's version of `name` (see [`standin_pins`]).
+pub fn standin_version(name: &str) -> String {
+    standin_pins()
+        .remove(name)
+        .unwrap_or_else(|| panic!("the stand-in base does not ship {name}"))
+}
+
 pub fn raypack() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_raypack"));
     c.env_remove("RAYPACK_LOG");
