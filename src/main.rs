@@ -927,6 +927,9 @@ fn check(cli: &Cli) -> Result<ExitCode, CliError> {
         }
         Err(e) => return Err(e),
     };
+    // The requirements file is read as every command reads it: a line no command could use
+    // is an error here, with its file and line.
+    raypack::requirements::inline_list(&recipe)?;
     let (store, _) = envpack::resolve_store(&recipe, None);
     let summary = serde_json::json!({
         "ok": true,

@@ -15,6 +15,8 @@ pub enum RequirementsError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    File(#[from] crate::python::requirements_txt::RequirementsTxtError),
     #[error("{path}:{line}: {message}")]
     Bad {
         path: PathBuf,
@@ -51,7 +53,7 @@ pub fn inline_list(recipe: &crate::recipe::Recipe) -> Result<Vec<String>, Requir
         if f.extension().is_some_and(|e| e == "toml") {
             out.extend(pylock_pins(f)?);
         } else {
-            read_requirements_txt(f, &mut out, 0)?;
+            out.extend(requirements_txt_lines(f)?);
         }
     }
     let mut seen = std::collections::HashSet::new();
@@ -59,69 +61,43 @@ pub fn inline_list(recipe: &crate::recipe::Recipe) -> Result<Vec<String>, Requir
     Ok(out)
 }
 
-fn read_requirements_txt(
-    path: &Path,
-    out: &mut Vec<String>,
-    depth: usize,
-) -> Result<(), RequirementsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RequirementsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    // Join backslash continuations first.
-    let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
-    for (i, raw) in joined.lines().enumerate() {
-        let line = match raw.find(" #") {
-            Some(p) => &raw[..p],
-            None => raw,
-        }
-        .trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words[0] {
-            "-r" | "--requirement" | "-c" | "--constraint" => {
-                let Some(target) = words.get(1) else {
-                    return Err(RequirementsError::Bad {
-                        path: path.to_path_buf(),
-                        line: i + 1,
-                        message: format!("`{}` needs a file name", words[0]),
-                    });
-                };
-                if depth > 10 {
-                    return Err(RequirementsError::Bad {
-                        path: path.to_path_buf(),
-                        line: i + 1,
-                        message: "requirement files nest more than 10 deep".into(),
-                    });
-                }
-                if words[0].contains('c') {
-                    // Dropping constraints would silently widen what gets installed.
-                    return Err(RequirementsError::Bad {
-                        path: path.to_path_buf(),
-                        line: i + 1,
-                        message: format!(
-                            "constraint files (`{line}`) are not supported yet; put those pins into the requirements themselves"
-                        ),
-                    });
-                }
-                let nested = path.parent().unwrap_or(Path::new(".")).join(target);
-                read_requirements_txt(&nested, out, depth + 1)?;
-            }
-            w if w.starts_with("--hash") => {}
-            w if w.starts_with('-') => out.push(line.to_string()),
-            _ => {
-                let kept: Vec<&str> = words
-                    .iter()
-                    .copied()
-                    .filter(|w| !w.starts_with("--hash"))
-                    .collect();
-                out.push(kept.join(" "));
-            }
-        }
+/// A requirements.txt as inline lines: index options without credentials (the runtime_env
+/// is printed and stored), then the requirements without `--hash` options (pip demands
+/// hashes for all lines or none). Constraint files are refused.
+fn requirements_txt_lines(f: &Path) -> Result<Vec<String>, RequirementsError> {
+    use crate::python::pinned::redact;
+    let mut out = Vec::new();
+    let txt = crate::python::requirements_txt::read(f)?;
+    if let Some(c) = txt.constraints.first() {
+        // Dropping constraints would silently widen what gets installed.
+        return Err(RequirementsError::Bad {
+            path: c.file.clone(),
+            line: c.line,
+            message: format!(
+                "constraint `{}`: constraint files are not supported by `env --deps pip` yet; put those pins into the requirements themselves, or run `raypack lock`",
+                c.spec
+            ),
+        });
     }
-    Ok(())
+    // Index options without credentials: the runtime_env is printed and stored.
+    if let Some(u) = &txt.index_url {
+        out.push(format!("--index-url {}", redact(u)));
+    }
+    if txt.no_index {
+        out.push("--no-index".into());
+    }
+    for u in &txt.extra_index_urls {
+        out.push(format!("--extra-index-url {}", redact(u)));
+    }
+    for u in &txt.find_links {
+        out.push(format!("--find-links {}", redact(u)));
+    }
+    if txt.pre {
+        out.push("--pre".into());
+    }
+    // `--hash` options dropped: pip demands hashes for all lines or none.
+    out.extend(txt.requirements.into_iter().map(|l| l.spec));
+    Ok(out)
 }
 
 fn pylock_pins(path: &Path) -> Result<Vec<String>, RequirementsError> {
@@ -175,36 +151,36 @@ mod tests {
     #[test]
     fn constraint_files_are_refused_not_dropped() {
         let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("constraints.txt"), "urllib3<2\n").unwrap();
         let p = d.path().join("requirements.txt");
         std::fs::write(&p, "requests\n-c constraints.txt\n").unwrap();
-        let mut out = Vec::new();
-        let e = read_requirements_txt(&p, &mut out, 0)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("constraint files") && e.contains(":2"), "{e}");
+        let e = requirements_txt_lines(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("constraint files") && e.contains("constraints.txt:1"),
+            "{e}"
+        );
     }
 
     #[test]
-    fn expands_nested_files_and_drops_hashes() {
+    fn expands_nested_files_drops_hashes_and_credentials() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(
             d.path().join("base.txt"),
-            "numpy==2.1.0 \\\n    --hash=sha256:abc\n",
+            format!("numpy==2.1.0 \\\n    --hash=sha256:{}\n", "ab".repeat(32)),
         )
         .unwrap();
         std::fs::write(
             d.path().join("req.txt"),
-            "# c\n-r base.txt\nrequests>=2.31  # web\n--extra-index-url https://x/simple\n",
+            "# c\n-r base.txt\nrequests>=2.31  # web\n--extra-index-url https://user:TOKEN@x.example/simple\n",
         )
         .unwrap();
-        let mut out = Vec::new();
-        read_requirements_txt(&d.path().join("req.txt"), &mut out, 0).unwrap();
+        let out = requirements_txt_lines(&d.path().join("req.txt")).unwrap();
         assert_eq!(
             out,
             vec![
+                "--extra-index-url https://x.example/simple",
                 "numpy==2.1.0",
                 "requests>=2.31",
-                "--extra-index-url https://x/simple"
             ]
         );
     }

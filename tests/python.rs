@@ -296,6 +296,29 @@ fn hostile_wheels_are_refused() {
             vec![meta, wheel],
             "not installable on CPython 3.11",
         ),
+        // A newline in a name would write RECORD lines of its own (pip uninstall deletes
+        // what RECORD lists).
+        (
+            "evil-1.0-py3-none-any.whl",
+            vec![meta, wheel, ("evil/a\n../../../../etc/passwd,,\nb.py", "x")],
+            "outside its target",
+        ),
+        (
+            "evil-1.0-py3-none-any.whl",
+            vec![meta, wheel, ("evil/a", "x"), ("evil/a/b.py", "y")],
+            "`evil/a` is both a file and a directory",
+        ),
+        (
+            "evil-1.0-py3-none-any.whl",
+            vec![
+                (
+                    "requests-1.0.dist-info/METADATA",
+                    "Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n\n",
+                ),
+                ("requests-1.0.dist-info/WHEEL", wheel.1),
+            ],
+            "`requests-1.0.dist-info` belongs to another project than evil",
+        ),
     ] {
         let _ = std::fs::remove_file(t.path().join(file));
         let w = mk(file, &entries);
@@ -655,4 +678,252 @@ fn a_broken_download_resumes_with_a_range_request() {
         .unwrap();
     assert_eq!(resumed_at, bytes.len() / 2, "{seen:?}");
     assert!(t.path().join("dir/resumed/__init__.py").is_file());
+}
+
+/// Issue 15 #2: a nested `-r` in a hashed requirements file is installed (it was dropped:
+/// 0 dependencies, exit 0), by `install -r` and by `env --deps bundle` alike.
+#[test]
+fn nested_requirement_files_are_installed_not_dropped() {
+    let sha = pypi_sha("tabulate", "tabulate-0.9.0-py3-none-any.whl");
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("reqs")).unwrap();
+    std::fs::write(
+        t.path().join("reqs/base.txt"),
+        format!("tabulate==0.9.0 \\\n    --hash=sha256:{sha}\n"),
+    )
+    .unwrap();
+    let top = t.path().join("requirements.txt");
+    std::fs::write(&top, "# the real pins live elsewhere\n-r reqs/base.txt\n").unwrap();
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", t.path().join("cache"))
+        .args(["install", "-r"])
+        .arg(&top)
+        .arg("--target")
+        .arg(t.path().join("dir")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(t.path().join("dir/tabulate/__init__.py").is_file());
+
+    let (_h, dir) = hello_copy();
+    std::fs::create_dir_all(dir.join("reqs")).unwrap();
+    std::fs::copy(t.path().join("reqs/base.txt"), dir.join("reqs/base.txt")).unwrap();
+    std::fs::write(dir.join("requirements.txt"), "-r reqs/base.txt\n").unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", t.path().join("cache"))
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "env", "--deps", "bundle", "--store"])
+        .arg(format!("file://{}", store.path().display())));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle = std::fs::read_dir(store.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().contains("deps"))
+        .unwrap_or_else(|| panic!("no deps bundle in the store: {}", stdout(&out)));
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&bundle).unwrap()).unwrap();
+    let names: Vec<String> = (0..z.len())
+        .map(|i| z.by_index(i).unwrap().name().unwrap().to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with("tabulate/__init__.py")),
+        "{names:?}"
+    );
+}
+
+/// Issue 15 #7: `check` and `env` read the requirements file and refuse what no command can
+/// use, naming file:line; nothing reaches a printed runtime_env.
+#[test]
+fn check_and_env_refuse_unusable_requirement_lines_with_file_and_line() {
+    for (text, want) in [
+        (
+            "requests\n-e .\n",
+            "requirements.txt:2: `-e .`: editable installs",
+        ),
+        (
+            "requests\nthis is not a requirement!\n",
+            "requirements.txt:2: `this is not",
+        ),
+        (
+            "requests\n-r /nonexistent/passwd.txt\n",
+            "requirements.txt:2:",
+        ),
+        (
+            "file:///tmp/x.whl\n",
+            "requirements.txt:1: `file:///tmp/x.whl` is a path or URL",
+        ),
+    ] {
+        let (_t, dir) = hello_copy();
+        std::fs::write(dir.join("requirements.txt"), text).unwrap();
+        for args in [&["check"][..], &["env", "--dry-run"][..]] {
+            let out = run(raypack().arg("-C").arg(&dir).args(args));
+            assert_eq!(out.status.code(), Some(1), "{args:?} {text:?}");
+            assert!(
+                stderr(&out).contains(want),
+                "{args:?}: want {want:?} in {}",
+                stderr(&out)
+            );
+            assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+        }
+    }
+}
+
+/// Issue 15 #3: index credentials in a requirements file never reach the printed runtime_env.
+#[test]
+fn index_credentials_in_a_requirements_file_are_not_printed() {
+    let (_t, dir) = hello_copy();
+    std::fs::write(
+        dir.join("requirements.txt"),
+        "--index-url https://user:CANARY-TOKEN-91@pypi.example.invalid/simple\n--extra-index-url=https://__token__:CANARY-TOKEN-92@x.example.invalid/simple\nrequests>=2.31\n",
+    )
+    .unwrap();
+    let out = run(raypack().arg("-C").arg(&dir).args([
+        "env",
+        "--dry-run",
+        "--deps",
+        "pip",
+        "--emit",
+        "rayjob",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!text.contains("CANARY"), "{text}");
+    assert!(
+        stdout(&out).contains("--index-url https://pypi.example.invalid/simple"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// A wheel whose member `lie` declares (zip64) an uncompressed size of 1 TiB while holding
+/// its few real bytes; written by hand, as no zip library writes such a lie.
+fn wheel_declaring_a_terabyte(path: &Path, lie: &str) {
+    use flate2::{Compression, write::DeflateEncoder};
+    use std::io::Write;
+    let di = "evil-1.0.dist-info";
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("evil/__init__.py".into(), b"x = 1\n".to_vec()),
+        (
+            format!("{di}/METADATA"),
+            b"Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n\n".to_vec(),
+        ),
+        (
+            format!("{di}/WHEEL"),
+            b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_vec(),
+        ),
+    ];
+    if lie.contains(".data/scripts/") {
+        files.push((lie.into(), b"#!python\nprint(1)\n".to_vec()));
+    }
+    let (mut body, mut central) = (Vec::new(), Vec::new());
+    for (name, data) in &files {
+        let mut enc = DeflateEncoder::new(Vec::new(), Compression::default());
+        enc.write_all(data).unwrap();
+        let c = enc.finish().unwrap();
+        let crc = crc32fast::hash(data);
+        let offset = body.len() as u32;
+        let (extra, usize_, csize, ver) = if name == lie {
+            let mut x = vec![1u8, 0, 16, 0];
+            x.extend((1u64 << 40).to_le_bytes());
+            x.extend((c.len() as u64).to_le_bytes());
+            (x, u32::MAX, u32::MAX, 45u16)
+        } else {
+            (Vec::new(), data.len() as u32, c.len() as u32, 20u16)
+        };
+        let le16 = |v: u16| v.to_le_bytes();
+        let le32 = |v: u32| v.to_le_bytes();
+        body.extend(le32(0x04034b50));
+        for v in [ver, 0, 8, 0, 0x21] {
+            body.extend(le16(v));
+        }
+        for v in [crc, csize, usize_] {
+            body.extend(le32(v));
+        }
+        body.extend(le16(name.len() as u16));
+        body.extend(le16(extra.len() as u16));
+        body.extend(name.as_bytes());
+        body.extend(&extra);
+        body.extend(&c);
+        central.extend(le32(0x02014b50));
+        for v in [(3 << 8) | ver, ver, 0, 8, 0, 0x21] {
+            central.extend(le16(v));
+        }
+        for v in [crc, csize, usize_] {
+            central.extend(le32(v));
+        }
+        for v in [name.len() as u16, extra.len() as u16, 0, 0, 0] {
+            central.extend(le16(v));
+        }
+        central.extend(le32(0o100644 << 16));
+        central.extend(le32(offset));
+        central.extend(name.as_bytes());
+        central.extend(&extra);
+    }
+    let cd_offset = body.len() as u32;
+    let n = files.len() as u16;
+    body.extend(&central);
+    body.extend(0x06054b50u32.to_le_bytes());
+    for v in [0u16, 0, n, n] {
+        body.extend(v.to_le_bytes());
+    }
+    body.extend((central.len() as u32).to_le_bytes());
+    body.extend(cd_offset.to_le_bytes());
+    body.extend(0u16.to_le_bytes());
+    std::fs::write(path, body).unwrap();
+}
+
+/// Issue 15 #4: sizes a wheel declares are never trusted for allocation (a 1 TiB zip64 member
+/// aborted the process), and a `#!python` script over a few MiB is refused, not read whole.
+#[test]
+fn declared_sizes_are_not_trusted_and_huge_scripts_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    for (lie, want) in [
+        (
+            "evil/__init__.py",
+            "member evil/__init__.py declares 1099511627776 bytes but holds 6",
+        ),
+        (
+            "evil-1.0.data/scripts/evil",
+            "script evil-1.0.data/scripts/evil is over 8 MiB (1099511627776 bytes declared)",
+        ),
+    ] {
+        let w = t.path().join("evil-1.0-py3-none-any.whl");
+        wheel_declaring_a_terabyte(&w, lie);
+        let dir = t.path().join(format!("target-{}", lie.len()));
+        let out = run(raypack().args(["install", "--target"]).arg(&dir).arg(&w));
+        assert_eq!(out.status.code(), Some(1), "{lie}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{lie}: {}", stderr(&out));
+    }
+    let w = t.path().join("big-1.0-py3-none-any.whl");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&w).unwrap());
+    let deflated = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (n, body) in [
+        (
+            "big-1.0.dist-info/METADATA",
+            b"Metadata-Version: 2.1\nName: big\nVersion: 1.0\n\n".to_vec(),
+        ),
+        (
+            "big-1.0.dist-info/WHEEL",
+            b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n".to_vec(),
+        ),
+        ("big-1.0.data/scripts/big", {
+            let mut s = b"#!python\n".to_vec();
+            s.resize(9 << 20, b'#');
+            s
+        }),
+    ] {
+        z.start_file(n, deflated).unwrap();
+        std::io::Write::write_all(&mut z, &body).unwrap();
+    }
+    z.finish().unwrap();
+    let out = run(raypack()
+        .args(["install", "--target"])
+        .arg(t.path().join("big"))
+        .arg(&w));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("script big-1.0.data/scripts/big is over 8 MiB"),
+        "{}",
+        stderr(&out)
+    );
 }

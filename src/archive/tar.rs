@@ -125,6 +125,7 @@ pub fn write_layer<W: Write>(out: W, entries: &mut [LayerEntry], mtime: u64) -> 
                 let member = z
                     .by_index(*index)
                     .map_err(|err| io::Error::other(format!("{}: {err}", archive.display())))?;
+                let name = member.name().map(|n| n.to_string()).unwrap_or_default();
                 // Exactly `size` bytes, or the header written above would lie.
                 let mut counted = CountingReader {
                     inner: member,
@@ -132,11 +133,14 @@ pub fn write_layer<W: Write>(out: W, entries: &mut [LayerEntry], mtime: u64) -> 
                 };
                 b.append(&h, &mut counted)?;
                 if counted.n != *size {
-                    return Err(io::Error::other(format!(
-                        "{}: member {index} holds {} bytes, its header says {size}",
-                        archive.display(),
-                        counted.n
-                    )));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: member {name} declares {size} bytes but holds {}; refusing a malformed wheel",
+                            archive.display(),
+                            counted.n
+                        ),
+                    ));
                 }
             }
             EntryKind::Dir | EntryKind::Whiteout => b.append(&h, io::empty())?,
@@ -187,9 +191,25 @@ impl ZipReaders {
         let mut member = z
             .by_index(index)
             .map_err(|err| io::Error::other(format!("{}: {err}", archive.display())))?;
+        let declared = member.size();
+        let name = member.name().map(|n| n.to_string()).unwrap_or_default();
         let mut f = std::fs::File::create(out)
             .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", out.display())))?;
-        io::copy(&mut member, &mut f)
+        let n = io::copy(&mut member, &mut f).map_err(|err| {
+            io::Error::new(err.kind(), format!("{}: {name}: {err}", archive.display()))
+        })?;
+        // RECORD and every size raypack writes come from the declared size: a member that
+        // holds other than it declares is a malformed (or hostile) wheel.
+        if n != declared {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: member {name} declares {declared} bytes but holds {n}; refusing a malformed wheel",
+                    archive.display()
+                ),
+            ));
+        }
+        Ok(n)
     }
 }
 

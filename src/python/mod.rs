@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod netrc;
 pub mod pinned;
 pub mod pylock;
+pub mod requirements_txt;
 pub mod resolve;
 pub mod tags;
 pub mod wheel;
@@ -51,18 +52,22 @@ pub fn materialize_target(entries: &[LayerEntry], dir: &Path) -> std::io::Result
             .or_else(|| e.path.strip_prefix(&home))
             .unwrap_or(&e.path);
         let out = dir.join(rel);
+        // Every failure names the path it was writing (two wheels can clash on a name).
+        let at = |err: std::io::Error| {
+            std::io::Error::new(err.kind(), format!("{}: {err}", out.display()))
+        };
         match &e.kind {
-            EntryKind::Dir => std::fs::create_dir_all(&out)?,
+            EntryKind::Dir => std::fs::create_dir_all(&out).map_err(at)?,
             EntryKind::File { source } => {
-                std::fs::create_dir_all(out.parent().unwrap_or(dir))?;
-                std::fs::copy(source, &out)?;
+                std::fs::create_dir_all(out.parent().unwrap_or(dir)).map_err(at)?;
+                std::fs::copy(source, &out).map_err(at)?;
             }
             EntryKind::Bytes(b) => {
-                std::fs::create_dir_all(out.parent().unwrap_or(dir))?;
-                std::fs::write(&out, b)?;
+                std::fs::create_dir_all(out.parent().unwrap_or(dir)).map_err(at)?;
+                std::fs::write(&out, b).map_err(at)?;
             }
             EntryKind::ZipMember { archive, index, .. } => {
-                std::fs::create_dir_all(out.parent().unwrap_or(dir))?;
+                std::fs::create_dir_all(out.parent().unwrap_or(dir)).map_err(at)?;
                 zips.extract(archive, *index, &out)?;
             }
             EntryKind::Whiteout => continue,

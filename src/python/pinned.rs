@@ -30,6 +30,8 @@ pub struct PinnedWheel {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinnedError {
+    #[error(transparent)]
+    Requirements(#[from] super::requirements_txt::RequirementsTxtError),
     #[error(
         "{file}:{line}: `{requirement}` is not pinned with == and --hash; installing takes fully pinned inputs only. Run `raypack lock` next to the recipe (it writes pylock.raypack.toml, which `bake` and `env` then use), or pin it yourself (e.g. `uv pip compile --generate-hashes --python-platform x86_64-manylinux_2_35 --python-version 3.11`)"
     )]
@@ -220,91 +222,59 @@ pub struct HashedRequirements {
     pub pins: Vec<(String, String, Vec<String>)>,
 }
 
-/// Parses a hashed requirements.txt; markers that do not apply to `target` drop the line.
+/// Parses a hashed requirements.txt (nested `-r` files included, through the one reader,
+/// [`super::requirements_txt`]); markers that do not apply to `target` drop the line.
+/// Constraint files are refused: every line here is already an exact pin.
 pub fn parse_hashed(path: &Path, target: &Target) -> Result<HashedRequirements, PinnedError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| PinnedError::Io {
-        path: path.into(),
-        source,
-    })?;
+    let txt = super::requirements_txt::read(path)?;
+    if let Some(c) = txt.constraints.first() {
+        return Err(PinnedError::Malformed {
+            file: format!("{}:{}", c.file.display(), c.line),
+            message: format!(
+                "constraint `{}`: a hashed requirements file pins every package exactly; constraint files are not supported here (apply them when compiling the file)",
+                c.spec
+            ),
+        });
+    }
     let env = marker_env(target);
-    let joined = text.replace("\\\r\n", " ").replace("\\\n", " ");
     let mut out = HashedRequirements {
-        source: file.clone(),
-        ..Default::default()
+        source: file,
+        find_links: txt.find_links,
+        index_url: txt.index_url,
+        extra_index_urls: txt.extra_index_urls,
+        pins: Vec::new(),
     };
-    for (i, raw) in joined.lines().enumerate() {
-        let line = raw.split(" #").next().unwrap_or(raw).trim();
-        if line.is_empty() || line.starts_with('#') {
+    for line in txt.requirements {
+        let at = line.file.display().to_string();
+        let req = Requirement::<VerbatimUrl>::from_str(&line.spec).map_err(|e| {
+            PinnedError::Malformed {
+                file: format!("{at}:{}", line.line),
+                message: e.to_string(),
+            }
+        })?;
+        if !req.marker.evaluate(&env, &[]) {
             continue;
         }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words[0] {
-            "--index-url" | "-i" => out.index_url = words.get(1).map(|s| s.to_string()),
-            "--extra-index-url" => out
-                .extra_index_urls
-                .extend(words.get(1).map(|s| s.to_string())),
-            "--find-links" | "-f" => out.find_links.extend(words.get(1).map(|s| {
-                // A relative directory is relative to the requirements file.
-                if s.contains("://") || s.starts_with('/') {
-                    s.to_string()
-                } else {
-                    path.parent()
-                        .unwrap_or(Path::new("."))
-                        .join(s)
-                        .display()
-                        .to_string()
-                }
-            })),
-            w if w.starts_with('-') => {}
-            _ => {
-                let hashes: Vec<String> = words
-                    .iter()
-                    .filter_map(|w| w.strip_prefix("--hash=sha256:"))
-                    .map(str::to_string)
-                    .collect();
-                let spec: String = words
-                    .iter()
-                    .filter(|w| !w.starts_with("--"))
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let req = Requirement::<VerbatimUrl>::from_str(&spec).map_err(|e| {
-                    PinnedError::Malformed {
-                        file: format!("{file}:{}", i + 1),
-                        message: e.to_string(),
-                    }
-                })?;
-                if !req.marker.evaluate(&env, &[]) {
-                    continue;
-                }
-                let version = match &req.version_or_url {
-                    Some(pep508_rs::VersionOrUrl::VersionSpecifier(s))
-                        if s.len() == 1
-                            && s.iter().next().is_some_and(|v| {
-                                v.operator() == &pep508_rs::pep440_rs::Operator::Equal
-                            }) =>
-                    {
-                        s.iter().next().expect("one").version().to_string()
-                    }
-                    _ => {
-                        return Err(PinnedError::Unpinned {
-                            file,
-                            line: i + 1,
-                            requirement: spec,
-                        });
-                    }
-                };
-                if hashes.is_empty() {
-                    return Err(PinnedError::Unpinned {
-                        file,
-                        line: i + 1,
-                        requirement: spec,
-                    });
-                }
-                out.pins.push((req.name.to_string(), version, hashes));
+        let version = match &req.version_or_url {
+            Some(pep508_rs::VersionOrUrl::VersionSpecifier(s))
+                if s.len() == 1
+                    && s.iter().next().is_some_and(|v| {
+                        v.operator() == &pep508_rs::pep440_rs::Operator::Equal
+                    }) =>
+            {
+                s.iter().next().expect("one").version().to_string()
             }
+            _ => String::new(),
+        };
+        if version.is_empty() || line.hashes.is_empty() {
+            return Err(PinnedError::Unpinned {
+                file: at,
+                line: line.line,
+                requirement: line.spec,
+            });
         }
+        out.pins.push((req.name.to_string(), version, line.hashes));
     }
     Ok(out)
 }

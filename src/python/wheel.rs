@@ -230,12 +230,29 @@ fn relative(from: &str, to: &str) -> String {
     parts.join("/")
 }
 
+/// A relative '/'-separated path that stays inside its directory and holds no control
+/// characters (a newline in a name would let it write lines of its own into RECORD).
 fn safe_rel(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('/')
         && !name.contains('\\')
-        && !name.contains('\0')
+        && !name.chars().any(char::is_control)
         && name.split('/').all(|c| c != ".." && c != ".")
+}
+
+/// The largest `#!python` script read into memory to rewrite its shebang (pip's scripts are
+/// a few KiB; one over this is not a script).
+const MAX_SCRIPT: u64 = 8 << 20;
+/// The largest METADATA / WHEEL / RECORD / entry_points.txt read (torch's RECORD is ~2 MiB).
+const MAX_TEXT: u64 = 64 << 20;
+
+/// One RECORD field, quoted as Python's `csv` module writes it when it must be.
+fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
 }
 
 /// The shebang for a script run by `python` (the /bin/sh trampoline for long or spaced paths).
@@ -279,8 +296,11 @@ pub fn install(
     let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
         .map_err(|e| invalid(format!("not a zip archive: {e}")))?;
 
-    // Exactly one .dist-info directory, matching the filename.
+    // Exactly one .dist-info directory, matching the filename; no path both a file and a
+    // directory (nothing could extract it).
     let mut dist_infos = std::collections::BTreeSet::new();
+    let mut files = std::collections::HashSet::new();
+    let mut parents = std::collections::HashSet::new();
     for i in 0..zip.len() {
         let f = zip.by_index_raw(i).map_err(|e| invalid(e.to_string()))?;
         let name = f.name().map_err(|e| invalid(e.to_string()))?.to_string();
@@ -298,6 +318,22 @@ pub fn install(
         {
             dist_infos.insert(top.to_string());
         }
+        let path = name.trim_end_matches('/');
+        if !name.ends_with('/') && !f.is_dir() {
+            files.insert(path.to_string());
+        }
+        let mut at = path;
+        while let Some((parent, _)) = at.rsplit_once('/') {
+            if !parents.insert(parent.to_string()) {
+                break;
+            }
+            at = parent;
+        }
+    }
+    if let Some(clash) = files.iter().filter(|f| parents.contains(*f)).min() {
+        return Err(invalid(format!(
+            "`{clash}` is both a file and a directory in the wheel; pip refuses it too"
+        )));
     }
     let dist_info = match dist_infos.len() {
         1 => dist_infos.into_iter().next().expect("one"),
@@ -309,12 +345,21 @@ pub fn install(
             )));
         }
     };
+    // `.dist-info` is named for this project (pip's rule: the normalized directory name
+    // starts with the normalized project name).
+    if !normalize(&dist_info).starts_with(&normalize(&wn.name)) {
+        return Err(invalid(format!(
+            "its metadata directory `{dist_info}` belongs to another project than {}",
+            wn.name
+        )));
+    }
+    // Text members are read up to MAX_TEXT, whatever size they declare.
     let read_text = |zip: &mut zip::ZipArchive<std::io::BufReader<std::fs::File>>,
                      name: &str|
      -> Option<String> {
-        let mut f = zip.by_name(name).ok()?;
+        let f = zip.by_name(name).ok()?;
         let mut s = String::new();
-        f.read_to_string(&mut s).ok()?;
+        f.take(MAX_TEXT).read_to_string(&mut s).ok()?;
         Some(s)
     };
     let metadata = read_text(&mut zip, &format!("{dist_info}/METADATA"))
@@ -415,9 +460,24 @@ pub fn install(
         };
         drop(f);
         if rewrite {
-            let mut f = zip.by_index(i).map_err(|e| invalid(e.to_string()))?;
-            let mut bytes = Vec::with_capacity(f.size() as usize);
-            f.read_to_end(&mut bytes).map_err(io)?;
+            // Never sized by what the member declares: read at most MAX_SCRIPT + 1 bytes.
+            let f = zip.by_index(i).map_err(|e| invalid(e.to_string()))?;
+            let declared = f.size();
+            let mut bytes = Vec::new();
+            f.take(MAX_SCRIPT + 1).read_to_end(&mut bytes).map_err(io)?;
+            if bytes.len() as u64 > MAX_SCRIPT || declared > MAX_SCRIPT {
+                return Err(invalid(format!(
+                    "script {name} is over {} MiB ({} bytes declared); a `#!python` script that large is not a script",
+                    MAX_SCRIPT >> 20,
+                    declared
+                )));
+            }
+            if bytes.len() as u64 != declared {
+                return Err(invalid(format!(
+                    "member {name} declares {declared} bytes but holds {}; refusing a malformed wheel",
+                    bytes.len()
+                )));
+            }
             let end = bytes
                 .iter()
                 .position(|b| *b == b'\n')
@@ -528,12 +588,7 @@ pub fn install(
     record.sort();
     let mut csv = String::new();
     for (p, h, s) in &record {
-        let p = if p.contains(',') || p.contains('"') {
-            format!("\"{}\"", p.replace('"', "\"\""))
-        } else {
-            p.clone()
-        };
-        csv.push_str(&format!("{p},{h},{s}\n"));
+        csv.push_str(&format!("{},{},{s}\n", csv_field(p), csv_field(h)));
     }
     csv.push_str(&format!("{dist_info}/RECORD,,\n"));
     entries.push(LayerEntry {
@@ -682,6 +737,16 @@ mod tests {
             "cp311-cp311-manylinux_2_28_x86_64"
         );
         assert_eq!(normalize("Foo.Bar__baz"), "foo-bar-baz");
+    }
+
+    #[test]
+    fn record_fields_are_quoted_as_csv_and_read_back() {
+        for f in ["plain.py", "a,b.py", "say \"hi\".py", "two\nlines"] {
+            let line = format!("{},sha256=x,1", csv_field(f));
+            assert_eq!(csv_fields(&line), vec![f, "sha256=x", "1"], "{line}");
+        }
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert!(!safe_rel("pkg/a\nb.py") && !safe_rel("pkg/\u{7f}") && safe_rel("pkg/é.py"));
     }
 
     #[test]
