@@ -165,6 +165,7 @@ pub async fn entries(
                 mode: e.mode,
                 size,
                 crc32: None,
+                sha256: None,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -177,6 +177,7 @@ impl Package {
                 mode: f.mode(),
                 size: f.size,
                 crc32: Some(f.crc32),
+                sha256: Some(f.sha256),
             })
             .collect()
     }

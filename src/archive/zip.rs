@@ -37,6 +37,10 @@ pub struct ZipEntry {
     pub size: u64,
     /// CRC-32 of the bytes when already known (required by [`write_stored_file`]).
     pub crc32: Option<u32>,
+    /// SHA-256 of the bytes when the package's name was derived from it: [`write_zip`] checks
+    /// that what it read and compressed is exactly those bytes (else "changed while being
+    /// packed"), so a content-addressed name never holds other content.
+    pub sha256: Option<[u8; 32]>,
 }
 
 /// Writes the entries STORED into the (new, empty) file at `path` through a [`StoredZip`],
@@ -1038,6 +1042,18 @@ fn compress_entry(e: &ZipEntry, level: u32) -> io::Result<Compressed> {
     too_large(raw.len() as u64, &e.source)?;
     let crc = crc32fast::hash(&raw);
     let uncompressed = raw.len() as u64;
+    // Exactly the bytes that were hashed, or nothing: the archive's name is their digest.
+    if uncompressed != e.size
+        || e.crc32.is_some_and(|c| c != crc)
+        || e.sha256
+            .is_some_and(|h| h != <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(&raw)))
+    {
+        return Err(io::Error::other(format!(
+            "{}: changed while being packed ({uncompressed} bytes, {} expected, content differs from what was hashed); run again",
+            e.source.display(),
+            e.size
+        )));
+    }
     if level > 0 && raw.len() > 64 && !looks_incompressible(&raw) {
         let mut enc = flate2::write::DeflateEncoder::new(
             Vec::with_capacity(raw.len() / 2),
@@ -1215,6 +1231,7 @@ mod tests {
                         c.update(body.as_bytes());
                         c.sum()
                     }),
+                    sha256: Some(<sha2::Sha256 as sha2::Digest>::digest(&body).into()),
                 }
             })
             .collect()
@@ -1235,6 +1252,40 @@ mod tests {
             let mut s = String::new();
             f.read_to_string(&mut s).unwrap();
             assert_eq!(s, std::fs::read_to_string(&e.source).unwrap());
+        }
+    }
+
+    #[test]
+    fn write_zip_refuses_bytes_other_than_those_hashed() {
+        use sha2::Digest;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(
+            &p,
+            "hashed content, long enough to be compressed: ".repeat(4),
+        )
+        .unwrap();
+        let hashed = std::fs::read(&p).unwrap();
+        let entry = ZipEntry {
+            name: "pkg/f".into(),
+            source: p.clone(),
+            mode: 0o644,
+            size: hashed.len() as u64,
+            crc32: None,
+            sha256: Some(sha2::Sha256::digest(&hashed).into()),
+        };
+        for level in [0, 1, 6] {
+            assert!(write_zip(Vec::new(), std::slice::from_ref(&entry), level).is_ok());
+        }
+        // Changed after hashing, same size: its bytes must not go out under the old hash.
+        let mut other = hashed.clone();
+        other[0] ^= 1;
+        std::fs::write(&p, &other).unwrap();
+        for level in [0, 1, 6] {
+            let e = write_zip(Vec::new(), std::slice::from_ref(&entry), level)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("changed while being packed"), "{level}: {e}");
         }
     }
 
@@ -1295,6 +1346,7 @@ mod tests {
                 mode: 0o644,
                 size: *size as u64,
                 crc32: Some(crc32fast::hash(&body)),
+                sha256: None,
             });
         }
         es
@@ -1387,6 +1439,7 @@ mod tests {
                 mode: 0o644,
                 size: 1,
                 crc32: None,
+                sha256: None,
             })
             .collect();
         let mut buf = Vec::new();
