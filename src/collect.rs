@@ -30,6 +30,35 @@ use sha2::{Digest, Sha256};
 /// Ray's default excludes for a working dir (`RAY_RUNTIME_ENV_DEFAULT_EXCLUDES`, Ray 2.60).
 pub const RAY_DEFAULT_EXCLUDES: &[&str] = &[".git", ".venv", "venv", "__pycache__"];
 
+/// The most files one walk collects: far beyond a project (the bench tree has 10,000), well
+/// short of a whole filesystem, which would otherwise be walked for minutes into memory.
+pub const MAX_WALK_FILES: usize = 1_000_000;
+
+/// The biggest top-level directories (by bytes) among `(rel path, size)`, for messages.
+fn largest_dirs<'p>(files: impl Iterator<Item = (&'p str, u64)>) -> String {
+    let mut by_top: HashMap<&str, (u64, usize)> = HashMap::default();
+    for (rel, size) in files {
+        let top = rel.split_once('/').map_or(".", |(t, _)| t);
+        let e = by_top.entry(top).or_default();
+        e.0 += size;
+        e.1 += 1;
+    }
+    let mut v: Vec<_> = by_top.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    v.iter()
+        .take(5)
+        .map(|(top, (size, n))| {
+            let name = if *top == "." {
+                "(top level)".to_string()
+            } else {
+                format!("{top}/")
+            };
+            format!("{name} {} in {n} files", crate::units::human_bytes(*size))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What a package directory is shipped as; py_modules get only the recipe excludes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PackageKind {
@@ -92,8 +121,24 @@ pub enum CollectError {
     Walk { path: PathBuf, message: String },
     #[error("{path}: file name is not valid UTF-8; Ray's zip reader needs UTF-8 names")]
     NonUtf8 { path: PathBuf },
-    #[error("{dir}: package is {} (limit {}); Ray rejects packages this large. Exclude large files in .rayignore or [code] excludes, or bake them into the image", crate::units::human_bytes(*size), crate::units::human_bytes(*limit))]
-    TooLarge { dir: PathBuf, size: u64, limit: u64 },
+    #[error("{dir}: package is {}{} (limit {}); Ray rejects packages this large. Largest directories: {largest}. Exclude large files in .rayignore or [code] excludes, or bake them into the image", if *partial { "at least " } else { "" }, crate::units::human_bytes(*size), crate::units::human_bytes(*limit))]
+    TooLarge {
+        dir: PathBuf,
+        size: u64,
+        limit: u64,
+        /// The walk stopped as soon as the limit was passed.
+        partial: bool,
+        /// The biggest top-level directories, "name/ 1.2 GiB, …".
+        largest: String,
+    },
+    #[error(
+        "{dir}: more than {limit} files found (the walk stopped there); is the working dir the project's directory? Largest directories: {largest}. Exclude them in .rayignore or [code] excludes"
+    )]
+    TooManyFiles {
+        dir: PathBuf,
+        limit: usize,
+        largest: String,
+    },
     #[error("exclude pattern `{pattern}`: {message}")]
     Pattern { pattern: String, message: String },
 }
@@ -168,6 +213,7 @@ pub struct Collector<'a> {
     excludes: Vec<String>,
     cache: Option<&'a StatCache>,
     max_total_size: Option<u64>,
+    max_files: usize,
 }
 
 impl<'a> Collector<'a> {
@@ -179,7 +225,15 @@ impl<'a> Collector<'a> {
             excludes: Vec::new(),
             cache: None,
             max_total_size: None,
+            max_files: MAX_WALK_FILES,
         }
+    }
+
+    /// Fails with [`CollectError::TooManyFiles`] when the walk finds more files than this
+    /// (default [`MAX_WALK_FILES`]); the walk stops there.
+    pub fn max_files(mut self, n: usize) -> Self {
+        self.max_files = n;
+        self
     }
 
     /// Fails with [`CollectError::TooLarge`] before hashing when the files add up to more.
@@ -246,6 +300,10 @@ impl<'a> Collector<'a> {
             .unwrap_or_else(|_| self.project_root.clone());
         let excludes = self.exclude_matcher()?;
         let found: Mutex<Vec<Result<Found, CollectError>>> = Mutex::new(Vec::new());
+        // Bounded walk: stop at MAX_WALK_FILES files or once past the size limit.
+        let walked = std::sync::atomic::AtomicUsize::new(0);
+        let walked_bytes = std::sync::atomic::AtomicU64::new(0);
+        let stopped = std::sync::atomic::AtomicBool::new(false);
         let walk_root = self.dir.clone();
         let walker = ignore::WalkBuilder::new(&self.dir)
             .hidden(false)
@@ -277,6 +335,9 @@ impl<'a> Collector<'a> {
             let dir = &dir;
             let project = &project;
             let cache = self.cache;
+            let (walked, walked_bytes, stopped) = (&walked, &walked_bytes, &stopped);
+            let limit = self.max_total_size;
+            let max_files = self.max_files;
             let mut batch = Batch {
                 local: Vec::with_capacity(1024),
                 shared: found,
@@ -341,6 +402,13 @@ impl<'a> Collector<'a> {
                     // Stat (and ask the stat cache) here, in the walker's threads: one pass.
                     match dirs.stat(&read_from) {
                         Ok(meta) => {
+                            use std::sync::atomic::Ordering::Relaxed;
+                            let n = walked.fetch_add(1, Relaxed) + 1;
+                            let bytes = walked_bytes.fetch_add(meta.0.size, Relaxed) + meta.0.size;
+                            if n > max_files || limit.is_some_and(|l| bytes > l) {
+                                stopped.store(true, Relaxed);
+                                return ignore::WalkState::Quit;
+                            }
                             let stamp = meta.0;
                             let cached = cache.and_then(|c| c.get(&read_from, &stamp));
                             batch.local.push(Ok((
@@ -376,13 +444,29 @@ impl<'a> Collector<'a> {
         paths.dedup_by(|a, b| a.0 == b.0);
 
         let total: u64 = paths.iter().map(|m| m.3.0.size).sum();
+        let stopped = stopped.into_inner();
+        let size = if stopped {
+            walked_bytes.into_inner()
+        } else {
+            total
+        };
+        let largest = || largest_dirs(paths.iter().map(|m| (m.0.as_str(), m.3.0.size)));
         if let Some(limit) = self.max_total_size
-            && total > limit
+            && size > limit
         {
             return Err(CollectError::TooLarge {
                 dir: self.dir.clone(),
-                size: total,
+                size,
                 limit,
+                partial: stopped,
+                largest: largest(),
+            });
+        }
+        if stopped {
+            return Err(CollectError::TooManyFiles {
+                dir: self.dir.clone(),
+                limit: self.max_files,
+                largest: largest(),
             });
         }
         Ok(Listing {
@@ -903,6 +987,57 @@ mod tests {
         // py_modules do not get Ray's default excludes
         let set = Collector::new(r, PackageKind::PyModule).collect().unwrap();
         assert!(rels(&set).contains(&".git/config"));
+    }
+
+    /// Issue 15 #6: a small tree of symlinks, each level linking twice to the next, has 2^depth
+    /// paths; the walk stops at the file cap with an error naming the biggest directories.
+    #[test]
+    fn a_symlink_explosion_stops_at_the_file_cap() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        let depth = 14;
+        for i in 0..=depth {
+            let l = r.join(format!("l{i}"));
+            std::fs::create_dir_all(&l).unwrap();
+            std::fs::write(l.join("f.txt"), "x").unwrap();
+            if i < depth {
+                for name in ["a", "b"] {
+                    std::os::unix::fs::symlink(r.join(format!("l{}", i + 1)), l.join(name))
+                        .unwrap();
+                }
+            }
+        }
+        let e = Collector::new(&r.join("l0"), PackageKind::PyModule)
+            .project_root(r)
+            .max_files(2000)
+            .list()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("more than 2000 files") && e.contains("Largest directories: a/"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_size_limit_stops_the_walk_and_names_the_biggest_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for (dir, n) in [("data", 40), ("src", 3)] {
+            std::fs::create_dir_all(r.join(dir)).unwrap();
+            for i in 0..n {
+                std::fs::write(r.join(format!("{dir}/{i}")), vec![0u8; 4096]).unwrap();
+            }
+        }
+        let e = Collector::new(r, PackageKind::WorkingDir)
+            .max_total_size(64 * 1024)
+            .list()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("(limit 64.0 KiB)") && e.contains("Largest directories: data/"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -373,6 +373,28 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
         Some(s) => resolve_dir(rep, s, "working_dir"),
         None => normalize(&std::path::absolute(&root).unwrap_or(root.clone())),
     };
+    // `/` or a home directory would ship (and walk) far more than a project.
+    if let Some(s) = &raw.code.working_dir
+        && !raw.code.allow_broad_working_dir
+        && is_broad_dir(&working_dir)
+    {
+        rep.error(
+            inner(s),
+            format!(
+                "working_dir `{}` is {}, not a project directory",
+                s.get_ref(),
+                if working_dir == Path::new("/") {
+                    "the filesystem root".to_string()
+                } else {
+                    format!("a home directory ({})", working_dir.display())
+                }
+            ),
+            Some(
+                "point working_dir at the project's directory; if you really mean it, set `allow_broad_working_dir = true` in [code]"
+                    .into(),
+            ),
+        );
+    }
     let mut py_modules = Vec::new();
     let mut module_names = BTreeMap::new();
     for m in &raw.code.py_modules {
@@ -996,6 +1018,17 @@ pub fn normalize(p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// `/`, a home directory (`$HOME`, `/root`, `/home/NAME`), or the directory of homes.
+fn is_broad_dir(dir: &Path) -> bool {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    dir == Path::new("/")
+        || dir == Path::new("/root")
+        || dir == Path::new("/home")
+        || dir.parent() == Some(Path::new("/home"))
+        || home.is_some_and(|h| h.canonicalize().unwrap_or(h) == dir)
 }
 
 #[cfg(test)]

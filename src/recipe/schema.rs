@@ -44,6 +44,9 @@ pub struct RawCode {
     pub py_modules: Vec<Spanned<String>>,
     #[serde(default)]
     pub excludes: Vec<Spanned<String>>,
+    /// Allow a working dir that is `/` or a home directory's root.
+    #[serde(default)]
+    pub allow_broad_working_dir: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
