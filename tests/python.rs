@@ -927,3 +927,80 @@ fn declared_sizes_are_not_trusted_and_huge_scripts_are_refused() {
         stderr(&out)
     );
 }
+
+/// Issue 15 #9: a server that streams far more than the lock's declared `size` is cut off
+/// there (it was read to the end); nothing is kept.
+#[test]
+fn a_download_is_capped_at_the_declared_size() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sent2 = sent.clone();
+    // One connection (the cut-off is final, not retried): 64 MiB offered for 881 declared bytes.
+    std::thread::spawn(move || {
+        if let Some(Ok(mut s)) = listener.incoming().next() {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            let total = 64u64 << 20;
+            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n");
+            let chunk = vec![b'x'; 64 << 10];
+            while sent2.load(std::sync::atomic::Ordering::Relaxed) < total {
+                if s.write_all(&chunk).is_err() {
+                    break;
+                }
+                sent2.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let t = tempfile::tempdir().unwrap();
+    let lock = t.path().join("pylock.toml");
+    let text = pylock_text(&[(
+        "big",
+        "1.0",
+        "big-1.0-py3-none-any.whl",
+        &format!("{base}/big-1.0-py3-none-any.whl"),
+        &"0".repeat(64),
+    )])
+    .replace("hashes = {", "size = 881\nhashes = {");
+    std::fs::write(&lock, text).unwrap();
+    let cache = t.path().join("cache");
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", &cache)
+        .args(["install", "-r"])
+        .arg(&lock)
+        .arg("--target")
+        .arg(t.path().join("dir")));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sent more than the 881 bytes the lock declares"),
+        "{}",
+        stderr(&out)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let n = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n < 32 << 20, "the server got to send {n} bytes");
+    // Nothing kept: no partial file anywhere in the cache.
+    let mut left = Vec::new();
+    let mut dirs = vec![cache.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                left.push(p);
+            }
+        }
+    }
+    assert!(
+        !left.iter().any(|p| p.to_string_lossy().ends_with(".part")),
+        "{left:?}"
+    );
+    assert!(cache.is_dir());
+}

@@ -596,6 +596,7 @@ mod tests {
                 filename: format!("{name}-1-py3-none-any.whl"),
                 url: String::new(),
                 sha256: String::new(),
+                size: None,
             },
             PathBuf::new(),
             size,

@@ -17,6 +17,10 @@ pub enum DownloadError {
     Http(String),
     #[error("sha256 {actual}, expected {expected}")]
     Mismatch { expected: String, actual: String },
+    #[error(
+        "the server sent more than the {declared} bytes the lock declares; stopped there and discarded the download"
+    )]
+    TooLong { declared: u64 },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -29,10 +33,13 @@ const ATTEMPTS: u32 = 3;
 
 /// Downloads `url` whose SHA-256 is `sha256` (hex) into `blob` (its final cache path), using
 /// `partial_dir` for the resumable partial file. `on_bytes` hears of every chunk written.
+/// With `size` (what the lock declares), a server that sends more is cut off there: the
+/// download fails and nothing past the declared size is read or kept.
 pub async fn download(
     http: &reqwest::Client,
     url: &str,
     sha256: &str,
+    size: Option<u64>,
     blob: &Path,
     partial_dir: &Path,
     on_bytes: &(dyn Fn(u64) + Sync),
@@ -65,23 +72,28 @@ pub async fn download(
             path: partial_dir.to_path_buf(),
             source: e.error,
         })?;
-        let r = download_into(http, url, sha256, blob, f, &p, on_bytes).await;
+        let r = download_into(http, url, sha256, size, blob, f, &p, on_bytes).await;
         let _ = std::fs::remove_file(&p);
         return r;
     }
     part.seek(std::io::SeekFrom::End(0))
         .map_err(io(&part_path))?;
-    let r = download_into(http, url, sha256, blob, part, &part_path, on_bytes).await;
-    if matches!(r, Err(DownloadError::Mismatch { .. })) {
+    let r = download_into(http, url, sha256, size, blob, part, &part_path, on_bytes).await;
+    if matches!(
+        r,
+        Err(DownloadError::Mismatch { .. } | DownloadError::TooLong { .. })
+    ) {
         let _ = std::fs::remove_file(&part_path);
     }
     r
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn download_into(
     http: &reqwest::Client,
     url: &str,
     sha256: &str,
+    size: Option<u64>,
     blob: &Path,
     mut part: std::fs::File,
     part_path: &Path,
@@ -124,11 +136,18 @@ async fn download_into(
             return Err(DownloadError::Http(format!("HTTP {status}")));
         }
         if status != reqwest::StatusCode::RANGE_NOT_SATISFIABLE {
+            let mut at = part.metadata().map_err(io)?.len();
             let mut body = resp.bytes_stream();
             let mut broken = None;
             while let Some(chunk) = body.next().await {
                 match chunk {
                     Ok(c) => {
+                        at += c.len() as u64;
+                        if let Some(max) = size
+                            && at > max
+                        {
+                            return Err(DownloadError::TooLong { declared: max });
+                        }
                         part.write_all(&c).map_err(io)?;
                         on_bytes(c.len() as u64);
                     }

@@ -26,6 +26,8 @@ pub struct PinnedWheel {
     pub filename: String,
     pub url: String,
     pub sha256: String,
+    /// The size the lock declares (pylock `size`); a download is cut off past it.
+    pub size: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +201,7 @@ pub fn from_pylock(path: &Path, target: &Target) -> Result<Vec<PinnedWheel>, Pin
                         filename: fname.clone(),
                         url: url.into(),
                         sha256: sha.into(),
+                        size: w.get("size").and_then(|v| v.as_integer()).map(|n| n as u64),
                     },
                 ));
             }
@@ -732,6 +735,7 @@ pub async fn resolve_hashed(
             filename: f.filename.clone(),
             url: f.url.clone(),
             sha256: f.sha256.clone(),
+            size: None,
         });
     }
     Ok(out)
@@ -796,7 +800,10 @@ pub async fn fetch(
                     b.inc(n);
                 }
             };
-            match super::download::download(http, &w.url, &w.sha256, &blob, &partial, &count).await
+            match super::download::download(
+                http, &w.url, &w.sha256, w.size, &blob, &partial, &count,
+            )
+            .await
             {
                 Ok(()) => Ok((w, blob)),
                 Err(super::download::DownloadError::Mismatch { expected, actual }) => {
