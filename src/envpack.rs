@@ -117,9 +117,18 @@ pub async fn run(
         .map(Path::to_path_buf);
     let r = recipe.clone();
     let max = opts.max_package_size;
+    // A file store inside the project must not ship its own zips in every new zip.
+    let keep_out: Vec<PathBuf> = match &url {
+        StoreUrl::File { path } => std::path::absolute(path)
+            .ok()
+            .map(|p| p.canonicalize().unwrap_or(p))
+            .into_iter()
+            .collect(),
+        _ => Vec::new(),
+    };
     let (planned, cache) = tokio::task::spawn_blocking(move || {
         let cache = StatCache::load(&cache_path);
-        let p = plan_packages_into(&r, Some(&cache), max, stage.as_deref());
+        let p = plan_packages_into(&r, Some(&cache), max, stage.as_deref(), &keep_out);
         (p, cache)
     })
     .await
@@ -202,6 +211,10 @@ pub async fn run(
                 .await?;
         if !checked && exists.iter().any(|e| !e) {
             store.check().await?;
+        }
+        // Something will be written: first clear what killed runs left (never on a warm run).
+        if exists.iter().any(|e| !e) || bundle.is_some() {
+            store.sweep_leftovers().await;
         }
         let own_tmp = recipe.state_dir().join("tmp");
         let tmp_root = store

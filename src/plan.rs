@@ -6,7 +6,7 @@
 //! and the directory the project sits in play no part, so an unchanged tree gets the same
 //! digest on any machine, and any change of content, name or executable bit changes it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -221,24 +221,37 @@ pub fn plan_packages(
     cache: Option<&StatCache>,
     max_size: u64,
 ) -> Result<Vec<Package>, PlanError> {
-    let planned = plan_packages_into(recipe, cache, max_size, None)?;
+    let planned = plan_packages_into(recipe, cache, max_size, None, &[])?;
     Ok(planned.into_iter().map(|(p, _)| p).collect())
 }
 
 /// [`plan_packages`], building each package's STORED zip in `stage` as it is hashed (see
-/// [`Package::plan_into`]).
+/// [`Package::plan_into`]). Directories in `keep_out` (absolute: a `file://` store inside
+/// the project) are never shipped, whichever package they fall in.
 pub fn plan_packages_into(
     recipe: &Recipe,
     cache: Option<&StatCache>,
     max_size: u64,
     stage: Option<&Path>,
+    keep_out: &[PathBuf],
 ) -> Result<Vec<(Package, Option<Built>)>, PlanError> {
+    let with_kept_out = |root: &Path, mut ex: Vec<String>| {
+        let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+        for d in keep_out {
+            if let Ok(rel) = d.strip_prefix(&root)
+                && !rel.as_os_str().is_empty()
+            {
+                ex.push(format!("/{}/", rel.display()));
+            }
+        }
+        ex
+    };
     let mut out = vec![Package::plan_into(
         &recipe.name,
         &recipe.root,
         &recipe.code.working_dir,
         PackageRole::WorkingDir,
-        &with_py_module_excludes(recipe),
+        &with_kept_out(&recipe.code.working_dir, with_py_module_excludes(recipe)),
         cache,
         max_size,
         stage,
@@ -253,7 +266,7 @@ pub fn plan_packages_into(
             &recipe.root,
             m,
             PackageRole::PyModule { name },
-            &recipe.code.excludes,
+            &with_kept_out(m, recipe.code.excludes.clone()),
             cache,
             max_size,
             stage,

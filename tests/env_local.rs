@@ -443,3 +443,53 @@ fn a_lock_next_to_the_recipe_pins_the_pip_list() {
     assert!(pip.iter().any(|p| p.starts_with("urllib3==")), "{pip:?}");
     assert!(!pip.contains(&"requests>=2.31"), "{pip:?}");
 }
+
+/// Issue 15 #9: what killed runs left in a file store (raypack's own `.raypack-*.partial`
+/// files, over an hour old) is removed by the next run that writes; younger ones and other
+/// programs' files are left alone.
+#[test]
+fn leftover_partial_files_of_killed_runs_are_swept() {
+    let (_t, dir) = hello_copy();
+    let store = tempfile::tempdir().unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    let mk = |name: &str, aged: bool| {
+        let p = store.path().join(name);
+        std::fs::write(&p, vec![0u8; 4096]).unwrap();
+        if aged {
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        p
+    };
+    let stale = mk(".raypack-a1b2c3.partial", true);
+    let stale_named = mk(".raypack-hello-0123.zip.x9y8.partial", true);
+    let fresh = mk(".raypack-d4e5f6.partial", false);
+    let foreign = mk(".someone-else.partial", true);
+    env_json(&dir, store.path());
+    assert!(!stale.exists() && !stale_named.exists());
+    assert!(fresh.exists() && foreign.exists());
+}
+
+/// Issue 15 #9: a file store inside the working dir does not ship its own zips.
+#[test]
+fn a_store_inside_the_working_dir_is_not_shipped() {
+    let (_t, dir) = hello_copy();
+    let store = dir.join("published");
+    std::fs::create_dir_all(&store).unwrap();
+    let first = env_json(&dir, &store);
+    // A second run after an edit: the new working_dir zip must not hold the first run's zips.
+    std::fs::write(dir.join("main.py"), "print('edited')\n").unwrap();
+    let second = env_json(&dir, &store);
+    assert_ne!(first["packages"][0]["uri"], second["packages"][0]["uri"]);
+    let zip = uri_path(second["packages"][0]["uri"].as_str().unwrap());
+    let names = zip_names(&zip);
+    assert!(
+        !names.iter().any(|(n, _)| n.contains("published/")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|(n, _)| n.ends_with("main.py")), "{names:?}");
+}

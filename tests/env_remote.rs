@@ -402,3 +402,55 @@ print("bundle import ok from", path)
     assert_eq!(deps["uri"], mods[1]);
     assert_eq!(deps["uploaded"], false, "{v}");
 }
+
+/// Issue 15 #9: multipart uploads a killed run left unfinished are aborted by the next run that
+/// writes to the store: only raypack's (`*.zip` directly under the prefix), only stale ones
+/// (`RAYPACK_LEFTOVER_AGE=0` stands in for the hour here).
+#[tokio::test]
+async fn s3_stale_multipart_uploads_of_killed_runs_are_aborted() {
+    let endpoint = service("RAYPACK_TEST_S3");
+    let prefix = unique("s3-stale");
+    let c = s3_client(&endpoint).await;
+    let mut started = Vec::new();
+    for key in [
+        format!("{prefix}/hello-0123456789abcdef.zip"),
+        format!("{prefix}/nested/other-tool.zip"),
+        format!("{prefix}/notes.txt"),
+    ] {
+        c.create_multipart_upload()
+            .bucket("raypack-test")
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        started.push(key);
+    }
+    let pending = || async {
+        let mut keys: Vec<String> = s3_client(&endpoint)
+            .await
+            .list_multipart_uploads()
+            .bucket("raypack-test")
+            .prefix(format!("{prefix}/"))
+            .send()
+            .await
+            .unwrap()
+            .uploads()
+            .iter()
+            .map(|u| u.key().unwrap().to_string())
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(pending().await.len(), 3);
+    let (_t, dir) = hello_copy();
+    let mut cmd = env_cmd(&dir, &format!("s3://raypack-test/{prefix}"));
+    s3_env(&mut cmd, &endpoint, "testing");
+    cmd.env("RAYPACK_LEFTOVER_AGE", "0");
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        pending().await,
+        vec![started[1].clone(), started[2].clone()],
+        "only raypack's own stale upload is aborted"
+    );
+}

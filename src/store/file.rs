@@ -5,6 +5,11 @@ use std::path::{Path, PathBuf};
 
 use super::StoreError;
 
+/// Every temp file raypack writes in a store starts with this and ends with
+/// [`PARTIAL_SUFFIX`] (and nothing else raypack writes there does).
+pub const PARTIAL_PREFIX: &str = ".raypack-";
+pub const PARTIAL_SUFFIX: &str = ".partial";
+
 #[derive(Debug)]
 pub struct FileStore {
     dir: PathBuf,
@@ -55,6 +60,36 @@ impl FileStore {
         }
     }
 
+    /// Removes raypack's own temp files (`.raypack-*.partial`) last modified more than
+    /// `max_age` ago: what killed runs left behind. A live run's temp file is younger (it
+    /// is written continuously and renamed within seconds). Returns how many were removed.
+    pub fn sweep_partials(&self, max_age: std::time::Duration) -> usize {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for e in dir.flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !(name.starts_with(PARTIAL_PREFIX) && name.ends_with(PARTIAL_SUFFIX)) {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .ok()
+                .filter(|m| m.is_file())
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > max_age);
+            if old && std::fs::remove_file(e.path()).is_ok() {
+                tracing::info!(path = %e.path().display(), "removed a leftover partial file of a killed run");
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Where to build objects so that publishing is a rename (same directory, same filesystem).
     pub fn staging_dir(&self) -> &Path {
         &self.dir
@@ -77,7 +112,7 @@ impl FileStore {
             return Ok(());
         }
         let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
+            .prefix(&format!("{PARTIAL_PREFIX}{name}."))
             .suffix(".partial")
             .tempfile_in(&self.dir)
             .map_err(|e| self.failed("create temp file for", name, e))?;

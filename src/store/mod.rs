@@ -90,6 +90,24 @@ impl Store {
     }
 
     /// Uploads the file at `path` as `name`; the object appears only when complete.
+    /// Cleans up what killed raypack runs left in the store (only raypack's own, only what is
+    /// older than an hour, or `RAYPACK_LEFTOVER_AGE` seconds): partial files in a `file://`
+    /// store, unfinished multipart uploads in S3 (GCS discards unfinished uploads by itself).
+    /// Best effort; returns how many.
+    pub async fn sweep_leftovers(&self) -> usize {
+        let max_age = std::time::Duration::from_secs(
+            std::env::var("RAYPACK_LEFTOVER_AGE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3600),
+        );
+        match self {
+            Store::File(s) => s.sweep_partials(max_age),
+            Store::S3(s) => s.abort_stale_uploads(max_age).await,
+            Store::Gcs(_) => 0,
+        }
+    }
+
     pub async fn put_file(&self, name: &str, path: &Path) -> Result<(), StoreError> {
         match self {
             Store::File(s) => s.put_file(name, path),

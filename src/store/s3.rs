@@ -188,6 +188,57 @@ impl S3Store {
         }
     }
 
+    /// Aborts multipart uploads of raypack objects (`*.zip` directly under the prefix) that
+    /// were started more than `max_age` ago and never completed (a killed run); returns how
+    /// many. Failures only skip the clean-up.
+    pub async fn abort_stale_uploads(&self, max_age: std::time::Duration) -> usize {
+        let prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let Ok(list) = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .send()
+            .await
+        else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut aborted = 0;
+        for u in list.uploads() {
+            let (Some(key), Some(id), Some(at)) = (u.key(), u.upload_id(), u.initiated()) else {
+                continue;
+            };
+            let name = &key[prefix.len().min(key.len())..];
+            if name.contains('/')
+                || !name.ends_with(".zip")
+                || now - at.secs() < max_age.as_secs() as i64
+            {
+                continue;
+            }
+            if self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(id)
+                .send()
+                .await
+                .is_ok()
+            {
+                tracing::info!(key, "aborted a stale multipart upload of a killed run");
+                aborted += 1;
+            }
+        }
+        aborted
+    }
+
     async fn upload_parts(
         &self,
         key: &str,
