@@ -348,8 +348,9 @@ impl<'a> Collector<'a> {
                     Ok(e) => e,
                     Err(err) => {
                         let (path, message) = walk_error(&err, root);
-                        // A symlink whose target is missing shows up as a walk error.
-                        if let Ok(target) = std::fs::read_link(&path) {
+                        // A symlink whose target is missing shows up as a walk error (a
+                        // symlink loop too, but that one is not broken).
+                        if let (false, Ok(target)) = (is_loop(&err), std::fs::read_link(&path)) {
                             found
                                 .lock()
                                 .unwrap()
@@ -598,13 +599,29 @@ fn below<'p>(path: &'p Path, root: &Path) -> &'p Path {
     }
 }
 
+fn is_loop(err: &ignore::Error) -> bool {
+    match err {
+        ignore::Error::Loop { .. } => true,
+        ignore::Error::WithPath { err, .. }
+        | ignore::Error::WithDepth { err, .. }
+        | ignore::Error::WithLineNumber { err, .. } => is_loop(err),
+        _ => false,
+    }
+}
+
 fn walk_error(err: &ignore::Error, root: &Path) -> (PathBuf, String) {
     match err {
         ignore::Error::WithPath { path, err } => (path.clone(), err.to_string()),
         ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
             walk_error(err, root)
         }
-        ignore::Error::Loop { child, .. } => (child.clone(), "symlink loop".into()),
+        ignore::Error::Loop { ancestor, child } => (
+            child.clone(),
+            format!(
+                "symlink loop: it leads back to {}; exclude the link or point it elsewhere",
+                ancestor.display()
+            ),
+        ),
         ignore::Error::Io(e) => (root.to_path_buf(), e.to_string()),
         other => (root.to_path_buf(), other.to_string()),
     }
@@ -1038,6 +1055,19 @@ mod tests {
             e.contains("(limit 64.0 KiB)") && e.contains("Largest directories: data/"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_symlink_loop_is_reported_as_a_loop_not_as_broken() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("a")).unwrap();
+        std::os::unix::fs::symlink(r.join("a"), r.join("a/back")).unwrap();
+        let e = Collector::new(r, PackageKind::WorkingDir)
+            .list()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("symlink loop") && !e.contains("broken"), "{e}");
     }
 
     #[test]

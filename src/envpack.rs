@@ -70,6 +70,10 @@ pub struct PackageReport {
     pub hashed: usize,
     pub uploaded: bool,
     pub zip_bytes: Option<u64>,
+    /// For the dependency bundle: how many wheels it installs (`files` and `bytes` count
+    /// the installed files, known once the bundle is built this run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wheels: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -179,6 +183,7 @@ pub async fn run(
             digest: p.digest.clone(),
             files: p.files.files.len(),
             bytes: p.files.total_size(),
+            wheels: None,
             hashed: p.files.hashed,
             uploaded: false,
             zip_bytes: None,
@@ -191,11 +196,12 @@ pub async fn run(
             dir: recipe.root.clone(),
             uri: url.uri_for(&b.object_name),
             digest: b.digest.clone(),
-            files: b.wheels.len(),
+            files: 0,
             bytes: 0,
             hashed: 0,
             uploaded: false,
             zip_bytes: None,
+            wheels: Some(b.wheels.len()),
         });
     }
 
@@ -239,6 +245,10 @@ pub async fn run(
                 let cache =
                     crate::oci::cache::BlobCache::new(&crate::oci::cache::default_cache_dir());
                 let entries = crate::bundle::entries(b, &cache, scratch.path()).await?;
+                if let Some(r) = reports.last_mut() {
+                    r.files = entries.len();
+                    r.bytes = entries.iter().map(|e| e.size).sum();
+                }
                 let (tmp, zip_bytes) =
                     zip_entries(entries, "dependency bundle".into(), &tmp_root, level).await?;
                 bundle_zip = Some((b, tmp, zip_bytes));

@@ -1031,13 +1031,21 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
             } else {
                 "unchanged"
             };
-            eprintln!(
-                "{what:>9} {} {} ({} files, {})",
-                p.role,
-                p.uri,
-                p.files,
-                raypack::units::human_bytes(p.bytes)
-            );
+            let size = match p.wheels {
+                // An unchanged bundle is not installed again: only its wheel count is known.
+                Some(w) if p.files == 0 => format!("{w} wheels"),
+                Some(w) => format!(
+                    "{w} wheels, {} files, {}",
+                    p.files,
+                    raypack::units::human_bytes(p.bytes)
+                ),
+                None => format!(
+                    "{} files, {}",
+                    p.files,
+                    raypack::units::human_bytes(p.bytes)
+                ),
+            };
+            eprintln!("{what:>9} {} {} ({size})", p.role, p.uri);
         }
     }
 

@@ -491,5 +491,8 @@ fn a_store_inside_the_working_dir_is_not_shipped() {
         !names.iter().any(|(n, _)| n.contains("published/")),
         "{names:?}"
     );
-    assert!(names.iter().any(|(n, _)| n.ends_with("main.py")), "{names:?}");
+    assert!(
+        names.iter().any(|(n, _)| n.ends_with("main.py")),
+        "{names:?}"
+    );
 }

@@ -454,3 +454,26 @@ async fn s3_stale_multipart_uploads_of_killed_runs_are_aborted() {
         "only raypack's own stale upload is aborted"
     );
 }
+
+/// Issue 15 #10: an S3 failure is one line a user can act on, not the SDK's Debug dump.
+#[test]
+fn s3_errors_are_one_readable_line() {
+    let (_t, dir) = hello_copy();
+    // Port 9 (discard) on loopback: nothing listens there.
+    let mut c = env_cmd(&dir, "s3://raypack-test/unreachable");
+    s3_env(&mut c, "http://127.0.0.1:9", "testing");
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("could not connect: Connection refused"),
+        "{err}"
+    );
+    for dump in ["DispatchFailure", "ConnectorError", "source:", "kind:"] {
+        assert!(!err.contains(dump), "{dump} in {err}");
+    }
+}

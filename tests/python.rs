@@ -728,6 +728,19 @@ fn nested_requirement_files_are_installed_not_dropped() {
         names.iter().any(|n| n.ends_with("tabulate/__init__.py")),
         "{names:?}"
     );
+    // Issue 15 #10: the bundle's line counts the files in the zip, not the wheels.
+    let line = stderr(&out)
+        .lines()
+        .find(|l| l.contains("py_module:dependencies"))
+        .unwrap_or_default()
+        .to_string();
+    let files: usize = line
+        .split("1 wheels, ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no file count in {line:?}"));
+    assert!(files > 5 && !line.contains(" 0 B)"), "{line}");
 }
 
 /// Issue 15 #7: `check` and `env` read the requirements file and refuse what no command can

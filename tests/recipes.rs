@@ -178,3 +178,21 @@ fn shipped_recipes_emit_valid_kuberay() {
         assert!(ok, "{recipe}: {report}\n{}", stdout(&out));
     }
 }
+
+/// Issue 15 #10: invalid UTF-8 in a recipe is reported with its line and column.
+#[test]
+fn invalid_utf8_in_a_recipe_names_line_and_column() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("raypack.toml"),
+        b"[project]\nname = \"d\xe9mo\"\n",
+    )
+    .unwrap();
+    let out = run(raypack().arg("-C").arg(t.path()).arg("check"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("raypack.toml:2:10: not valid UTF-8 (byte 0xe9)"),
+        "{}",
+        stderr(&out)
+    );
+}

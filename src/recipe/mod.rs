@@ -39,6 +39,13 @@ pub enum RecipeError {
         "no recipe in {dir}: expected {RECIPE_FILE} or a [tool.raypack] table in {PYPROJECT_FILE}"
     )]
     NotFound { dir: PathBuf },
+    #[error("{path}:{line}:{col}: not valid UTF-8 (byte 0x{byte:02x}); save the file as UTF-8")]
+    Encoding {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        byte: u8,
+    },
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,
@@ -238,9 +245,23 @@ impl Recipe {
 }
 
 fn read(path: &Path) -> Result<String, RecipeError> {
-    std::fs::read_to_string(path).map_err(|source| RecipeError::Io {
+    let bytes = std::fs::read(path).map_err(|source| RecipeError::Io {
         path: path.to_path_buf(),
         source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        // Where the bad byte is, as line:column (TOML files are UTF-8 only).
+        let ok = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = ok.iter().filter(|b| **b == b'\n').count() + 1;
+        let col = std::str::from_utf8(ok)
+            .map(|t| t.rsplit('\n').next().unwrap_or("").chars().count() + 1)
+            .unwrap_or(1);
+        RecipeError::Encoding {
+            path: path.to_path_buf(),
+            line,
+            col,
+            byte: e.as_bytes()[ok.len()],
+        }
     })
 }
 

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
@@ -88,7 +88,7 @@ impl S3Store {
                 store: self.store(),
                 op,
                 object: object.to_string(),
-                detail: DisplayErrorContext(&e).to_string(),
+                detail: describe(&e),
             },
         }
     }
@@ -295,6 +295,44 @@ impl S3Store {
 }
 
 /// The HTTP status of a raw SDK response.
+/// One line a user can act on: the service's code and message with the HTTP status, or what
+/// went wrong on the way (never the SDK's `Debug` dump of the request and response).
+fn describe<E, R>(e: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    let status = e
+        .raw_response()
+        .map(|r| format!(" (HTTP {})", r.status()))
+        .unwrap_or_default();
+    match (e.code(), e.message()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg}{status}"),
+        (Some(code), None) => format!("{code}{status}"),
+        _ => {
+            let what = match e {
+                SdkError::ConstructionFailure(_) => "the request could not be built",
+                SdkError::TimeoutError(_) => "timed out",
+                SdkError::DispatchFailure(_) => "could not connect",
+                SdkError::ResponseError(_) => "the response could not be read",
+                SdkError::ServiceError(_) => "the service refused the request",
+                _ => "failed",
+            };
+            // The innermost cause says why (connection refused, DNS, TLS, ...).
+            let mut cause: &dyn std::error::Error = e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            let why = cause.to_string();
+            if why.is_empty() || why == e.to_string() {
+                format!("{what}{status}")
+            } else {
+                format!("{what}: {why}{status}")
+            }
+        }
+    }
+}
+
 pub trait HttpStatus {
     fn status(&self) -> u16;
 }
