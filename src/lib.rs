@@ -25,3 +25,6 @@ pub mod spec;
 pub mod store;
 pub mod submit;
 pub mod units;
+
+#[cfg(test)]
+mod fuzz;

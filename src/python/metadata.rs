@@ -11,6 +11,9 @@ use sha2::{Digest, Sha256};
 
 use super::index::{DistFile, IndexClient, IndexError};
 
+/// The largest METADATA read (a wheel's is a few KiB to a few hundred KiB).
+const MAX_METADATA: u64 = 64 << 20;
+
 /// The fields of METADATA the resolver reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CoreMetadata {
@@ -202,14 +205,14 @@ impl MetadataFetcher {
     }
 }
 
-struct Eocd {
-    cd_size: u64,
-    cd_offset: u64,
+pub(crate) struct Eocd {
+    pub(crate) cd_size: u64,
+    pub(crate) cd_offset: u64,
 }
 
 impl Eocd {
     /// The end-of-central-directory record in the tail of a zip (`None` for zip64 archives).
-    fn find(tail: &[u8]) -> Option<Eocd> {
+    pub(crate) fn find(tail: &[u8]) -> Option<Eocd> {
         let sig = [0x50, 0x4b, 0x05, 0x06];
         let pos = (0..tail.len().saturating_sub(21))
             .rev()
@@ -228,7 +231,7 @@ impl Eocd {
 }
 
 #[derive(Debug)]
-struct CdEntry {
+pub(crate) struct CdEntry {
     method: u16,
     compressed: u64,
     name_len: u64,
@@ -244,7 +247,7 @@ fn u32_at(b: &[u8], i: usize) -> Option<u32> {
 }
 
 /// The central-directory entry of `<top>.dist-info/METADATA`.
-fn find_metadata_entry(cd: &[u8]) -> Option<CdEntry> {
+pub(crate) fn find_metadata_entry(cd: &[u8]) -> Option<CdEntry> {
     let mut i = 0;
     while u32_at(cd, i)? == 0x0201_4b50 {
         let method = u16_at(cd, i + 10)?;
@@ -273,7 +276,7 @@ fn is_metadata_path(name: &str) -> bool {
 }
 
 /// Decompresses a member from bytes starting at its local file header.
-fn local_member(local: &[u8], e: &CdEntry) -> Result<Vec<u8>, String> {
+pub(crate) fn local_member(local: &[u8], e: &CdEntry) -> Result<Vec<u8>, String> {
     if u32_at(local, 0) != Some(0x0403_4b50) {
         return Err("bad local file header".into());
     }
@@ -288,8 +291,15 @@ fn local_member(local: &[u8], e: &CdEntry) -> Result<Vec<u8>, String> {
         8 => {
             let mut out = Vec::new();
             flate2::read::DeflateDecoder::new(data)
+                .take(MAX_METADATA + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| format!("inflating METADATA: {e}"))?;
+            if out.len() as u64 > MAX_METADATA {
+                return Err(format!(
+                    "METADATA inflates to over {} MiB",
+                    MAX_METADATA >> 20
+                ));
+            }
             Ok(out)
         }
         m => Err(format!("METADATA uses zip compression method {m}")),
@@ -301,10 +311,15 @@ pub fn metadata_from_zip(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut z =
         zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| format!("not a zip: {e}"))?;
     for i in 0..z.len() {
-        let mut f = z.by_index(i).map_err(|e| e.to_string())?;
+        let f = z.by_index(i).map_err(|e| e.to_string())?;
         if f.name().is_ok_and(|n| is_metadata_path(&n)) {
             let mut out = Vec::new();
-            f.read_to_end(&mut out).map_err(|e| e.to_string())?;
+            f.take(MAX_METADATA + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| e.to_string())?;
+            if out.len() as u64 > MAX_METADATA {
+                return Err(format!("METADATA is over {} MiB", MAX_METADATA >> 20));
+            }
             return Ok(out);
         }
     }

@@ -247,7 +247,7 @@ const MAX_SCRIPT: u64 = 8 << 20;
 const MAX_TEXT: u64 = 64 << 20;
 
 /// One RECORD field, quoted as Python's `csv` module writes it when it must be.
-fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\"")).into()
     } else {
