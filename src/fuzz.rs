@@ -178,7 +178,7 @@ proptest! {
         let raw_layer = d.path().join("raw.tar");
         std::fs::write(&raw_layer, &raw).unwrap();
         let sp = "usr/lib/python3.11/site-packages";
-        if let Ok(idx) = crate::python::installed::BaseIndex::build(&[layer.clone()], sp) {
+        if let Ok(idx) = crate::python::installed::BaseIndex::build(std::slice::from_ref(&layer), sp) {
             // A whiteout of a dist-info (or an opaque marker) after it leaves nothing of it.
             let last_whiteout = entries.iter().rposition(|(p, _)| {
                 p == &format!("{sp}/.wh.demo-1.0.dist-info") || p == &format!("{sp}/.wh..wh..opq")
