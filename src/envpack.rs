@@ -390,7 +390,7 @@ async fn zip_entries(
         };
         std::fs::create_dir_all(&tmp_root).map_err(err)?;
         let tmp = tempfile::Builder::new()
-            .prefix(".raypack-")
+            .prefix(&crate::archive::temp_prefix())
             .suffix(".partial")
             .tempfile_in(&tmp_root)
             .map_err(err)?;

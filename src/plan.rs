@@ -126,7 +126,7 @@ impl Package {
                     source,
                 };
                 let tmp = tempfile::Builder::new()
-                    .prefix(".raypack-")
+                    .prefix(&crate::archive::temp_prefix())
                     .suffix(".partial")
                     .tempfile_in(stage)
                     .map_err(err)?;

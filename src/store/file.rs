@@ -5,10 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::StoreError;
 
-/// Every temp file raypack writes in a store starts with this and ends with
-/// [`PARTIAL_SUFFIX`] (and nothing else raypack writes there does).
-pub const PARTIAL_PREFIX: &str = ".raypack-";
-pub const PARTIAL_SUFFIX: &str = ".partial";
+use crate::archive::{TEMP_MARK, TEMP_SUFFIX, temp_prefix};
 
 #[derive(Debug)]
 pub struct FileStore {
@@ -60,19 +57,23 @@ impl FileStore {
         }
     }
 
-    /// Removes raypack's own temp files (`.raypack-*.partial`) last modified more than
-    /// `max_age` ago: what killed runs left behind. A live run's temp file is younger (it
-    /// is written continuously and renamed within seconds). Returns how many were removed.
+    /// Removes raypack's temp files (`.raypack-*.partial`) last modified more than `max_age`
+    /// ago, except this process's own: what killed runs left behind. Another live run's temp
+    /// file is younger (written continuously, renamed within seconds). Returns how many.
     pub fn sweep_partials(&self, max_age: std::time::Duration) -> usize {
         let Ok(dir) = std::fs::read_dir(&self.dir) else {
             return 0;
         };
         let now = std::time::SystemTime::now();
+        // This run's own temp files (the zips it is about to publish) are never leftovers.
+        let own = temp_prefix();
         let mut removed = 0;
         for e in dir.flatten() {
             let name = e.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !(name.starts_with(PARTIAL_PREFIX) && name.ends_with(PARTIAL_SUFFIX)) {
+            if !(name.starts_with(TEMP_MARK) && name.ends_with(TEMP_SUFFIX))
+                || name.starts_with(&own)
+            {
                 continue;
             }
             let old = e
@@ -112,7 +113,7 @@ impl FileStore {
             return Ok(());
         }
         let mut tmp = tempfile::Builder::new()
-            .prefix(&format!("{PARTIAL_PREFIX}{name}."))
+            .prefix(&format!("{}{name}.", temp_prefix()))
             .suffix(".partial")
             .tempfile_in(&self.dir)
             .map_err(|e| self.failed("create temp file for", name, e))?;
