@@ -45,6 +45,9 @@ pub struct BundlePlan {
 
 /// Chooses the wheels (no download). `None` when the recipe has no pinned dependencies.
 pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
+    // The wheels' downloads carry the recipe's index credentials (files are often listed
+    // without userinfo on the index's host).
+    crate::requirements::remember_recipe_credentials(&recipe.dependencies);
     let target =
         crate::bake::base::target_without_pull(&recipe.base).map_err(BundleError::Target)?;
     let http = crate::submit::http_client().map_err(|e| BundleError::Target(e.to_string()))?;

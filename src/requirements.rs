@@ -25,7 +25,15 @@ pub enum RequirementsError {
     },
 }
 
-/// The inline requirement list for `recipe`'s dependencies.
+/// Remembers the credentials in the recipe's index URLs for every request to their hosts
+/// (one credential path: `lock`, `bake` and the bundle all send them; nothing prints them).
+pub fn remember_recipe_credentials(d: &crate::recipe::Dependencies) {
+    use crate::python::netrc::remember;
+    remember(&d.index_url);
+    d.extra_index_urls.iter().for_each(|u| remember(u));
+    d.package_indexes.values().for_each(|u| remember(u));
+}
+
 /// The recipe's index options as pip lines. Credentials in the URLs are dropped: the
 /// runtime_env is printed and stored, so the cluster must bring its own (pip.conf, netrc).
 pub fn index_lines(recipe: &crate::recipe::Recipe) -> Vec<String> {
@@ -47,6 +55,7 @@ pub fn index_lines(recipe: &crate::recipe::Recipe) -> Vec<String> {
 pub fn inline_list(recipe: &crate::recipe::Recipe) -> Result<Vec<String>, RequirementsError> {
     let mut out: Vec<String> = Vec::new();
     let d = &recipe.dependencies;
+    remember_recipe_credentials(d);
     out.extend(index_lines(recipe));
     out.extend(d.requirements.iter().cloned());
     if let Some(f) = &d.requirements_file {
@@ -68,6 +77,9 @@ fn requirements_txt_lines(f: &Path) -> Result<Vec<String>, RequirementsError> {
     use crate::python::pinned::redact;
     let mut out = Vec::new();
     let txt = crate::python::requirements_txt::read(f)?;
+    for u in txt.index_url.iter().chain(&txt.extra_index_urls) {
+        crate::python::netrc::remember(u);
+    }
     if let Some(c) = txt.constraints.first() {
         // Dropping constraints would silently widen what gets installed.
         return Err(RequirementsError::Bad {

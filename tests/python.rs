@@ -1017,3 +1017,84 @@ fn a_download_is_capped_at_the_declared_size() {
     );
     assert!(cache.is_dir());
 }
+
+/// Issue 15 #3: the recipe's `index_url` credentials are sent by `lock` and by the bundle's
+/// downloads (files listed as URLs without userinfo on the index's host) — one credential
+/// path for every index request — and appear nowhere in output or in the lock.
+#[test]
+fn lock_and_bundle_send_the_recipes_index_credentials() {
+    use std::collections::BTreeMap;
+    let (file, bytes) = tiny_wheel("tinyauth", "1.0", "private");
+    let page = serde_json::json!({
+        "meta": {"api-version": "1.1"},
+        "name": "tinyauth",
+        "files": [{
+            "filename": file,
+            "url": format!("../../files/{file}"),
+            "hashes": {"sha256": sha_hex(&bytes)},
+            "size": bytes.len(),
+        }],
+    });
+    let mut routes = BTreeMap::new();
+    routes.insert(
+        "/simple/tinyauth/".to_string(),
+        (
+            "application/vnd.pypi.simple.v1+json".to_string(),
+            page.to_string().into_bytes(),
+        ),
+    );
+    routes.insert(
+        format!("/files/{file}"),
+        ("application/octet-stream".to_string(), bytes.clone()),
+    );
+    let server = StaticServer::start(routes, Some("carol:lock-canary-5150"), 40);
+    let (t, dir) = hello_copy();
+    std::fs::write(dir.join("requirements.txt"), "tinyauth\n").unwrap();
+    let index = server
+        .base
+        .replace("http://", "http://carol:lock-canary-5150@");
+    let recipe = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace(
+            "requirements_file = \"requirements.txt\"",
+            &format!("requirements_file = \"requirements.txt\"\nindex_url = \"{index}/simple\""),
+        );
+    std::fs::write(dir.join("raypack.toml"), recipe).unwrap();
+    let cache = t.path().join("cache");
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", &cache)
+        .env("NETRC", "/dev/null")
+        .arg("-C")
+        .arg(&dir)
+        .args(["lock", "--python-version", "3.11", "--manylinux", "2_36"]));
+    let mut seen = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{seen}");
+    let lock = std::fs::read_to_string(dir.join("pylock.raypack.toml")).unwrap();
+    assert!(lock.contains("name = \"tinyauth\""), "{lock}");
+    let store = t.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", &cache)
+        .env("NETRC", "/dev/null")
+        .arg("-C")
+        .arg(&dir)
+        .args(["-vv", "env", "--deps", "bundle", "--store"])
+        .arg(format!("file://{}", store.display())));
+    seen.push_str(&stdout(&out));
+    seen.push_str(&stderr(&out));
+    assert!(out.status.success(), "{seen}");
+    assert!(
+        server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.starts_with("/files/")),
+        "the wheel was never downloaded: {:?}",
+        server.log.lock().unwrap()
+    );
+    assert!(
+        !seen.contains("lock-canary") && !lock.contains("lock-canary"),
+        "{seen}\n{lock}"
+    );
+}

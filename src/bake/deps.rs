@@ -94,6 +94,7 @@ pub async fn dependency_layers(
     if deps.requirements.is_empty() && deps.requirements_file.is_none() {
         return Ok((Vec::new(), report));
     }
+    crate::requirements::remember_recipe_credentials(deps);
     let manylinux = layout.manylinux.clone().ok_or_else(|| {
         BakeError::Deps(format!(
             "{}: the glibc level of the base is unknown; set [base] manylinux = \"2_35\"",

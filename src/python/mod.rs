@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod netrc;
 pub mod pinned;
 pub mod pylock;
+pub mod requirement;
 pub mod requirements_txt;
 pub mod resolve;
 pub mod tags;

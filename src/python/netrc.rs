@@ -96,10 +96,52 @@ pub fn authed_get(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder 
         let _ = u.set_password(None);
         return http.get(u.as_str()).basic_auth(user, pass);
     }
+    if let Some((user, pass)) = remembered(&u) {
+        return http.get(url).basic_auth(user, pass);
+    }
     match u.host_str().and_then(|h| user_netrc().lookup(h)) {
         Some((login, password)) => http.get(url).basic_auth(login, Some(password)),
         None => http.get(url),
     }
+}
+
+type Remembered = std::sync::Mutex<HashMap<String, (String, Option<String>)>>;
+
+fn remembered_store() -> &'static Remembered {
+    static R: OnceLock<Remembered> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+/// `scheme://host:port`, the key credentials are remembered under (pip's netloc rule).
+fn origin(u: &url::Url) -> String {
+    format!(
+        "{}://{}:{}",
+        u.scheme(),
+        u.host_str().unwrap_or_default(),
+        u.port_or_known_default().unwrap_or(0)
+    )
+}
+
+/// Remembers the userinfo of an index URL (the recipe's `index_url`, `extra_index_urls`,
+/// `package_indexes`, or a requirements file's index options) for every later request to the
+/// same scheme, host and port, as pip does: the files an index lists are often absolute
+/// URLs without userinfo on the same host. Nothing is stored on disk or printed.
+pub fn remember(url: &str) {
+    let Ok(u) = url::Url::parse(url) else { return };
+    if u.username().is_empty() {
+        return;
+    }
+    let user = expand_env(&percent(u.username()));
+    let pass = u.password().map(|p| expand_env(&percent(p)));
+    remembered_store()
+        .lock()
+        .unwrap()
+        .entry(origin(&u))
+        .or_insert((user, pass));
+}
+
+fn remembered(u: &url::Url) -> Option<(String, Option<String>)> {
+    remembered_store().lock().unwrap().get(&origin(u)).cloned()
 }
 
 /// Replaces every `${NAME}` (NAME of ASCII letters, digits and `_`, as pip accepts) whose

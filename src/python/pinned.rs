@@ -10,9 +10,8 @@
 use crate::chain::error_chain;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder, Requirement, VerbatimUrl};
+use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder};
 
 use super::tags::Target;
 use super::wheel::{WheelName, best_wheel, normalize};
@@ -165,7 +164,7 @@ pub fn from_pylock(path: &Path, target: &Target) -> Result<Vec<PinnedWheel>, Pin
             .and_then(|v| v.as_str())
             .ok_or_else(|| bad(&format!("package {name} has no version")))?;
         if let Some(m) = p.get("marker").and_then(|m| m.as_str()) {
-            let req = Requirement::<VerbatimUrl>::from_str(&format!("{name}; {m}"))
+            let req = super::requirement::parse(&format!("{name}; {m}"))
                 .map_err(|e| bad(&format!("package {name}: bad marker: {e}")))?;
             if !req.marker.evaluate(&env, &[]) {
                 continue;
@@ -240,6 +239,9 @@ pub fn parse_hashed(path: &Path, target: &Target) -> Result<HashedRequirements, 
             ),
         });
     }
+    for u in txt.index_url.iter().chain(&txt.extra_index_urls) {
+        super::netrc::remember(u);
+    }
     let env = marker_env(target);
     let mut out = HashedRequirements {
         source: file,
@@ -250,12 +252,11 @@ pub fn parse_hashed(path: &Path, target: &Target) -> Result<HashedRequirements, 
     };
     for line in txt.requirements {
         let at = line.file.display().to_string();
-        let req = Requirement::<VerbatimUrl>::from_str(&line.spec).map_err(|e| {
-            PinnedError::Malformed {
+        let req =
+            super::requirement::parse(&line.spec).map_err(|message| PinnedError::Malformed {
                 file: format!("{at}:{}", line.line),
-                message: e.to_string(),
-            }
-        })?;
+                message,
+            })?;
         if !req.marker.evaluate(&env, &[]) {
             continue;
         }
@@ -614,6 +615,7 @@ impl Sources {
     }
 
     pub fn from_recipe(deps: &crate::recipe::Dependencies) -> Sources {
+        crate::requirements::remember_recipe_credentials(deps);
         Sources {
             index_url: deps.index_url.clone(),
             extra_index_urls: deps.extra_index_urls.clone(),

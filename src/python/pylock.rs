@@ -11,7 +11,6 @@ use std::fmt::Write;
 use std::str::FromStr;
 
 use pep508_rs::pep440_rs::Version;
-use pep508_rs::{Requirement, VerbatimUrl};
 
 use super::pinned::marker_env;
 use super::resolve::Resolution;
@@ -223,7 +222,7 @@ pub fn locked_versions(text: &str, target: &Target) -> BTreeMap<String, Version>
             continue;
         };
         if let Some(m) = p.get("marker").and_then(|m| m.as_str()) {
-            match Requirement::<VerbatimUrl>::from_str(&format!("{name}; {m}")) {
+            match crate::python::requirement::parse(&format!("{name}; {m}")) {
                 Ok(r) if r.marker.evaluate(&env, &[]) => {}
                 _ => continue,
             }

@@ -19,7 +19,6 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 /// How deep `-r` / `-c` files may nest.
 const MAX_DEPTH: usize = 32;
@@ -242,12 +241,8 @@ fn check_requirement(spec: &str) -> Result<(), String> {
              (ship local code as `py_modules`, or serve built wheels from an index or --find-links)"
         ));
     }
-    let req = pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(spec).map_err(|e| {
-        format!(
-            "`{spec}` is not a valid requirement: {}",
-            first_line(&e.to_string())
-        )
-    })?;
+    let req = super::requirement::parse(spec)
+        .map_err(|e| format!("`{spec}` is not a valid requirement: {}", first_line(&e)))?;
     if let Some(pep508_rs::VersionOrUrl::Url(u)) = &req.version_or_url {
         return Err(format!(
             "`{spec}`: URL requirements (`{} @ {u}`) are not supported; publish it to an index, or serve the wheel with --find-links",

@@ -401,7 +401,7 @@ impl Shared {
                     _ => None,
                 };
                 for text in &meta.requires_dist {
-                    let r = match Requirement::<VerbatimUrl>::from_str(text) {
+                    let r = match crate::python::requirement::parse(text) {
                         Ok(r) => r,
                         Err(e) => {
                             tracing::warn!(
@@ -843,9 +843,9 @@ pub fn parse_requirements(lines: &[String]) -> Result<Vec<Requirement<VerbatimUr
     lines
         .iter()
         .map(|l| {
-            Requirement::<VerbatimUrl>::from_str(l).map_err(|e| ResolveError::Requirement {
+            crate::python::requirement::parse(l).map_err(|message| ResolveError::Requirement {
                 requirement: l.clone(),
-                message: e.to_string(),
+                message,
             })
         })
         .collect()

@@ -465,6 +465,14 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
     let d = &raw.dependencies;
     let mut requirements = Vec::new();
     for r in &d.requirements {
+        if let Err(m) = crate::python::requirement::check_name(r.get_ref()) {
+            rep.error(
+                inner(r),
+                format!("requirement `{}`: {m}", r.get_ref()),
+                None,
+            );
+            continue;
+        }
         match pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(r.get_ref()) {
             Ok(_) => requirements.push(r.get_ref().clone()),
             Err(e) => {
