@@ -31,10 +31,9 @@ pub fn check_name(text: &str) -> Result<(), String> {
             .unwrap_or(t.len());
         &t[..end]
     };
-    if !name.is_empty()
-        && !(name.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && name.ends_with(|c: char| c.is_ascii_alphanumeric()))
-    {
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    let well_formed = name.is_empty() || (name.starts_with(alnum) && name.ends_with(alnum));
+    if !well_formed {
         return Err(format!(
             "`{name}` is not a valid distribution name (letters, digits, `.`, `_` and `-`, starting and ending with a letter or digit)"
         ));
