@@ -477,3 +477,53 @@ fn s3_errors_are_one_readable_line() {
         assert!(!err.contains(dump), "{dump} in {err}");
     }
 }
+
+/// Issue 15 #10: a 503 burst with `Retry-After` is waited out as the server asks (the S3 path
+/// gave up after 3 quick tries, in 0.56 s), and the final error is one line.
+#[test]
+fn s3_honours_retry_after_on_503() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<std::time::Instant>::new()));
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        // Bounded: at most 12 requests, 60 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        for stream in listener.incoming().take(12) {
+            if std::time::Instant::now() > deadline {
+                break;
+            }
+            let Ok(mut s) = stream else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            s2.lock().unwrap().push(std::time::Instant::now());
+            let _ = write!(
+                s,
+                "HTTP/1.1 503 Slow Down\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    let (_t, dir) = hello_copy();
+    let mut c = env_cmd(&dir, "s3://raypack-test/slow");
+    s3_env(&mut c, &endpoint, "testing");
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(1));
+    // raypack asks about both packages at once: requests come in rounds, one per package,
+    // and a round follows the previous one only after the 1 s the server asked for.
+    let times = seen.lock().unwrap().clone();
+    let gaps: Vec<std::time::Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    let rounds = 1 + gaps
+        .iter()
+        .filter(|g| **g >= std::time::Duration::from_millis(900))
+        .count();
+    assert!(rounds >= 5, "{rounds} rounds of retries; gaps {gaps:?}");
+    assert!(times.len() <= 2 * rounds, "retried without waiting: gaps {gaps:?}");
+    let err = stderr(&out);
+    assert!(err.contains("HTTP 503"), "{err}");
+}

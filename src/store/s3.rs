@@ -41,6 +41,17 @@ impl S3Store {
         if conf.region().is_none() {
             b = b.region(aws_sdk_s3::config::Region::new("us-east-1"));
         }
+        // Throttling and 503 bursts: 5 attempts instead of the SDK's 3 (unless AWS_MAX_ATTEMPTS
+        // or AWS_RETRY_MODE say otherwise), and a server's `Retry-After` is honoured (the SDK
+        // reads only `x-amz-retry-after`).
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none()
+            && std::env::var_os("AWS_RETRY_MODE").is_none()
+        {
+            b = b.retry_config(
+                aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(5),
+            );
+        }
+        b = b.retry_classifier(RetryAfter);
         Ok(S3Store {
             client: Client::from_conf(b.build()),
             bucket: bucket.to_string(),
@@ -330,6 +341,58 @@ where
                 format!("{what}: {why}{status}")
             }
         }
+    }
+}
+
+/// Attaches a server's `Retry-After: SECONDS` (capped at 60 s) to a response the SDK's own
+/// classifiers already found retryable; it never makes a response retryable by itself.
+#[derive(Debug)]
+struct RetryAfter;
+
+impl aws_sdk_s3::config::retry::ClassifyRetry for RetryAfter {
+    fn classify_retry(
+        &self,
+        _: &aws_sdk_s3::config::interceptors::InterceptorContext,
+    ) -> aws_sdk_s3::config::retry::RetryAction {
+        aws_sdk_s3::config::retry::RetryAction::NoActionIndicated
+    }
+
+    fn classify_retry_v2(
+        &self,
+        ctx: &aws_sdk_s3::config::interceptors::InterceptorContext,
+        previous: &aws_sdk_s3::config::retry::RetryAction,
+    ) -> aws_sdk_s3::config::retry::RetryAction {
+        use aws_sdk_s3::config::retry::RetryAction;
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryReason;
+        let RetryAction::RetryIndicated(RetryReason::RetryableError {
+            kind,
+            retry_after: None,
+        }) = previous
+        else {
+            return RetryAction::NoActionIndicated;
+        };
+        let secs = ctx
+            .response()
+            .and_then(|r| r.headers().get("retry-after"))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        match secs {
+            Some(s) => RetryAction::retryable_error_with_explicit_delay(
+                *kind,
+                std::time::Duration::from_secs(s.min(60)),
+            ),
+            None => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "Retry-After"
+    }
+
+    fn priority(
+        &self,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryClassifierPriority {
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryClassifierPriority;
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
     }
 }
 
