@@ -30,6 +30,15 @@ use sha2::{Digest, Sha256};
 /// Ray's default excludes for a working dir (`RAY_RUNTIME_ENV_DEFAULT_EXCLUDES`, Ray 2.60).
 pub const RAY_DEFAULT_EXCLUDES: &[&str] = &[".git", ".venv", "venv", "__pycache__"];
 
+/// Files found by every walk in this process so far (for a progress display on a terminal:
+/// a walk of a big tree otherwise shows nothing for seconds).
+static FILES_WALKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How many files the walks of this process have found so far.
+pub fn files_walked() -> usize {
+    FILES_WALKED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The most files one walk collects: far beyond a project (the bench tree has 10,000), well
 /// short of a whole filesystem, which would otherwise be walked for minutes into memory.
 pub const MAX_WALK_FILES: usize = 1_000_000;
@@ -405,6 +414,7 @@ impl<'a> Collector<'a> {
                         Ok(meta) => {
                             use std::sync::atomic::Ordering::Relaxed;
                             let n = walked.fetch_add(1, Relaxed) + 1;
+                            FILES_WALKED.fetch_add(1, Relaxed);
                             let bytes = walked_bytes.fetch_add(meta.0.size, Relaxed) + meta.0.size;
                             if n > max_files || limit.is_some_and(|l| bytes > l) {
                                 stopped.store(true, Relaxed);

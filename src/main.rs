@@ -1011,12 +1011,30 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let verbose = cli.verbose > 0;
+    // On a terminal, a long walk shows how many files it has found.
+    let planning = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(show));
+    if show {
+        let (planning, bar) = (planning.clone(), bar.clone());
+        // Not joined: it ends at its next tick once planning is over.
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            while planning.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                let n = raypack::collect::files_walked();
+                if n > 0 && planning.load(Relaxed) {
+                    bar.set_message(format!("collecting files: {n}"));
+                }
+            }
+        });
+    }
     let outcome = rt.block_on(envpack::run(&recipe, &opts, |msg| {
+        planning.store(false, std::sync::atomic::Ordering::Relaxed);
         bar.set_message(msg.to_string());
         if verbose && !show {
             eprintln!("{msg}");
         }
     }));
+    planning.store(false, std::sync::atomic::Ordering::Relaxed);
     bar.finish_and_clear();
     let outcome = outcome?;
     for w in &outcome.warnings {

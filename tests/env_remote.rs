@@ -523,7 +523,10 @@ fn s3_honours_retry_after_on_503() {
         .filter(|g| **g >= std::time::Duration::from_millis(900))
         .count();
     assert!(rounds >= 5, "{rounds} rounds of retries; gaps {gaps:?}");
-    assert!(times.len() <= 2 * rounds, "retried without waiting: gaps {gaps:?}");
+    assert!(
+        times.len() <= 2 * rounds,
+        "retried without waiting: gaps {gaps:?}"
+    );
     let err = stderr(&out);
     assert!(err.contains("HTTP 503"), "{err}");
 }
