@@ -223,7 +223,8 @@ svc_install_tools() { svc_install_locked "$(svc_tools_dir)" "$SVC_TOOLS_LOCK" to
 svc_install_s3s() {
   local bin
   bin=$(svc_s3s_bin)
-  [ -x "$bin" ] && return 0
+  # Pinned: a cached binary of another version is rebuilt.
+  [ -x "$bin" ] && [ "$("$bin" --version 2>/dev/null)" = "s3s-fs $SVC_S3S_VERSION" ] && return 0
   svc_log "s3s-fs: cargo install s3s-fs $SVC_S3S_VERSION (takes ~4 min)"
   cargo install s3s-fs --version "$SVC_S3S_VERSION" --locked --features binary \
     --root "$RAYPACK_TEST_CACHE/s3s-fs" >&2
