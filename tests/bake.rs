@@ -289,6 +289,11 @@ fn emitted_manifests_validate_and_pin_one_digest() {
     let mut text = std::fs::read_to_string(dir.join("raypack.toml")).unwrap();
     text.push_str("serve = { import_path = \"serve_app:app\" }\n");
     std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    std::fs::copy(
+        common::repo().join("examples/hello-serve/serve_app.py"),
+        dir.join("serve_app.py"),
+    )
+    .unwrap();
     for emit in ["raycluster", "rayjob", "rayservice"] {
         let out = bake(&dir, &["--emit", emit]);
         assert!(out.status.success(), "{emit}: {}", stderr(&out));

@@ -722,6 +722,15 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
         .cluster
         .as_ref()
         .map(|c| validate_cluster(c, &name, kind, rep));
+    // A Serve import path must name a module the code ships (Ray imports it on every replica).
+    if let Some(serve) = raw
+        .cluster
+        .as_ref()
+        .and_then(|c| c.get_ref().serve.as_ref())
+    {
+        let ip = &serve.get_ref().import_path;
+        check_serve_module(rep, ip, &working_dir, &py_modules);
+    }
 
     Recipe {
         path: path.to_path_buf(),
@@ -1047,6 +1056,67 @@ pub fn normalize(p: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// The module of a Serve `import_path` (`module.sub:attr` or `module.sub.attr`, as Ray
+/// accepts them) must be dotted Python identifiers and exist in the working dir or a
+/// py_module (`a/b.py`, `a/b/__init__.py`, or a namespace directory `a/b/`).
+fn check_serve_module(
+    rep: &mut Reporter,
+    ip: &Spanned<String>,
+    working_dir: &Path,
+    py_modules: &[PathBuf],
+) {
+    let text = ip.get_ref();
+    let module = match text.split_once(':') {
+        Some((m, _)) => m,
+        None => match text.rsplit_once('.') {
+            Some((m, _)) => m,
+            None => return, // not module:attribute: reported by validate_cluster
+        },
+    };
+    let identifier = |s: &str| {
+        s.chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_')
+            && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    if module.is_empty() {
+        return;
+    }
+    if !module.split('.').all(identifier) {
+        rep.error(
+            inner(ip),
+            format!(
+                "import_path `{text}`: `{module}` is not a Python module path (dotted identifiers, no `/` or `.py`)"
+            ),
+            Some("write it as Ray imports it: `package.module:attribute`, e.g. `app.serve:deployment`".into()),
+        );
+        return;
+    }
+    let parts: Vec<&str> = module.split('.').collect();
+    let found_under = |root: &Path, rest: &[&str]| {
+        let mut p = root.to_path_buf();
+        for c in rest {
+            p.push(c);
+        }
+        rest.is_empty() || p.with_extension("py").is_file() || p.is_dir()
+    };
+    let in_working_dir = found_under(working_dir, &parts);
+    let in_py_module = py_modules.iter().any(|m| {
+        m.file_name().is_some_and(|n| n.to_str() == Some(parts[0])) && found_under(m, &parts[1..])
+    });
+    if !(in_working_dir || in_py_module) {
+        let rel = parts.join("/");
+        rep.error(
+            inner(ip),
+            format!(
+                "import_path `{text}`: module `{module}` is not in the working dir ({}: no {rel}.py or {rel}/) or a py_module",
+                working_dir.display()
+            ),
+            Some("check the spelling; Ray imports it from the shipped code on every replica".into()),
+        );
+    }
 }
 
 /// `/`, a home directory (`$HOME`, `/root`, `/home/NAME`), or the directory of homes.
