@@ -50,6 +50,9 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
     crate::requirements::remember_recipe_credentials(&recipe.dependencies);
     let target =
         crate::bake::base::target_without_pull(&recipe.base).map_err(BundleError::Target)?;
+    recipe
+        .check_python(&format!("3.{}", target.python_minor))
+        .map_err(BundleError::Target)?;
     let http = crate::submit::http_client().map_err(|e| BundleError::Target(e.to_string()))?;
     let wheels = if pinned::is_pinned(recipe, &target) {
         pinned::recipe_wheels(recipe, &target, &http).await?

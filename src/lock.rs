@@ -201,6 +201,9 @@ pub async fn targets(recipe: &Recipe, opts: &LockOptions) -> Result<Vec<LockTarg
             py = py.or(Some(layout.python_version));
             ml = ml.or(layout.manylinux);
         }
+        if let Some(py) = &py {
+            recipe.check_python(py).map_err(LockError::Target)?;
+        }
         let (Some(py), Some(ml)) = (py, ml) else {
             return Err(LockError::Target(format!(
                 "the base {} does not say its glibc level; set [base] manylinux = \"2_35\" or pass --manylinux",

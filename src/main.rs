@@ -930,6 +930,13 @@ fn check(cli: &Cli) -> Result<ExitCode, CliError> {
     // The requirements file is read as every command reads it: a line no command could use
     // is an error here, with its file and line.
     raypack::requirements::inline_list(&recipe)?;
+    // The project's requires-python against the base's Python, where the catalog or [base]
+    // says what that is without a pull.
+    if let Ok(t) = raypack::bake::base::target_without_pull(&recipe.base) {
+        recipe
+            .check_python(&format!("3.{}", t.python_minor))
+            .map_err(CliError::Other)?;
+    }
     let (store, _) = envpack::resolve_store(&recipe, None);
     let summary = serde_json::json!({
         "ok": true,

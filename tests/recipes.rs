@@ -196,3 +196,45 @@ fn invalid_utf8_in_a_recipe_names_line_and_column() {
         stderr(&out)
     );
 }
+
+/// Issue 23 #4: a project whose pyproject.toml requires a newer Python than the base ships is
+/// refused by `check` and `lock`, naming both (poetry's `python = "^3.12"` too).
+#[test]
+fn requires_python_is_checked_against_the_base() {
+    for pyproject in [
+        "[project]\nname = \"hello\"\nrequires-python = \">=3.12\"\n",
+        "[tool.poetry.dependencies]\npython = \"^3.12\"\n",
+    ] {
+        let (_t, dir) = hello_copy();
+        std::fs::write(dir.join("pyproject.toml"), pyproject).unwrap();
+        let out = run(raypack().arg("-C").arg(&dir).arg("check"));
+        assert_eq!(out.status.code(), Some(1), "{pyproject}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("pyproject.toml: the project requires Python")
+                && err.contains("3.12")
+                && err.contains("has Python 3.11"),
+            "{err}"
+        );
+        // --installed: what the base has, so lock does not ask a registry for it.
+        let installed = dir.join("installed.txt");
+        std::fs::write(&installed, "").unwrap();
+        let out = run(raypack()
+            .arg("-C")
+            .arg(&dir)
+            .args(["lock", "--python-version", "3.11", "--manylinux", "2_36"])
+            .arg("--installed")
+            .arg(&installed));
+        assert_eq!(out.status.code(), Some(1), "{pyproject}");
+        assert!(stderr(&out).contains("has Python 3.11"), "{}", stderr(&out));
+    }
+    // A range the base satisfies passes.
+    let (_t, dir) = hello_copy();
+    std::fs::write(
+        dir.join("pyproject.toml"),
+        "[project]\nname = \"hello\"\nrequires-python = \">=3.10\"\n",
+    )
+    .unwrap();
+    let out = run(raypack().arg("-C").arg(&dir).arg("check"));
+    assert!(out.status.success(), "{}", stderr(&out));
+}

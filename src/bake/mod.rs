@@ -460,6 +460,12 @@ pub async fn run(
         });
     }
     let layout = base::describe(&recipe.base, &recipe.base.reference, &base_config)?;
+    recipe
+        .check_python(&layout.python_version)
+        .map_err(|message| BakeError::BaseImage {
+            image: recipe.base.image.clone(),
+            message,
+        })?;
     let family =
         Family::of(&base_image.manifest_media_type).ok_or_else(|| BakeError::BaseImage {
             image: recipe.base.image.clone(),

@@ -238,6 +238,44 @@ impl Recipe {
             .chain(self.code.py_modules.iter().map(|p| p.as_path()))
     }
 
+    /// The project's `requires-python` (PEP 621 `[project]`, else poetry's
+    /// `[tool.poetry.dependencies] python`) from `pyproject.toml` next to the recipe, with the
+    /// file it came from.
+    pub fn requires_python(&self) -> Option<(String, PathBuf)> {
+        let file = self.root.join(PYPROJECT_FILE);
+        let doc: toml::Table = std::fs::read_to_string(&file).ok()?.parse().ok()?;
+        let pep621 = doc
+            .get("project")
+            .and_then(|p| p.get("requires-python"))
+            .and_then(|v| v.as_str());
+        let poetry = doc
+            .get("tool")
+            .and_then(|t| t.get("poetry"))
+            .and_then(|p| p.get("dependencies"))
+            .and_then(|d| d.get("python"))
+            .and_then(|v| v.as_str());
+        pep621.or(poetry).map(|s| (s.trim().to_string(), file))
+    }
+
+    /// Whether the base's Python `3.X` satisfies the project's `requires-python`; the error
+    /// names both and where the requirement is written.
+    pub fn check_python(&self, python_version: &str) -> Result<(), String> {
+        let Some((spec, file)) = self.requires_python() else {
+            return Ok(());
+        };
+        let specifiers = poetry_to_pep440(&spec);
+        let parsed = <pep508_rs::pep440_rs::VersionSpecifiers as FromStr>::from_str(&specifiers);
+        let version = <pep508_rs::pep440_rs::Version as FromStr>::from_str(python_version);
+        match (parsed, version) {
+            (Ok(s), Ok(v)) if !s.contains(&v) => Err(format!(
+                "{}: the project requires Python {spec}, but the base {} has Python {python_version}; pick a base with a matching Python (e.g. a -py3XX tag) or relax requires-python",
+                file.display(),
+                self.base.image
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The directory raypack keeps its state in (`.raypack/` next to the recipe).
     pub fn state_dir(&self) -> PathBuf {
         self.root.join(".raypack")
@@ -1119,6 +1157,43 @@ fn check_serve_module(
     }
 }
 
+/// Poetry's `^3.12` / `~3.12` constraints as PEP 440 specifiers (others unchanged).
+fn poetry_to_pep440(spec: &str) -> String {
+    spec.split(',')
+        .map(|part| {
+            let p = part.trim();
+            let bump = |v: &str, at: usize| -> Option<String> {
+                let mut nums: Vec<u64> = v
+                    .split('.')
+                    .map(|n| n.parse().ok())
+                    .collect::<Option<_>>()?;
+                nums.truncate(at + 1);
+                *nums.get_mut(at)? += 1;
+                Some(
+                    nums.iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join("."),
+                )
+            };
+            if let Some(v) = p.strip_prefix('^') {
+                match bump(v, 0) {
+                    Some(up) => format!(">={v}, <{up}"),
+                    None => p.to_string(),
+                }
+            } else if let Some(v) = p.strip_prefix('~').filter(|v| !v.starts_with('=')) {
+                match bump(v, 1.min(v.split('.').count().saturating_sub(1))) {
+                    Some(up) => format!(">={v}, <{up}"),
+                    None => p.to_string(),
+                }
+            } else {
+                p.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `/`, a home directory (`$HOME`, `/root`, `/home/NAME`), or the directory of homes.
 fn is_broad_dir(dir: &Path) -> bool {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
@@ -1139,6 +1214,13 @@ mod tests {
         let p = dir.path().join("raypack.toml");
         std::fs::write(&p, text).unwrap();
         Recipe::load(&p)
+    }
+
+    #[test]
+    fn poetry_constraints_become_pep440() {
+        assert_eq!(poetry_to_pep440("^3.12"), ">=3.12, <4");
+        assert_eq!(poetry_to_pep440("~3.12"), ">=3.12, <3.13");
+        assert_eq!(poetry_to_pep440(">=3.10,<3.13"), ">=3.10, <3.13");
     }
 
     #[test]
