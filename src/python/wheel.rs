@@ -158,6 +158,24 @@ pub struct Installed {
     pub version: String,
     pub dist_info: String,
     pub entries: Vec<LayerEntry>,
+    /// Normalized names from `Requires-Dist` (markers and extras ignored): what must be
+    /// installed before this distribution when two ship the same file.
+    pub requires: Vec<String>,
+    /// RECORD rows (path relative to site-packages, hash, size), and where RECORD goes.
+    record: Vec<(String, String, u64)>,
+    record_entry: String,
+    /// Entry path → the `sha256=…` hash RECORD gives it.
+    hashes: std::collections::HashMap<String, String>,
+}
+
+/// A file two distributions ship (`replaced` is installed first, `by` replaces it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlap {
+    pub path: String,
+    pub replaced: String,
+    pub by: String,
+    /// Both ship the same bytes.
+    pub identical: bool,
 }
 
 /// The fields of one CSV line (RECORD: path, hash, size; quotes with `""` escapes).
@@ -586,25 +604,181 @@ pub fn install(
         });
     }
     record.sort();
-    let mut csv = String::new();
-    for (p, h, s) in &record {
-        csv.push_str(&format!("{},{},{s}\n", csv_field(p), csv_field(h)));
-    }
-    csv.push_str(&format!("{dist_info}/RECORD,,\n"));
+    let record_entry = format!("{di}/RECORD").trim_start_matches('/').to_string();
+    let hashes = record
+        .iter()
+        .map(|(rel, h, _)| {
+            let abs = join_rel(&sp, rel);
+            (abs.trim_start_matches('/').to_string(), h.clone())
+        })
+        .collect();
     entries.push(LayerEntry {
-        path: format!("{di}/RECORD").trim_start_matches('/').into(),
-        kind: EntryKind::Bytes(csv.into_bytes()),
+        path: record_entry.clone(),
+        kind: EntryKind::Bytes(record_csv(&record, &dist_info)),
         mode: 0o644,
         uid: owner.0,
         gid: owner.1,
     });
+    let requires = metadata
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.strip_prefix("Requires-Dist:"))
+        .filter_map(|r| {
+            let r = r.trim();
+            let end = r
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+                .unwrap_or(r.len());
+            (end > 0).then(|| normalize(&r[..end]))
+        })
+        .collect();
 
     Ok(Installed {
         name: mname,
         version: mversion,
         dist_info,
         entries,
+        requires,
+        record,
+        record_entry,
+        hashes,
     })
+}
+
+/// RECORD's bytes: the rows (sorted), then RECORD's own row.
+fn record_csv(record: &[(String, String, u64)], dist_info: &str) -> Vec<u8> {
+    let mut csv = String::new();
+    for (p, h, s) in record {
+        csv.push_str(&format!("{},{},{s}\n", csv_field(p), csv_field(h)));
+    }
+    csv.push_str(&format!("{dist_info}/RECORD,,\n"));
+    csv.into_bytes()
+}
+
+/// `rel` (a RECORD path, possibly with `..`) joined to `base`, normalized.
+fn join_rel(base: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
+    for c in rel.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The order pip installs `installed` in when two ship the same file: dependencies before
+/// their dependents (so a dependent's file replaces its dependency's), otherwise by name;
+/// a dependency cycle is broken by name.
+pub fn install_order(installed: &[Installed]) -> Vec<usize> {
+    let by_name: std::collections::HashMap<String, usize> = installed
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (normalize(&d.name), i))
+        .collect();
+    let mut names: Vec<usize> = (0..installed.len()).collect();
+    names.sort_by_key(|&i| normalize(&installed[i].name));
+    let mut state = vec![0u8; installed.len()]; // 0 new, 1 visiting, 2 done
+    let mut out = Vec::with_capacity(installed.len());
+    fn visit(
+        i: usize,
+        installed: &[Installed],
+        by_name: &std::collections::HashMap<String, usize>,
+        state: &mut [u8],
+        out: &mut Vec<usize>,
+    ) {
+        if state[i] != 0 {
+            return;
+        }
+        state[i] = 1;
+        let mut deps: Vec<usize> = installed[i]
+            .requires
+            .iter()
+            .filter_map(|r| by_name.get(r).copied())
+            .filter(|&d| d != i)
+            .collect();
+        deps.sort_by_key(|&d| normalize(&installed[d].name));
+        deps.dedup();
+        for d in deps {
+            visit(d, installed, by_name, state, out);
+        }
+        state[i] = 2;
+        out.push(i);
+    }
+    for i in names {
+        visit(i, installed, &by_name, &mut state, &mut out);
+    }
+    out
+}
+
+/// Resolves files that several distributions ship as pip does: in [`install_order`], a later
+/// distribution's file replaces an earlier one's. The replaced entry is dropped from the earlier
+/// distribution; when the bytes differ its RECORD row goes too (so every RECORD stays true:
+/// each lists what it installed, with the right hash). Returns the distributions in install
+/// order and the overlaps found (byte-identical ones included, marked).
+pub fn resolve_overlaps(installed: &[Installed]) -> (Vec<Installed>, Vec<Overlap>) {
+    let order = install_order(installed);
+    let mut owner: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (pos, &i) in order.iter().enumerate() {
+        for e in &installed[i].entries {
+            if !matches!(e.kind, EntryKind::Dir) {
+                owner.insert(e.path.as_str(), pos);
+            }
+        }
+    }
+    let mut overlaps = Vec::new();
+    let mut out = Vec::with_capacity(order.len());
+    for (pos, &i) in order.iter().enumerate() {
+        let d = &installed[i];
+        let mut dropped_rows = std::collections::HashSet::new();
+        let mut entries = Vec::with_capacity(d.entries.len());
+        for e in &d.entries {
+            let winner = owner.get(e.path.as_str()).copied().unwrap_or(pos);
+            if winner == pos || matches!(e.kind, EntryKind::Dir) {
+                entries.push(e.clone());
+                continue;
+            }
+            let w = &installed[order[winner]];
+            let identical = match (d.hashes.get(&e.path), w.hashes.get(&e.path)) {
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            };
+            if !identical {
+                dropped_rows.insert(e.path.clone());
+            }
+            overlaps.push(Overlap {
+                path: e.path.clone(),
+                replaced: d.name.clone(),
+                by: w.name.clone(),
+                identical,
+            });
+        }
+        let mut d = Installed {
+            entries,
+            ..d.clone()
+        };
+        if !dropped_rows.is_empty() {
+            let sp_of = |rel: &str| -> String {
+                // RECORD paths are relative to site-packages: the RECORD entry's grandparent.
+                let sp = d
+                    .record_entry
+                    .rsplit_once('/')
+                    .and_then(|(di, _)| di.rsplit_once('/'))
+                    .map_or("", |(sp, _)| sp);
+                join_rel(sp, rel).trim_start_matches('/').to_string()
+            };
+            d.record
+                .retain(|(rel, _, _)| !dropped_rows.contains(&sp_of(rel)));
+            let csv = record_csv(&d.record, &d.dist_info);
+            if let Some(r) = d.entries.iter_mut().find(|e| e.path == d.record_entry) {
+                r.kind = EntryKind::Bytes(csv);
+            }
+        }
+        out.push(d);
+    }
+    (out, overlaps)
 }
 
 /// Installs `(wheel path, filename)` pairs in parallel (each unpacked under
@@ -635,17 +809,23 @@ pub fn install_all(
 
 /// Merges installed distributions into one entry list: their files (sorted), then directory
 /// entries for every directory below `owned_roots` (site-packages, bin, …), deduplicated, so
-/// namespace packages merge; a file path shipped by two distributions is an error naming both.
+/// namespace packages merge. A file shipped by several distributions is resolved as pip does
+/// ([`resolve_overlaps`]); overlaps whose bytes differ are reported at `-v`.
 pub fn merge(
     installed: &[Installed],
     owned_roots: &[String],
     owner: (u32, u32),
 ) -> Result<Vec<LayerEntry>, WheelError> {
-    no_overlaps(installed.iter().flat_map(|i| {
-        i.entries
-            .iter()
-            .map(move |e| (i.name.as_str(), e.path.as_str()))
-    }))?;
+    let (installed, overlaps) = resolve_overlaps(installed);
+    for o in overlaps.iter().filter(|o| !o.identical) {
+        tracing::info!(
+            "/{} is shipped by {} and {}: {} is installed after it and its file is kept, as pip does",
+            o.path,
+            o.replaced,
+            o.by,
+            o.by
+        );
+    }
     let mut out: Vec<LayerEntry> = installed
         .iter()
         .flat_map(|i| i.entries.iter().cloned())
@@ -737,6 +917,96 @@ mod tests {
             "cp311-cp311-manylinux_2_28_x86_64"
         );
         assert_eq!(normalize("Foo.Bar__baz"), "foo-bar-baz");
+    }
+
+    /// Issue 14 #1: mlflow ships mlflow-skinny's files, opencensus opencensus-context's. As pip
+    /// does, the dependency is installed first and the dependent's file replaces it, whatever
+    /// the names' order; identical files are silent, and every RECORD stays true.
+    #[test]
+    fn files_two_distributions_ship_are_resolved_as_pip_does() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let wheel = |name: &str, requires: &[&str], files: &[(&str, &str)]| {
+            let fname = format!("{name}-1.0-py3-none-any.whl");
+            let p = d.path().join(&fname);
+            let mut z = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
+            let o = zip::write::SimpleFileOptions::default();
+            let mut meta = format!("Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n");
+            for r in requires {
+                meta.push_str(&format!("Requires-Dist: {r}\n"));
+            }
+            let mut all: Vec<(String, String)> = files
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect();
+            all.push((format!("{name}-1.0.dist-info/METADATA"), meta));
+            all.push((
+                format!("{name}-1.0.dist-info/WHEEL"),
+                "Wheel-Version: 1.0\nRoot-Is-Purelib: true\n".into(),
+            ));
+            for (n, body) in &all {
+                z.start_file(n.as_str(), o).unwrap();
+                z.write_all(body.as_bytes()).unwrap();
+            }
+            z.finish().unwrap();
+            (p, fname)
+        };
+        // `alpha` depends on `zeta`: zeta is installed first although its name sorts last.
+        let shared = [("pkg/__init__.py", "zeta's"), ("pkg/same.py", "same bytes")];
+        let winner = [
+            ("pkg/__init__.py", "alpha's"),
+            ("pkg/same.py", "same bytes"),
+        ];
+        let wheels = vec![
+            wheel("alpha", &["zeta (>=1); python_version >= '3'"], &winner),
+            wheel("zeta", &[], &shared),
+        ];
+        let scheme = Scheme::for_python("/usr/bin/python3", "3.11", "/sp");
+        let installed = install_all(&wheels, &scheme, (0, 0), false, d.path()).unwrap();
+        let (ordered, overlaps) = resolve_overlaps(&installed);
+        assert_eq!(
+            ordered.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+            ["zeta", "alpha"]
+        );
+        let mut o: Vec<(String, bool)> = overlaps
+            .iter()
+            .map(|o| (format!("{} {} {}", o.path, o.replaced, o.by), o.identical))
+            .collect();
+        o.sort();
+        assert_eq!(
+            o,
+            [
+                ("sp/pkg/__init__.py zeta alpha".to_string(), false),
+                ("sp/pkg/same.py zeta alpha".to_string(), true)
+            ]
+        );
+        let entries = merge(&installed, &["/sp".to_string()], (0, 0)).unwrap();
+        let init: Vec<&LayerEntry> = entries
+            .iter()
+            .filter(|e| e.path == "sp/pkg/__init__.py")
+            .collect();
+        assert_eq!(init.len(), 1);
+        let EntryKind::ZipMember { archive, .. } = &init[0].kind else {
+            panic!()
+        };
+        assert!(archive.ends_with("alpha-1.0-py3-none-any.whl"));
+        let record = |name: &str| -> String {
+            let e = entries
+                .iter()
+                .find(|e| e.path == format!("sp/{name}-1.0.dist-info/RECORD"))
+                .unwrap();
+            let EntryKind::Bytes(b) = &e.kind else {
+                panic!()
+            };
+            String::from_utf8(b.clone()).unwrap()
+        };
+        // zeta's RECORD no longer claims the file it lost; the identical one stays in both.
+        assert!(
+            !record("zeta").contains("pkg/__init__.py") && record("zeta").contains("pkg/same.py")
+        );
+        assert!(
+            record("alpha").contains("pkg/__init__.py") && record("alpha").contains("pkg/same.py")
+        );
     }
 
     #[test]
