@@ -44,7 +44,7 @@ pub fn files_walked() -> usize {
 pub const MAX_WALK_FILES: usize = 1_000_000;
 
 /// The biggest top-level directories (by bytes) among `(rel path, size)`, for messages.
-fn largest_dirs<'p>(files: impl Iterator<Item = (&'p str, u64)>) -> String {
+pub fn largest_dirs<'p>(files: impl Iterator<Item = (&'p str, u64)>) -> String {
     let mut by_top: HashMap<&str, (u64, usize)> = HashMap::default();
     for (rel, size) in files {
         let top = rel.split_once('/').map_or(".", |(t, _)| t);

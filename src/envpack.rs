@@ -34,7 +34,9 @@ pub struct EnvOptions {
     pub deps: DepsMode,
     /// `None`: [`default_compression`] for the store.
     pub compression_level: Option<u32>,
-    pub max_package_size: u64,
+    /// A hard limit on each package's size; `None`: none, with a warning over Ray's GCS
+    /// limit ([`crate::plan::RAY_MAX_PACKAGE_SIZE`]) that names the largest directories.
+    pub max_package_size: Option<u64>,
     /// Plan and print only: no zip, no upload.
     pub dry_run: bool,
 }
@@ -120,7 +122,7 @@ pub async fn run(
         .and_then(Store::staging_dir)
         .map(Path::to_path_buf);
     let r = recipe.clone();
-    let max = opts.max_package_size;
+    let max = opts.max_package_size.unwrap_or(u64::MAX);
     // A file store inside the project must not ship its own zips in every new zip.
     let keep_out: Vec<PathBuf> = match &url {
         StoreUrl::File { path } => std::path::absolute(path)
@@ -148,13 +150,30 @@ pub async fn run(
     }
     let mut warnings = Vec::new();
     for p in &packages {
-        if p.files.total_size() > opts.max_package_size / 2 {
-            warnings.push(format!(
-                "{}: package is {}, more than half of Ray's limit ({}); consider excluding large files",
+        let size = p.files.total_size();
+        let largest =
+            || crate::collect::largest_dirs(p.files.files.iter().map(|f| (f.rel.as_str(), f.size)));
+        match opts.max_package_size {
+            Some(limit) if size > limit / 2 => warnings.push(format!(
+                "{}: package is {}, more than half of the limit ({}); consider excluding large files (largest directories: {})",
                 p.files.root.display(),
-                human_bytes(p.files.total_size()),
-                human_bytes(opts.max_package_size)
-            ));
+                human_bytes(size),
+                human_bytes(limit),
+                largest()
+            )),
+            None if size > crate::plan::RAY_MAX_PACKAGE_SIZE => warnings.push(format!(
+                "{}: package is {}, over the {} Ray accepts for packages uploaded through its GCS; {} URIs have no such limit, but every node downloads and unpacks it (largest directories: {}); exclude what the job does not need",
+                p.files.root.display(),
+                human_bytes(size),
+                human_bytes(crate::plan::RAY_MAX_PACKAGE_SIZE),
+                match &url {
+                    StoreUrl::File { .. } => "file://",
+                    StoreUrl::S3 { .. } => "s3://",
+                    StoreUrl::Gcs { .. } => "gs://",
+                },
+                largest()
+            )),
+            _ => {}
         }
     }
     let requirements = if opts.deps == DepsMode::Bundle {

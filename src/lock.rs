@@ -356,9 +356,15 @@ fn write_atomic(path: &Path, text: &str) -> Result<(), LockError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
     std::fs::write(tmp.path(), text).map_err(err)?;
+    // Committed by users like any source file (a temp file is 0600).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
 }
+
+/// The staleness reason of a lock that was never written (a first lock is not news).
+pub const NO_LOCK_YET: &str = "it does not exist";
 
 /// `--locked`: fails when the lock is missing or was written for other inputs.
 pub async fn check(recipe: &Recipe, opts: &LockOptions) -> Result<PathBuf, LockError> {
@@ -368,7 +374,7 @@ pub async fn check(recipe: &Recipe, opts: &LockOptions) -> Result<PathBuf, LockE
     let want = input_hash(&inputs, &targets, &opts.base, opts.no_replace_base);
     let text = std::fs::read_to_string(&path).map_err(|_| LockError::Stale {
         path: path.clone(),
-        reason: "it does not exist".into(),
+        reason: NO_LOCK_YET.into(),
     })?;
     match pylock::recorded_input_hash(&text) {
         Some(h) if h == want => Ok(path),
@@ -405,7 +411,11 @@ pub async fn ensure_locked(
             relocked: None,
         }),
         Err(LockError::Stale { reason, .. }) => {
-            progress(&format!("re-locking: {PYLOCK_FILE} {reason}"));
+            progress(&if reason == NO_LOCK_YET {
+                format!("locking the requirements into {PYLOCK_FILE}")
+            } else {
+                format!("re-locking {PYLOCK_FILE}: {reason}")
+            });
             let out = lock(recipe, opts, &progress).await?;
             Ok(Ensured {
                 path: out.path,

@@ -89,6 +89,10 @@ impl LockFile {
         };
         let tmp = tempfile::NamedTempFile::new_in(root).map_err(err)?;
         std::fs::write(tmp.path(), text).map_err(err)?;
+        // Committed by users like any source file (a temp file is 0600).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(err)?;
         tmp.persist(&path).map_err(|e| err(e.error))?;
         Ok(true)
     }

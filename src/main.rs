@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use raypack::envpack::{self, EnvOptions};
-use raypack::plan::RAY_MAX_PACKAGE_SIZE;
 use raypack::recipe::{ClusterKind, Recipe, RecipeError};
 use raypack::spec::kuberay::{ManifestInput, manifest, ray_version_from_image};
 use raypack::spec::runtime_env::DepsMode;
@@ -144,9 +143,11 @@ struct EnvArgs {
     /// or NFS, where Ray itself stores), 1 for S3 and GCS (fewer bytes over the network).
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
     compression_level: Option<u32>,
-    /// Largest package accepted, in bytes (Ray's limit: 512 MiB).
-    #[arg(long, default_value_t = RAY_MAX_PACKAGE_SIZE)]
-    max_package_size: u64,
+    /// Largest package accepted, in bytes. Default: no limit, with a warning over the 512 MiB
+    /// Ray allows for packages uploaded through its GCS (s3://, gs:// and file URIs, which
+    /// raypack prints, are downloaded by every node whatever their size).
+    #[arg(long)]
+    max_package_size: Option<u64>,
 }
 
 /// How to reach registries.
@@ -819,10 +820,12 @@ fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
     if let Some(reason) = &outcome.dependencies.relocked
         && !cli.quiet
     {
-        eprintln!(
-            "re-locked {}: {reason}",
-            raypack::python::pylock::PYLOCK_FILE
-        );
+        let file = raypack::python::pylock::PYLOCK_FILE;
+        if reason == raypack::lock::NO_LOCK_YET {
+            eprintln!("locked the requirements into {file} (commit it)");
+        } else {
+            eprintln!("re-locked {file}: {reason}");
+        }
     }
     if args.explain {
         explain_deps(&outcome.dependencies);

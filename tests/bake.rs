@@ -554,7 +554,7 @@ fn unpinned_requirements_are_locked_against_the_base_and_kept_from_it() {
     let out = bake();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("re-locked pylock.raypack.toml"),
+        stderr(&out).contains("locked the requirements into pylock.raypack.toml (commit it)"),
         "{}",
         stderr(&out)
     );
@@ -584,7 +584,18 @@ fn unpinned_requirements_are_locked_against_the_base_and_kept_from_it() {
     // Unchanged requirements: the lock is used as it is.
     let again = bake();
     assert!(again.status.success(), "{}", stderr(&again));
-    assert!(!stderr(&again).contains("re-locked"), "{}", stderr(&again));
+    assert!(
+        !stderr(&again).contains("locked the requirements")
+            && !stderr(&again).contains("re-locked"),
+        "{}",
+        stderr(&again)
+    );
+    // Users commit the lock files: not 0600 like a temp file.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["pylock.raypack.toml", "raypack.lock"] {
+        let mode = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{f}");
+    }
     assert_eq!(
         std::fs::read_to_string(dir.join("pylock.raypack.toml")).unwrap(),
         lock

@@ -325,23 +325,45 @@ fn missing_file_store_directory_is_an_error() {
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
 }
 
+/// Issue 14 #5: Ray's 512 MiB limit applies only to packages uploaded through its GCS; the
+/// s3/gs/file URIs raypack prints are downloaded whatever their size. Over it: a warning that
+/// names the largest directories. An explicit `--max-package-size` is a hard limit, checked
+/// before hashing.
 #[test]
-fn package_over_rays_limit_is_refused_before_hashing() {
+fn package_over_rays_gcs_limit_warns_and_an_explicit_limit_refuses() {
     let (_t, dir) = hello_copy();
-    let f = std::fs::File::create(dir.join("huge.bin")).unwrap();
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    let f = std::fs::File::create(dir.join("assets/huge.bin")).unwrap();
     f.set_len(513 * 1024 * 1024).unwrap(); // sparse
+    let out = run(raypack().arg("-C").arg(&dir).args(["env", "--dry-run"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("over the 512.0 MiB Ray accepts for packages uploaded through its GCS")
+            && err.contains("largest directories: assets/ 513.0 MiB in 1 files"),
+        "{err}"
+    );
     let store = tempfile::tempdir().unwrap();
-    let out = env_into(raypack(), &dir, store.path(), false);
+    let out = run(raypack()
+        .arg("-C")
+        .arg(&dir)
+        .args(["env", "--max-package-size", "536870912", "--store"])
+        .arg(format!("file://{}", store.path().display())));
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("limit 512.0 MiB"), "{}", stderr(&out));
     assert_store_empty(store.path());
-    // Over half the limit: a warning, and it works.
-    let f = std::fs::File::create(dir.join("huge.bin")).unwrap();
+    // Over half an explicit limit: a warning, and it works.
+    let f = std::fs::File::create(dir.join("assets/huge.bin")).unwrap();
     f.set_len(300 * 1024 * 1024).unwrap();
-    let out = run(raypack().arg("-C").arg(&dir).args(["env", "--dry-run"]));
+    let out = run(raypack().arg("-C").arg(&dir).args([
+        "env",
+        "--dry-run",
+        "--max-package-size",
+        "536870912",
+    ]));
     assert!(out.status.success());
     assert!(
-        stderr(&out).contains("more than half of Ray's limit"),
+        stderr(&out).contains("more than half of the limit"),
         "{}",
         stderr(&out)
     );
