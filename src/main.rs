@@ -857,6 +857,11 @@ fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
                 p.skipped,
                 if p.tags.is_empty() {
                     String::new()
+                } else if p.default_tag {
+                    format!(
+                        ", tag {} (no [image] tags: a tag from the image's digest, so the registry keeps it)",
+                        p.tags.join(", ")
+                    )
                 } else {
                     format!(", tags {}", p.tags.join(", "))
                 }

@@ -804,3 +804,44 @@ fn locked_set_replacing_rays_pins_bakes_and_passes_pip_check() {
         &["ray", "pydantic", "google.protobuf"],
     );
 }
+
+/// Issue 14 #3: with no [image] tags, the push still tags the image (registries collect
+/// untagged manifests): `raypack-` + 16 hex of its digest, said on stderr, and skopeo can
+/// inspect it by that tag.
+#[test]
+fn a_push_without_tags_gets_a_tag_from_the_digest() {
+    let (_t, dir, repo) = project("notags");
+    let text = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace("tags = [\"v1\"]\n", "");
+    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    let out = bake(&dir, &["--push", "--output", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let digest = v["bake"]["digest"].as_str().unwrap().to_string();
+    let tag = format!("raypack-{}", &digest.trim_start_matches("sha256:")[..16]);
+    assert_eq!(
+        v["bake"]["pushed"]["tags"][0].as_str(),
+        Some(tag.as_str()),
+        "{v}"
+    );
+    let inspect = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{repo}:{tag}"),
+    ]);
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(meta["Digest"].as_str(), Some(digest.as_str()));
+    // The text form says which tag it chose and why.
+    let out = bake(&dir, &["--push"]);
+    assert!(
+        stderr(&out).contains(&format!("tag {tag} (no [image] tags")),
+        "{}",
+        stderr(&out)
+    );
+}

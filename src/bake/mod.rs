@@ -105,10 +105,20 @@ pub struct BakeOutcome {
     pub image: Image,
 }
 
+/// The tag an image is pushed under when the recipe names none: `raypack-` and the first 16
+/// hex digits of its manifest digest. It names exactly this image (the same inputs give the
+/// same tag, any change another), needs no git, and keeps the registry from collecting it.
+pub fn default_tag(digest: &str) -> String {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    format!("raypack-{}", &hex[..hex.len().min(16)])
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PushReport {
     pub repository: String,
     pub tags: Vec<String>,
+    /// The recipe named no tag: `tags` holds the one derived from the digest ([`default_tag`]).
+    pub default_tag: bool,
     pub uploaded: usize,
     pub mounted: usize,
     pub skipped: usize,
@@ -119,6 +129,7 @@ impl From<(&str, &[String], PushStats)> for PushReport {
         PushReport {
             repository: repo.to_string(),
             tags: tags.to_vec(),
+            default_tag: false,
             uploaded: s.uploaded,
             mounted: s.mounted,
             skipped: s.skipped,
@@ -568,14 +579,18 @@ pub async fn run(
     if opts.push {
         let target = target.clone().expect("checked above");
         progress(&format!("pushing to {}", target.name()));
+        // A manifest no tag names is garbage-collected by registries: with no [image] tags
+        // (and none in the repository), the image gets one derived from its own digest.
+        let tags = match (recipe.image.tags.is_empty(), &target.tag) {
+            (true, None) => vec![default_tag(&digest)],
+            _ => recipe.image.tags.clone(),
+        };
         let (_, stats) = registry
-            .push_image(&target, &image, &recipe.image.tags, Some(&base_ref))
+            .push_image(&target, &image, &tags, Some(&base_ref))
             .await?;
-        pushed = Some(PushReport::from((
-            target.name().as_str(),
-            recipe.image.tags.as_slice(),
-            stats,
-        )));
+        let mut report = PushReport::from((target.name().as_str(), tags.as_slice(), stats));
+        report.default_tag = recipe.image.tags.is_empty() && target.tag.is_none();
+        pushed = Some(report);
     }
     let name = target
         .as_ref()
