@@ -38,6 +38,8 @@ pub struct LockOptions {
     pub upgrade_packages: Vec<String>,
     /// Make replacing a distribution the base ships an error.
     pub no_replace_base: bool,
+    /// Allow replacing the base's Ray (by default it is a hard pin).
+    pub replace_ray: bool,
     /// The distributions the base ships, `(normalized name, version)`; see [`BaseContents`].
     pub base: BaseContents,
     /// raypack's cache root (default: [`default_cache_dir`]).
@@ -146,6 +148,7 @@ pub fn input_hash(
     targets: &[LockTarget],
     base: &BaseContents,
     no_replace_base: bool,
+    replace_ray: bool,
 ) -> String {
     let mut s = String::from("raypack lock inputs v1\n");
     let mut reqs = inputs.requirements.clone();
@@ -175,6 +178,9 @@ pub fn input_hash(
         }
     }
     s.push_str(&format!("no-replace-base {no_replace_base}\n"));
+    if replace_ray {
+        s.push_str("replace-ray true\n");
+    }
     format!("sha256:{}", hex::encode(Sha256::digest(s.as_bytes())))
 }
 
@@ -305,6 +311,9 @@ pub async fn lock(
             _ => BTreeMap::new(),
         };
         preferences.retain(|n, _| !upgrade.contains(n));
+        // A version the previous lock chose over the base's is decided again: its cause may be
+        // gone, and then the base's version is preferred.
+        preferences.retain(|n, v| installed.get(n).is_none_or(|b| b == v));
         let req = ResolveRequest {
             requirements: requirements.clone(),
             target: t.target.clone(),
@@ -312,6 +321,11 @@ pub async fn lock(
             preferences,
             installed: installed.clone(),
             no_replace_base: opts.no_replace_base,
+            pinned_to_base: if opts.replace_ray {
+                Default::default()
+            } else {
+                ["ray".to_string()].into()
+            },
         };
         let r = resolve::resolve(&client, req)
             .await
@@ -326,7 +340,13 @@ pub async fn lock(
         .and_then(|l| l.base.filter(|b| b.image == recipe.base.image))
         .map(|b| b.digest);
     let tool = ToolInfo {
-        input_hash: input_hash(&inputs, &targets, &opts.base, opts.no_replace_base),
+        input_hash: input_hash(
+            &inputs,
+            &targets,
+            &opts.base,
+            opts.no_replace_base,
+            opts.replace_ray,
+        ),
         base_image: Some(recipe.base.image.clone()),
         base_digest,
         base_distributions: match &opts.base {
@@ -371,7 +391,13 @@ pub async fn check(recipe: &Recipe, opts: &LockOptions) -> Result<PathBuf, LockE
     let path = lock_path(recipe);
     let inputs = inputs(recipe)?;
     let targets = targets(recipe, opts).await?;
-    let want = input_hash(&inputs, &targets, &opts.base, opts.no_replace_base);
+    let want = input_hash(
+        &inputs,
+        &targets,
+        &opts.base,
+        opts.no_replace_base,
+        opts.replace_ray,
+    );
     let text = std::fs::read_to_string(&path).map_err(|_| LockError::Stale {
         path: path.clone(),
         reason: NO_LOCK_YET.into(),
@@ -448,15 +474,16 @@ mod tests {
             },
         };
         let base = BaseContents::Unknown;
-        let h = input_hash(&i, &[t("linux/amd64")], &base, false);
+        let h = input_hash(&i, &[t("linux/amd64")], &base, false, false);
         let mut j = i.clone();
         j.requirements.reverse();
-        assert_eq!(h, input_hash(&j, &[t("linux/amd64")], &base, false));
+        assert_eq!(h, input_hash(&j, &[t("linux/amd64")], &base, false, false));
         j.requirements.push("pandas".into());
-        assert_ne!(h, input_hash(&j, &[t("linux/amd64")], &base, false));
-        assert_ne!(h, input_hash(&i, &[t("linux/arm64")], &base, false));
-        assert_ne!(h, input_hash(&i, &[t("linux/amd64")], &base, true));
+        assert_ne!(h, input_hash(&j, &[t("linux/amd64")], &base, false, false));
+        assert_ne!(h, input_hash(&i, &[t("linux/arm64")], &base, false, false));
+        assert_ne!(h, input_hash(&i, &[t("linux/amd64")], &base, true, false));
+        assert_ne!(h, input_hash(&i, &[t("linux/amd64")], &base, false, true));
         let known = BaseContents::Known(vec![("numpy".into(), "1.26.4".into())]);
-        assert_ne!(h, input_hash(&i, &[t("linux/amd64")], &known, false));
+        assert_ne!(h, input_hash(&i, &[t("linux/amd64")], &known, false, false));
     }
 }

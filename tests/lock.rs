@@ -805,6 +805,7 @@ mod local_index {
                 preferences: Default::default(),
                 installed: Default::default(),
                 no_replace_base: false,
+                pinned_to_base: Default::default(),
             };
             let r = resolve(&client, req).await?;
             Ok(r.packages
@@ -903,4 +904,60 @@ mod local_index {
             "{err}"
         );
     }
+}
+
+/// Issue 23: the base's Ray is a hard pin. A requirement set whose `fastapi` pin conflicts with
+/// the base's `ray[serve]` fails naming fastapi (it used to swap Ray for 2.55.1); `--replace-ray`
+/// is the opt-in. With the conflict gone, a re-lock goes back to the base's Ray, even from a
+/// previous lock that replaced it.
+#[test]
+fn the_bases_ray_is_a_hard_pin_and_a_replacement_is_re_decided() {
+    let reqs = ["ray[serve]>=2.52.1,<3", "fastapi<0.125"];
+    let (_t, dir) = project(&reqs);
+    let installed = dir.join("installed.txt");
+    std::fs::write(&installed, standin_installed()).unwrap();
+    let inst = installed.to_str().unwrap();
+    let base_ray = standin_version("ray");
+    let out = lock(&dir, &[&TARGET[..], &["--installed", inst]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("the base image ships ray {base_ray}"))
+            && err.contains("--replace-ray")
+            && err.contains("fastapi"),
+        "{err}"
+    );
+    // Opted in: Ray is replaced, and reported as such.
+    let text = locked_ok(
+        &dir,
+        &[&TARGET[..], &["--installed", inst, "--replace-ray"]].concat(),
+    );
+    let ray_line = |t: &str| {
+        t.split("[[packages]]")
+            .find(|p| p.contains("\nname = \"ray\"\n"))
+            .and_then(|p| p.lines().find(|l| l.starts_with("version = ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_ne!(
+        ray_line(&text),
+        format!("version = \"{base_ray}\""),
+        "{text}"
+    );
+    // The conflict removed: the re-lock goes back to the base's Ray (the previous lock's
+    // replacement is decided again, not kept), even with --replace-ray allowing another.
+    write_recipe(
+        &dir,
+        &["ray[serve]>=2.52.1,<3"],
+        "rayproject/ray:2.60.0-py311-cpu",
+    );
+    let text = locked_ok(
+        &dir,
+        &[&TARGET[..], &["--installed", inst, "--replace-ray"]].concat(),
+    );
+    assert_eq!(
+        ray_line(&text),
+        format!("version = \"{base_ray}\""),
+        "{text}"
+    );
 }

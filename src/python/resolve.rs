@@ -110,6 +110,10 @@ pub struct ResolveRequest {
     pub installed: BTreeMap<String, Version>,
     /// A project the base ships may only have the base's version.
     pub no_replace_base: bool,
+    /// Projects that may only have the base's version even without `no_replace_base`: the
+    /// base's Ray (the cluster, KubeRay's `rayVersion` and the head run it), unless the user
+    /// opted in to replacing it.
+    pub pinned_to_base: std::collections::BTreeSet<String>,
 }
 
 /// One locked distribution for one target.
@@ -296,7 +300,7 @@ impl Shared {
                     .get(v)
                     .is_some_and(|c| !c.yanked || range.as_singleton().is_some())
         };
-        if self.req.no_replace_base
+        if (self.req.no_replace_base || self.req.pinned_to_base.contains(name))
             && let Some(v) = self.req.installed.get(name)
         {
             return allowed(v).then(|| v.clone());
@@ -691,13 +695,19 @@ fn no_versions(p: &Pkg, r: &VersionRange, shared: &Shared) -> String {
             project.searched.join(", ")
         );
     }
-    if shared.req.no_replace_base
-        && let Some(v) = shared.req.installed.get(name)
-    {
-        return format!(
-            "the base image ships {name} {v} and --no-replace-base forbids any other version, but {} is needed",
-            with_range(p, r)
-        );
+    if let Some(v) = shared.req.installed.get(name) {
+        if shared.req.no_replace_base {
+            return format!(
+                "the base image ships {name} {v} and --no-replace-base forbids any other version, but {} is needed",
+                with_range(p, r)
+            );
+        }
+        if shared.req.pinned_to_base.contains(name) {
+            return format!(
+                "the base image ships {name} {v}, which the cluster runs (KubeRay's rayVersion, the head), so raypack never replaces it (--replace-ray allows it), but {} is needed",
+                with_range(p, r)
+            );
+        }
     }
     let unusable: Vec<String> = project
         .unusable
