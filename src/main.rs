@@ -754,12 +754,16 @@ fn lock_deps(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
         for (t, r) in outcome.targets.iter().zip(&outcome.resolutions) {
             eprintln!("{}: {} packages", t.target, r.packages.len());
             for x in &r.replacements {
+                // Direct causes read "required by …"; a cause through the base version's own
+                // dependencies is a sentence of its own.
+                let why = if x.required_by.iter().all(|r| r.contains(" needs ")) {
+                    format!("because {}", x.required_by.join("; "))
+                } else {
+                    format!("required by {}", x.required_by.join("; "))
+                };
                 eprintln!(
-                    "  replaces {} {} from the base with {} (required by {})",
-                    x.name,
-                    x.base_version,
-                    x.locked_version,
-                    x.required_by.join("; ")
+                    "  replaces {} {} from the base with {} ({why})",
+                    x.name, x.base_version, x.locked_version
                 );
             }
         }

@@ -312,6 +312,23 @@ fn ray_pinned_packages_against_the_base() {
         assert_eq!(r["base"].as_str(), base.get(n).map(String::as_str), "{r}");
         assert!(!r["required_by"].as_array().unwrap().is_empty(), "{r}");
     }
+    // Issue 23 #2: a replacement names what excludes the base's version. google-api-core is
+    // not excluded by anyone's range: its base version needs a protobuf the user excluded.
+    let gac = t["replacements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "google-api-core")
+        .expect("google-api-core is replaced");
+    let why = gac["required_by"].to_string();
+    assert!(
+        why.contains(&format!(
+            "google-api-core {} needs protobuf",
+            base["google-api-core"]
+        )) && why.contains("the requirements (protobuf<6)")
+            && !why.contains("ray 2.60.0"),
+        "{gac}"
+    );
     let pyd = t["replacements"]
         .as_array()
         .unwrap()

@@ -789,6 +789,8 @@ fn solve(provider: Provider) -> Result<Resolution, ResolveError> {
     };
     // Who asked for what, from the chosen versions' dependencies.
     let mut required_by: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // The same, with the range each asked for (to tell who excludes a base version).
+    let mut asked: BTreeMap<String, Vec<(String, VersionRange)>> = BTreeMap::new();
     let mut chosen: BTreeMap<&Pkg, &Version> = selected.iter().collect();
     chosen.remove(&Pkg::Root);
     for (pkg, version) in selected.iter() {
@@ -796,7 +798,7 @@ fn solve(provider: Provider) -> Result<Resolution, ResolveError> {
             Some(n) => Some(provider.metadata(n, version)?),
             None => None,
         };
-        for (dep, (_, texts)) in shared.dependencies_of(pkg, version, meta.as_deref())? {
+        for (dep, (range, texts)) in shared.dependencies_of(pkg, version, meta.as_deref())? {
             if let Pkg::Dist(d) = &dep {
                 if Provider::name_of(pkg) == Some(d) {
                     continue;
@@ -805,13 +807,17 @@ fn solve(provider: Provider) -> Result<Resolution, ResolveError> {
                     Pkg::Root => format!("the requirements ({})", texts.join(", ")),
                     _ => format!("{pkg} {version} ({})", texts.join(", ")),
                 };
+                asked
+                    .entry(d.clone())
+                    .or_default()
+                    .push((who.clone(), range));
                 required_by.entry(d.clone()).or_default().insert(who);
             }
         }
     }
     let mut packages = Vec::new();
     let mut replacements = Vec::new();
-    for (pkg, version) in chosen {
+    for (&pkg, &version) in &chosen {
         let Pkg::Dist(name) = pkg else { continue };
         let p = provider.project(name)?;
         let c = &p.versions[version];
@@ -829,7 +835,8 @@ fn solve(provider: Provider) -> Result<Resolution, ResolveError> {
                 name: name.clone(),
                 base_version: b.to_string(),
                 locked_version: version.to_string(),
-                required_by: by.clone(),
+                required_by: why_replaced(&provider, &chosen, &asked, &required_by, name, b)
+                    .unwrap_or_else(|| by.clone()),
             });
         }
         packages.push(Locked {
@@ -846,6 +853,78 @@ fn solve(provider: Provider) -> Result<Resolution, ResolveError> {
         packages,
         replacements,
     })
+}
+
+/// Why the base's `name` `base` could not stay: the requirements whose range excludes it, else
+/// the dependency of `name` `base` itself that the solution cannot meet (the chain that
+/// excludes it: `virtualenv 21.15.11 needs packaging>=25, but packaging 24.2 is locked
+/// (required by mlflow-skinny 3.1.1 (packaging<25))`). `None` when neither is found.
+fn why_replaced(
+    provider: &Provider,
+    chosen: &BTreeMap<&Pkg, &Version>,
+    asked: &BTreeMap<String, Vec<(String, VersionRange)>>,
+    required_by: &BTreeMap<String, BTreeSet<String>>,
+    name: &str,
+    base: &Version,
+) -> Option<Vec<String>> {
+    let direct: Vec<String> = asked
+        .get(name)
+        .into_iter()
+        .flatten()
+        .filter(|(_, range)| !range.contains(base))
+        .map(|(who, _)| who.clone())
+        .collect();
+    if !direct.is_empty() {
+        return Some(direct);
+    }
+    let pkg = Pkg::Dist(name.to_string());
+    let project = provider.project(name).ok()?;
+    if !project.versions.contains_key(base) {
+        return Some(vec![format!(
+            "{name} {base} has no wheel for {} on the index",
+            provider.shared.req.target
+        )]);
+    }
+    let meta = provider.metadata(name, base).ok()?;
+    let deps = provider
+        .shared
+        .dependencies_of(&pkg, base, Some(&meta))
+        .ok()?;
+    let mut out = Vec::new();
+    for (dep, (range, texts)) in deps {
+        let Pkg::Dist(d) = &dep else { continue };
+        if d == name {
+            continue;
+        }
+        let locked = chosen.get(&dep).copied();
+        if let Some(v) = locked
+            && !range.contains(v)
+        {
+            // Who keeps it out of what `name` `base` needs: a range that misses it entirely.
+            let excluders: Vec<String> = asked
+                .get(d)
+                .into_iter()
+                .flatten()
+                .filter(|(_, r)| r.intersection(&range).is_empty())
+                .map(|(who, _)| who.clone())
+                .collect();
+            let who: Vec<String> = if excluders.is_empty() {
+                required_by.get(d).into_iter().flatten().cloned().collect()
+            } else {
+                excluders
+            };
+            out.push(format!(
+                "{name} {base} needs {}, but {d} {v} is locked{}",
+                texts.join(", "),
+                if who.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (required by {})", who.join("; "))
+                }
+            ));
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Parses requirement lines (PEP 508).
