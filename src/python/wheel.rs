@@ -607,10 +607,7 @@ pub fn install(
     let record_entry = format!("{di}/RECORD").trim_start_matches('/').to_string();
     let hashes = record
         .iter()
-        .map(|(rel, h, _)| {
-            let abs = join_rel(&sp, rel);
-            (abs.trim_start_matches('/').to_string(), h.clone())
-        })
+        .map(|(rel, h, _)| (join_rel(&sp, rel), h.clone()))
         .collect();
     entries.push(LayerEntry {
         path: record_entry.clone(),
@@ -654,19 +651,10 @@ fn record_csv(record: &[(String, String, u64)], dist_info: &str) -> Vec<u8> {
     csv.into_bytes()
 }
 
-/// `rel` (a RECORD path, possibly with `..`) joined to `base`, normalized.
+/// `rel` (a RECORD path, possibly with `..`) joined to `base`: an image path without the
+/// leading '/' (empty if it would leave the root, which no entry's path is).
 fn join_rel(base: &str, rel: &str) -> String {
-    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
-    for c in rel.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    super::installed::join_normalized(base, rel).unwrap_or_default()
 }
 
 /// The order pip installs `installed` in when two ship the same file: dependencies before
@@ -767,7 +755,7 @@ pub fn resolve_overlaps(installed: &[Installed]) -> (Vec<Installed>, Vec<Overlap
                     .rsplit_once('/')
                     .and_then(|(di, _)| di.rsplit_once('/'))
                     .map_or("", |(sp, _)| sp);
-                join_rel(sp, rel).trim_start_matches('/').to_string()
+                join_rel(sp, rel)
             };
             d.record
                 .retain(|(rel, _, _)| !dropped_rows.contains(&sp_of(rel)));
