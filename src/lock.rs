@@ -38,8 +38,6 @@ pub struct LockOptions {
     pub upgrade_packages: Vec<String>,
     /// Make replacing a distribution the base ships an error.
     pub no_replace_base: bool,
-    /// Allow replacing the base's Ray (by default it is a hard pin).
-    pub replace_ray: bool,
     /// The distributions the base ships, `(normalized name, version)`; see [`BaseContents`].
     pub base: BaseContents,
     /// raypack's cache root (default: [`default_cache_dir`]).
@@ -321,7 +319,7 @@ pub async fn lock(
             preferences,
             installed: installed.clone(),
             no_replace_base: opts.no_replace_base,
-            pinned_to_base: if opts.replace_ray {
+            pinned_to_base: if recipe.dependencies.replace_ray {
                 Default::default()
             } else {
                 ["ray".to_string()].into()
@@ -345,7 +343,7 @@ pub async fn lock(
             &targets,
             &opts.base,
             opts.no_replace_base,
-            opts.replace_ray,
+            recipe.dependencies.replace_ray,
         ),
         base_image: Some(recipe.base.image.clone()),
         base_digest,
@@ -396,7 +394,7 @@ pub async fn check(recipe: &Recipe, opts: &LockOptions) -> Result<PathBuf, LockE
         &targets,
         &opts.base,
         opts.no_replace_base,
-        opts.replace_ray,
+        recipe.dependencies.replace_ray,
     );
     let text = std::fs::read_to_string(&path).map_err(|_| LockError::Stale {
         path: path.clone(),

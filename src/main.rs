@@ -236,10 +236,6 @@ struct LockArgs {
     /// Fail instead of replacing a distribution the base image ships.
     #[arg(long)]
     no_replace_base: bool,
-    /// Allow replacing the base image's Ray. By default the base's Ray is a hard pin: the
-    /// cluster's head, KubeRay's rayVersion and the image label all name it.
-    #[arg(long)]
-    replace_ray: bool,
     /// The base's installed distributions as name==version lines (for testing, until raypack
     /// reads them from the image).
     #[arg(long, hide = true, value_name = "FILE")]
@@ -706,7 +702,6 @@ fn lock_deps(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
         upgrade: args.upgrade,
         upgrade_packages: args.upgrade_package.clone(),
         no_replace_base: args.no_replace_base,
-        replace_ray: args.replace_ray,
         base,
         cache_dir: None,
         registry: args.tls.options(),

@@ -924,8 +924,8 @@ mod local_index {
 }
 
 /// Issue 23: the base's Ray is a hard pin. A requirement set whose `fastapi` pin conflicts with
-/// the base's `ray[serve]` fails naming fastapi (it used to swap Ray for 2.55.1); `--replace-ray`
-/// is the opt-in. With the conflict gone, a re-lock goes back to the base's Ray, even from a
+/// the base's `ray[serve]` fails naming fastapi (it used to swap Ray for 2.55.1);
+/// `[dependencies] replace_ray = true` is the opt-in. With the conflict gone, a re-lock goes back to the base's Ray, even from a
 /// previous lock that replaced it.
 #[test]
 fn the_bases_ray_is_a_hard_pin_and_a_replacement_is_re_decided() {
@@ -940,15 +940,19 @@ fn the_bases_ray_is_a_hard_pin_and_a_replacement_is_re_decided() {
     let err = stderr(&out);
     assert!(
         err.contains(&format!("the base image ships ray {base_ray}"))
-            && err.contains("--replace-ray")
+            && err.contains("replace_ray = true")
             && err.contains("fastapi"),
         "{err}"
     );
-    // Opted in: Ray is replaced, and reported as such.
-    let text = locked_ok(
-        &dir,
-        &[&TARGET[..], &["--installed", inst, "--replace-ray"]].concat(),
-    );
+    // Opted in: Ray is replaced.
+    let opt_in = |dir: &Path| {
+        let text = std::fs::read_to_string(dir.join("raypack.toml"))
+            .unwrap()
+            .replace("[dependencies]\n", "[dependencies]\nreplace_ray = true\n");
+        std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    };
+    opt_in(&dir);
+    let text = locked_ok(&dir, &[&TARGET[..], &["--installed", inst]].concat());
     let ray_line = |t: &str| {
         t.split("[[packages]]")
             .find(|p| p.contains("\nname = \"ray\"\n"))
@@ -962,16 +966,14 @@ fn the_bases_ray_is_a_hard_pin_and_a_replacement_is_re_decided() {
         "{text}"
     );
     // The conflict removed: the re-lock goes back to the base's Ray (the previous lock's
-    // replacement is decided again, not kept), even with --replace-ray allowing another.
+    // replacement is decided again, not kept), even with replace_ray allowing another.
     write_recipe(
         &dir,
         &["ray[serve]>=2.52.1,<3"],
         "rayproject/ray:2.60.0-py311-cpu",
     );
-    let text = locked_ok(
-        &dir,
-        &[&TARGET[..], &["--installed", inst, "--replace-ray"]].concat(),
-    );
+    opt_in(&dir);
+    let text = locked_ok(&dir, &[&TARGET[..], &["--installed", inst]].concat());
     assert_eq!(
         ray_line(&text),
         format!("version = \"{base_ray}\""),

@@ -704,7 +704,7 @@ fn no_versions(p: &Pkg, r: &VersionRange, shared: &Shared) -> String {
         }
         if shared.req.pinned_to_base.contains(name) {
             return format!(
-                "the base image ships {name} {v}, which the cluster runs (KubeRay's rayVersion, the head), so raypack never replaces it (--replace-ray allows it), but {} is needed",
+                "the base image ships {name} {v}, which the cluster runs (KubeRay's rayVersion, the head), so raypack never replaces it ([dependencies] replace_ray = true allows it), but {} is needed",
                 with_range(p, r)
             );
         }

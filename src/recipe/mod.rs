@@ -94,6 +94,8 @@ pub struct Dependencies {
     pub package_indexes: BTreeMap<String, String>,
     /// `None`: the bake default ([`crate::bake::deps::DEFAULT_MAX_LAYERS`]).
     pub max_layers: Option<usize>,
+    /// The lock may replace the base's Ray (by default a hard pin: the cluster runs it).
+    pub replace_ray: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -788,6 +790,7 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
             find_links,
             package_indexes,
             max_layers,
+            replace_ray: d.replace_ray,
         },
         base,
         image: Image {

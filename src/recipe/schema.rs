@@ -68,6 +68,9 @@ pub struct RawDependencies {
     /// Most dependency layers a bake writes (heavy distributions get their own).
     #[serde(default)]
     pub max_layers: Option<Spanned<u32>>,
+    /// Allow the lock to replace the base image's Ray (a hard pin otherwise).
+    #[serde(default)]
+    pub replace_ray: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
