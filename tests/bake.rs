@@ -845,3 +845,46 @@ fn a_push_without_tags_gets_a_tag_from_the_digest() {
         stderr(&out)
     );
 }
+
+/// Issue 23 #1: with `[dependencies] replace_ray = true` the image runs the locked Ray, and the
+/// printed rayVersion and the image's io.ray.ray-version label follow it (they named the base's
+/// Ray while `ray --version` printed another).
+#[test]
+fn a_replaced_ray_is_what_rayversion_and_the_label_name() {
+    let (t, dir, _repo) = project("replace-ray");
+    let text = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace(
+            "requirements_file = \"requirements.txt\"",
+            "requirements = [\"ray==2.55.1\"]\nreplace_ray = true",
+        );
+    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", t.path().join("blob-cache"))
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "bake", "--push", "--emit", "rayjob"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["bake"]["ray_version"].as_str(), Some("2.55.1"), "{v}");
+    assert_eq!(
+        v["manifest"]["spec"]["rayClusterSpec"]["rayVersion"].as_str(),
+        Some("2.55.1"),
+        "{v}"
+    );
+    let image = v["bake"]["reference"].as_str().unwrap().to_string();
+    let inspect = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+    let meta: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(
+        meta["Labels"]["io.ray.ray-version"].as_str(),
+        Some("2.55.1"),
+        "{meta}"
+    );
+    let bundle = pull_and_unpack(t.path(), &image);
+    let (ok, text) = sandbox(t.path(), &bundle, "ray --version");
+    assert!(ok && text.contains("2.55.1"), "{text}");
+}

@@ -558,6 +558,15 @@ pub async fn run(
         }
         dependencies = report;
     }
+    // With `replace_ray`, the image runs the locked Ray, not the base's: the label and the
+    // printed rayVersion say so.
+    let ray_version = match dependencies.replaced.iter().find(|r| r.name == "ray") {
+        Some(r) => {
+            labels.insert("io.ray.ray-version".into(), json!(r.to));
+            Some(r.to.clone())
+        }
+        None => layout.ray_version.clone(),
+    };
     new_layers.push((
         code_diff,
         format!("raypack bake: code layer ({})", recipe.image.app_dir),
@@ -633,7 +642,7 @@ pub async fn run(
         digest,
         base: recipe.base.image.clone(),
         base_digest: pin.digest,
-        ray_version: layout.ray_version.clone(),
+        ray_version,
         code_layer: code_blob.digest.clone(),
         layers: image.layers.iter().map(|l| l.digest.clone()).collect(),
         pushed,
