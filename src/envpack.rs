@@ -410,7 +410,7 @@ async fn zip_entries(
         std::fs::create_dir_all(&tmp_root).map_err(err)?;
         let tmp = tempfile::Builder::new()
             .prefix(&crate::archive::temp_prefix())
-            .suffix(".partial")
+            .suffix(crate::archive::TEMP_SUFFIX)
             .tempfile_in(&tmp_root)
             .map_err(err)?;
         let n = if level == 0 && entries.iter().all(|e| e.crc32.is_some()) {

@@ -127,7 +127,7 @@ impl Package {
                 };
                 let tmp = tempfile::Builder::new()
                     .prefix(&crate::archive::temp_prefix())
-                    .suffix(".partial")
+                    .suffix(crate::archive::TEMP_SUFFIX)
                     .tempfile_in(stage)
                     .map_err(err)?;
                 let prefix = zip_prefix(&role);

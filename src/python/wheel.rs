@@ -161,11 +161,33 @@ pub struct Installed {
     /// Normalized names from `Requires-Dist` (markers and extras ignored): what must be
     /// installed before this distribution when two ship the same file.
     pub requires: Vec<String>,
-    /// RECORD rows (path relative to site-packages, hash, size), and where RECORD goes.
+    /// RECORD rows (path relative to site-packages, hash, size), sorted by path.
     record: Vec<(String, String, u64)>,
-    record_entry: String,
-    /// Entry path → the `sha256=…` hash RECORD gives it.
-    hashes: std::collections::HashMap<String, String>,
+    /// The scheme's site-packages (absolute), which RECORD paths are relative to.
+    site_packages: String,
+}
+
+impl Installed {
+    /// The layer path of this distribution's RECORD.
+    fn record_entry(&self) -> String {
+        format!("{}/{}/RECORD", self.site_packages, self.dist_info)
+            .trim_start_matches('/')
+            .to_string()
+    }
+
+    /// The RECORD path of the entry at layer path `path`.
+    fn record_path(&self, path: &str) -> String {
+        relative(&self.site_packages, &format!("/{path}"))
+    }
+
+    /// The `sha256=…` hash RECORD gives the entry at layer path `path`.
+    fn hash_of(&self, path: &str) -> Option<&str> {
+        let rel = self.record_path(path);
+        self.record
+            .binary_search_by(|r| r.0.as_str().cmp(&rel))
+            .ok()
+            .map(|i| self.record[i].1.as_str())
+    }
 }
 
 /// A file two distributions ship (`replaced` is installed first, `by` replaces it).
@@ -604,29 +626,18 @@ pub fn install(
         });
     }
     record.sort();
-    let record_entry = format!("{di}/RECORD").trim_start_matches('/').to_string();
-    let hashes = record
-        .iter()
-        .map(|(rel, h, _)| (join_rel(&sp, rel), h.clone()))
-        .collect();
     entries.push(LayerEntry {
-        path: record_entry.clone(),
+        path: format!("{di}/RECORD").trim_start_matches('/').into(),
         kind: EntryKind::Bytes(record_csv(&record, &dist_info)),
         mode: 0o644,
         uid: owner.0,
         gid: owner.1,
     });
-    let requires = metadata
-        .lines()
-        .take_while(|l| !l.is_empty())
-        .filter_map(|l| l.strip_prefix("Requires-Dist:"))
-        .filter_map(|r| {
-            let r = r.trim();
-            let end = r
-                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-                .unwrap_or(r.len());
-            (end > 0).then(|| normalize(&r[..end]))
-        })
+    let requires = super::metadata::parse(&metadata)
+        .requires_dist
+        .iter()
+        .filter_map(|r| super::requirement::parse(r).ok())
+        .map(|r| normalize(r.name.as_ref()))
         .collect();
 
     Ok(Installed {
@@ -636,8 +647,7 @@ pub fn install(
         entries,
         requires,
         record,
-        record_entry,
-        hashes,
+        site_packages: sp,
     })
 }
 
@@ -649,12 +659,6 @@ fn record_csv(record: &[(String, String, u64)], dist_info: &str) -> Vec<u8> {
     }
     csv.push_str(&format!("{dist_info}/RECORD,,\n"));
     csv.into_bytes()
-}
-
-/// `rel` (a RECORD path, possibly with `..`) joined to `base`: an image path without the
-/// leading '/' (empty if it would leave the root, which no entry's path is).
-fn join_rel(base: &str, rel: &str) -> String {
-    super::installed::join_normalized(base, rel).unwrap_or_default()
 }
 
 /// The order pip installs `installed` in when two ship the same file: dependencies before
@@ -729,12 +733,12 @@ pub fn resolve_overlaps(installed: &[Installed]) -> (Vec<Installed>, Vec<Overlap
                 continue;
             }
             let w = &installed[order[winner]];
-            let identical = match (d.hashes.get(&e.path), w.hashes.get(&e.path)) {
+            let identical = match (d.hash_of(&e.path), w.hash_of(&e.path)) {
                 (Some(a), Some(b)) => a == b,
                 _ => false,
             };
             if !identical {
-                dropped_rows.insert(e.path.clone());
+                dropped_rows.insert(d.record_path(&e.path));
             }
             overlaps.push(Overlap {
                 path: e.path.clone(),
@@ -743,28 +747,23 @@ pub fn resolve_overlaps(installed: &[Installed]) -> (Vec<Installed>, Vec<Overlap
                 identical,
             });
         }
-        let mut d = Installed {
-            entries,
-            ..d.clone()
-        };
+        let mut record = d.record.clone();
         if !dropped_rows.is_empty() {
-            let sp_of = |rel: &str| -> String {
-                // RECORD paths are relative to site-packages: the RECORD entry's grandparent.
-                let sp = d
-                    .record_entry
-                    .rsplit_once('/')
-                    .and_then(|(di, _)| di.rsplit_once('/'))
-                    .map_or("", |(sp, _)| sp);
-                join_rel(sp, rel)
-            };
-            d.record
-                .retain(|(rel, _, _)| !dropped_rows.contains(&sp_of(rel)));
-            let csv = record_csv(&d.record, &d.dist_info);
-            if let Some(r) = d.entries.iter_mut().find(|e| e.path == d.record_entry) {
-                r.kind = EntryKind::Bytes(csv);
+            record.retain(|(rel, _, _)| !dropped_rows.contains(rel));
+            let at = d.record_entry();
+            if let Some(r) = entries.iter_mut().find(|e| e.path == at) {
+                r.kind = EntryKind::Bytes(record_csv(&record, &d.dist_info));
             }
         }
-        out.push(d);
+        out.push(Installed {
+            name: d.name.clone(),
+            version: d.version.clone(),
+            dist_info: d.dist_info.clone(),
+            entries,
+            requires: d.requires.clone(),
+            record,
+            site_packages: d.site_packages.clone(),
+        });
     }
     (out, overlaps)
 }

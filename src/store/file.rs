@@ -114,7 +114,7 @@ impl FileStore {
         }
         let mut tmp = tempfile::Builder::new()
             .prefix(&format!("{}{name}.", temp_prefix()))
-            .suffix(".partial")
+            .suffix(crate::archive::TEMP_SUFFIX)
             .tempfile_in(&self.dir)
             .map_err(|e| self.failed("create temp file for", name, e))?;
         let mut input = std::fs::File::open(src).map_err(|e| self.failed("read", name, e))?;
