@@ -130,6 +130,10 @@ struct EnvArgs {
     /// Print a whole manifest instead of the runtime_env.
     #[arg(long, value_enum)]
     emit: Option<Emit>,
+    /// Print these KubeRay YAML files (`-` = stdin) with the runtime_env set in every RayJob's
+    /// runtimeEnvYAML and every RayService application's runtime_env; nothing else changes.
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with = "emit")]
+    resolve: Vec<PathBuf>,
     /// Submit the job to this Ray dashboard (http://HOST:8265), follow its logs, exit with its outcome.
     #[arg(long, value_name = "URL")]
     submit: Option<String>,
@@ -188,6 +192,11 @@ struct BakeArgs {
     /// Print a KubeRay manifest (or Helm values) that pins the image by digest.
     #[arg(long, value_enum)]
     emit: Option<BakeEmit>,
+    /// Print these KubeRay YAML files (`-` = stdin) with every image naming the baked
+    /// repository pinned to the baked digest and `rayVersion` set to the image's Ray; nothing
+    /// else in them changes.
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with = "emit")]
+    resolve: Vec<PathBuf>,
     /// Re-resolve the base tag instead of using the pin in raypack.lock.
     #[arg(long)]
     upgrade_base: bool,
@@ -497,7 +506,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     level,
                 };
                 let fragments_dir = raypack::oci::cache::default_cache_dir().join("fragments");
-                let (frags, mut own) = layer::prepare(&fragments_dir, &files, &layout)?;
+                let (lost, overlaps) = layer::overlaps(&files, &layout)?;
+                raypack::python::wheel::log_overlaps(&overlaps);
+                let frags = layer::fragments(&fragments_dir, &files, &layout, &lost)?;
+                let (frags, mut own) = layer::prepare(frags, &layout);
                 let f = std::fs::File::create(out)?;
                 let a = layer::assemble(&frags, &mut own, 0, level, &f)?;
                 tracing::debug!(digest = %a.digest, diff_id = %a.diff_id, size = a.size, "layer written");
@@ -914,6 +926,38 @@ fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
             })
         }
     };
+    if !args.resolve.is_empty() {
+        let ray_version = recipe
+            .cluster
+            .as_ref()
+            .and_then(|c| c.ray_version.clone())
+            .or_else(|| outcome.ray_version.clone())
+            .or_else(|| ray_version_from_image(&recipe.base.image));
+        if ray_version.is_none() {
+            eprintln!(
+                "warning: the image's Ray version is unknown; rayVersion is left as it is (set [cluster] ray_version)"
+            );
+        }
+        let baked = raypack::spec::resolve::BakedImage {
+            reference: &outcome.reference,
+            ray_version: ray_version.as_deref(),
+        };
+        let text = resolve_files(
+            &args.resolve,
+            "an image naming the baked repository",
+            |t, f| raypack::spec::resolve::resolve_images(t, f, &baked),
+        )?;
+        match cli.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"bake": outcome, "resolved": text})
+                )?
+            ),
+            Output::Text => print!("{text}"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     match (cli.output, doc) {
         (Output::Json, doc) => println!(
             "{}",
@@ -923,6 +967,52 @@ fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
         (Output::Text, None) => println!("{}", outcome.reference),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads each `--resolve` file (`-` = stdin), resolves it, and joins the results as one YAML
+/// stream. A file with nothing to resolve is a warning; all of them, an error naming `wanted`.
+fn resolve_files(
+    files: &[PathBuf],
+    wanted: &str,
+    resolve: impl Fn(
+        &str,
+        &str,
+    )
+        -> Result<raypack::spec::resolve::Resolved, raypack::spec::resolve::ResolveError>,
+) -> Result<String, CliError> {
+    let mut out = String::new();
+    let mut changed_any = false;
+    for path in files {
+        let name = path.display().to_string();
+        let text = if name == "-" {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(path)
+        }
+        .map_err(|e| CliError::Other(format!("--resolve {name}: {e}")))?;
+        let r = resolve(&text, &name)?;
+        if r.images + r.runtime_envs == 0 {
+            eprintln!("warning: --resolve {name}: no {wanted} in it; printed unchanged");
+        } else {
+            changed_any = true;
+        }
+        if !out.is_empty() {
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str("---\n");
+        }
+        out.push_str(&r.text);
+    }
+    if !changed_any {
+        return Err(CliError::Other(format!(
+            "--resolve: none of the files has {wanted}; check the image repository / kind in them"
+        )));
+    }
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 fn check(cli: &Cli) -> Result<ExitCode, CliError> {
@@ -1127,7 +1217,22 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
         Some(Emit::Rayjob) => Some(cluster_doc(ClusterKind::RayJob)?),
         Some(Emit::Rayservice) => Some(cluster_doc(ClusterKind::RayService)?),
     };
+    let resolved = if args.resolve.is_empty() {
+        None
+    } else {
+        Some(resolve_files(
+            &args.resolve,
+            "a RayJob or RayService",
+            |t, f| raypack::spec::resolve::resolve_runtime_envs(t, f, &outcome.env),
+        )?)
+    };
     let text = match (&doc, args.format, cli.output) {
+        (_, _, Output::Json) if resolved.is_some() => {
+            serde_json::to_string_pretty(
+                &serde_json::json!({"store": outcome.store, "packages": outcome.packages, "runtime_env": outcome.runtime_env, "resolved": resolved}),
+            )? + "\n"
+        }
+        _ if resolved.is_some() => resolved.unwrap_or_default(),
         (_, _, Output::Json) => {
             serde_json::to_string_pretty(
                 &serde_json::json!({"store": outcome.store, "packages": outcome.packages, "runtime_env": outcome.runtime_env, "manifest": doc}),

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::*;
-use raypack::python::wheel::normalize;
 
 const TARGET: [&str; 4] = ["--python-version", "3.11", "--manylinux", "2_36"];
 
@@ -79,56 +78,6 @@ fn locked_ok(dir: &Path, args: &[&str]) -> String {
     let out = lock(dir, args);
     assert!(out.status.success(), "lock failed: {}", stderr(&out));
     std::fs::read_to_string(dir.join("pylock.raypack.toml")).unwrap()
-}
-
-/// name → version of the packages in a lock (single target).
-fn versions(text: &str) -> BTreeMap<String, String> {
-    let doc: toml::Table = text.parse().unwrap();
-    doc["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["name"].as_str().unwrap().to_string(),
-                p["version"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn uv_compile(reqs: &[&str]) -> BTreeMap<String, String> {
-    let uv = service("RAYPACK_TEST_UV");
-    let t = tempfile::tempdir().unwrap();
-    let input = t.path().join("requirements.in");
-    std::fs::write(&input, reqs.join("\n") + "\n").unwrap();
-    let out = Command::new(uv)
-        .args(["pip", "compile", "-q", "--no-header", "--no-annotate"])
-        .args([
-            "--python-platform",
-            "x86_64-manylinux_2_36",
-            "--python-version",
-            "3.11",
-        ])
-        .arg(&input)
-        .output()
-        .expect("uv runs");
-    assert!(
-        out.status.success(),
-        "uv failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (n, v) = l.split_once("==").expect("name==version");
-            (
-                normalize(n.trim()),
-                v.split(';').next().unwrap().trim().to_string(),
-            )
-        })
-        .collect()
 }
 
 /// Every wheel in the lock is for the target, hashed, sized, with a files.pythonhosted.org URL.

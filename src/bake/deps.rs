@@ -208,6 +208,30 @@ pub async fn dependency_layers(
         Some((registry, target)) => published_layers(registry, target, platform, cache).await,
         None => Default::default(),
     };
+    // Which distribution keeps a file that several ship depends on all of them, whichever
+    // layers they land in: decided once, before any layer.
+    let flayout = layer::Layout {
+        scheme: &scheme,
+        owner,
+        mtime,
+        level: crate::oci::image::LAYER_GZIP_LEVEL,
+    };
+    let all: Vec<layer::WheelFile> = groups
+        .iter()
+        .flatten()
+        .map(|(w, p, _)| layer::WheelFile {
+            path: p.clone(),
+            filename: w.filename.clone(),
+            sha256: w.sha256.clone(),
+        })
+        .collect();
+    let (lost, overlaps) = layer::overlaps(&all, &flayout)?;
+    wheel::log_overlaps(&overlaps);
+    let mut lost_of: std::collections::HashMap<String, (layer::WheelFile, layer::Lost)> = all
+        .into_iter()
+        .zip(lost)
+        .map(|(w, l)| (w.filename.clone(), (w, l)))
+        .collect();
     let mut built = Vec::new();
     for g in groups {
         let names: Vec<String> = g.iter().map(|(w, _, _)| w.name.clone()).collect();
@@ -226,10 +250,19 @@ pub async fn dependency_layers(
             // Whiteouts depend on what the base ships.
             key.update(format!("base {}\n", base.0));
         }
-        let mut shas: Vec<&str> = g.iter().map(|(w, _, _)| w.sha256.as_str()).collect();
-        shas.sort();
-        for s in shas {
-            key.update(s.as_bytes());
+        let (group_wheels, group_lost): (Vec<layer::WheelFile>, Vec<layer::Lost>) = g
+            .iter()
+            .map(|(w, _, _)| lost_of.remove(&w.filename).expect("one entry per wheel"))
+            .unzip();
+        // A fragment's key covers its wheel and the files it loses to another distribution.
+        let mut keys: Vec<String> = group_wheels
+            .iter()
+            .zip(&group_lost)
+            .map(|(w, l)| flayout.fragment_key(w, l))
+            .collect();
+        keys.sort();
+        for k in keys {
+            key.update(k.as_bytes());
         }
         let key = hex::encode(key.finalize());
         let index_path = cache
@@ -285,24 +318,14 @@ pub async fn dependency_layers(
             continue;
         }
         progress(&format!("installing {}", names.join(", ")));
-        let wheels: Vec<layer::WheelFile> = g
-            .iter()
-            .map(|(w, p, _)| layer::WheelFile {
-                path: p.clone(),
-                filename: w.filename.clone(),
-                sha256: w.sha256.clone(),
-            })
-            .collect();
-        let (blob, diff_id, whiteouts) = dependency_layer(
-            &wheels,
-            &scheme,
-            owner,
-            mtime,
-            family,
-            cache,
-            &index,
-            &replaced_here,
+        let frags = layer::fragments(
+            &cache.root().join("fragments"),
+            &group_wheels,
+            &flayout,
+            &group_lost,
         )?;
+        let (blob, diff_id, whiteouts) =
+            dependency_layer(frags, &flayout, family, cache, &index, &replaced_here)?;
         for (name, n) in &whiteouts {
             if let Some(r) = report.replaced.iter_mut().find(|r| &r.name == name) {
                 r.whiteouts = *n;
@@ -443,28 +466,19 @@ async fn published_layers(
     out
 }
 
-/// Installs `wheels` into one gzip layer, from per-wheel fragments (built once per layout and
-/// cached; see [`crate::python::layer`]), with whiteouts for the files of replaced base
-/// distributions that the new versions do not ship.
-#[allow(clippy::too_many_arguments)]
+/// One gzip layer of per-wheel fragments (built once per layout and cached; see
+/// [`crate::python::layer`]), with whiteouts for the files of replaced base distributions that
+/// the new versions do not ship.
 fn dependency_layer(
-    wheels: &[layer::WheelFile],
-    scheme: &wheel::Scheme,
-    owner: (u32, u32),
-    mtime: u64,
+    frags: Vec<layer::Fragment>,
+    layout: &layer::Layout<'_>,
     family: Family,
     cache: &BlobCache,
     index: &BaseIndex,
     replaced_here: &[&str],
 ) -> Result<CachedLayer, BakeError> {
-    let level = crate::oci::image::LAYER_GZIP_LEVEL;
-    let layout = layer::Layout {
-        scheme,
-        owner,
-        mtime,
-        level,
-    };
-    let (frags, mut own) = layer::prepare(&cache.root().join("fragments"), wheels, &layout)?;
+    let (owner, mtime, level) = (layout.owner, layout.mtime, layout.level);
+    let (frags, mut own) = layer::prepare(frags, layout);
     let shipped: BTreeSet<String> = frags
         .iter()
         .flat_map(|f| f.paths.iter().cloned())

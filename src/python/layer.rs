@@ -29,7 +29,7 @@ use crate::archive::pgzip;
 use crate::archive::tar::{LayerEntry, write_layer};
 
 /// Bumped whenever a fragment's content or encoding changes.
-pub const FRAGMENT_VERSION: &str = "raypack-fragment-v2";
+pub const FRAGMENT_VERSION: &str = "raypack-fragment-v3";
 
 /// One wheel to install: where it is, its file name and its SHA-256 (hex, as locks give it).
 #[derive(Debug, Clone)]
@@ -47,6 +47,9 @@ pub struct Fragment {
     pub dist_info: String,
     /// The image paths of the files it installs (no leading '/'), sorted.
     pub paths: Vec<String>,
+    /// The files it was built without because a later distribution ships them
+    /// (path → identical), from [`wheel::plan_overlaps`].
+    pub lost: std::collections::BTreeMap<String, bool>,
     /// CRC-32 and length of the uncompressed tar fragment.
     pub crc32: u32,
     pub len: u64,
@@ -56,6 +59,9 @@ pub struct Fragment {
     /// Whether it was built in this run (not found in the cache).
     #[serde(skip)]
     pub built: bool,
+    /// Its cache key: the wheel, the layout and the files it lost.
+    #[serde(skip)]
+    pub key: String,
     #[serde(skip)]
     data: PathBuf,
 }
@@ -79,7 +85,8 @@ pub struct Layout<'a> {
 }
 
 impl Layout<'_> {
-    fn key(&self, wheel: &WheelFile) -> String {
+    /// The cache key of `wheel`'s fragment built without `lost`.
+    pub fn fragment_key(&self, wheel: &WheelFile, lost: &Lost) -> String {
         let mut h = Sha256::new();
         h.update(format!(
             "{FRAGMENT_VERSION}\n{}\n{:?}\n{}:{}\n{}\n{}\n",
@@ -90,35 +97,73 @@ impl Layout<'_> {
             self.mtime,
             self.level
         ));
+        for (path, identical) in lost {
+            h.update(format!("lost {path} {identical}\n"));
+        }
         hex::encode(h.finalize())
     }
 }
 
+/// Files a distribution loses to one installed after it: path → whether the bytes are
+/// identical ([`wheel::plan_overlaps`]).
+pub type Lost = std::collections::BTreeMap<String, bool>;
+
+/// Decides, for wheels installed together, which files each one loses to another that ships
+/// the same path (pip's order: dependencies first, the later file wins). Reads each wheel's
+/// file list, RECORD and entry points only (nothing is decompressed but `#!python` scripts),
+/// so it costs little even when every layer is then found in a cache. `lost[i]` goes with
+/// `wheels[i]` into [`Layout::fragment_key`] and [`fragments`].
+pub fn overlaps(
+    wheels: &[WheelFile],
+    layout: &Layout<'_>,
+) -> Result<(Vec<Lost>, Vec<wheel::Overlap>), WheelError> {
+    let scratch = tempfile::tempdir().map_err(|source| WheelError::Io {
+        wheel: String::new(),
+        source,
+    })?;
+    let pairs: Vec<(PathBuf, String)> = wheels
+        .iter()
+        .map(|w| (w.path.clone(), w.filename.clone()))
+        .collect();
+    let installed = wheel::install_all(&pairs, layout.scheme, layout.owner, true, scratch.path())?;
+    let shipped: Vec<wheel::Shipped> = installed.iter().map(wheel::Installed::shipped).collect();
+    let plan = wheel::plan_overlaps(&shipped);
+    Ok((plan.lose, plan.overlaps))
+}
+
 /// The fragments of `wheels` (in the same order), taken from `dir` or built there (in
-/// parallel) for the wheels not seen before with this layout.
+/// parallel) for the wheels not seen before with this layout. `lost[i]` (from [`overlaps`])
+/// are files wheel `i` is built without: whichever layers distributions that ship one file
+/// land in, the image holds the winner's, and every RECORD stays true.
 pub fn fragments(
     dir: &Path,
     wheels: &[WheelFile],
     layout: &Layout<'_>,
+    lost: &[Lost],
 ) -> Result<Vec<Fragment>, WheelError> {
     use rayon::prelude::*;
     let io = |wheel: &WheelFile| {
         let wheel = wheel.filename.clone();
         move |source| WheelError::Io { wheel, source }
     };
+    assert_eq!(wheels.len(), lost.len(), "one lost set per wheel");
     wheels
         .par_iter()
-        .map(|w| {
-            let key = layout.key(w);
+        .zip(lost.par_iter())
+        .map(|(w, lost)| {
+            let key = layout.fragment_key(w, lost);
             let (meta, data) = (
                 dir.join(format!("{key}.json")),
                 dir.join(format!("{key}.deflate")),
             );
-            if let Some(f) = load(&meta, &data) {
+            if let Some(mut f) = load(&meta, &data) {
+                f.key = key;
                 return Ok(f);
             }
             std::fs::create_dir_all(dir).map_err(io(w))?;
-            build(w, layout, dir, &meta, &data)
+            let mut f = build(w, layout, lost, dir, &meta, &data)?;
+            f.key = key;
+            Ok(f)
         })
         .collect()
 }
@@ -135,6 +180,7 @@ fn load(meta: &Path, data: &Path) -> Option<Fragment> {
 fn build(
     w: &WheelFile,
     layout: &Layout<'_>,
+    lost: &Lost,
     dir: &Path,
     meta: &Path,
     data: &Path,
@@ -151,12 +197,13 @@ fn build(
         layout.owner,
         true,
         &scratch.path().join("unpacked"),
-    )?;
+    )?
+    .without(lost);
+    let mut paths: Vec<String> = installed.entries.iter().map(|e| e.path.clone()).collect();
+    paths.sort();
     let mut entries = installed.entries;
     let tar = tempfile::NamedTempFile::new_in(scratch.path()).map_err(io)?;
     let end = write_fragment(tar.as_file(), &mut entries, layout.mtime).map_err(io)?;
-    let mut paths: Vec<String> = entries.into_iter().map(|e| e.path).collect();
-    paths.sort();
     let out = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     let input =
         BufReader::with_capacity(1 << 20, std::fs::File::open(tar.path()).map_err(io)?).take(end);
@@ -174,10 +221,12 @@ fn build(
         version: installed.version,
         dist_info: installed.dist_info,
         paths,
+        lost: lost.clone(),
         crc32: crc.sum(),
         len: crc.amount() as u64,
         pieces,
         built: true,
+        key: String::new(),
         data: data.to_path_buf(),
     };
     out.persist(data).map_err(|e| io(e.error))?;
@@ -202,32 +251,17 @@ fn write_fragment(file: &std::fs::File, entries: &mut [LayerEntry], mtime: u64) 
         .ok_or_else(|| io::Error::other("tar shorter than its end-of-archive blocks"))
 }
 
-/// The fragments of `wheels` in name order (the order a layer lists them in), checked for two
-/// distributions shipping one file, with the directory entries their layer needs below the
-/// scheme's site-packages and scripts directories.
-pub fn prepare(
-    dir: &Path,
-    wheels: &[WheelFile],
-    layout: &Layout<'_>,
-) -> Result<(Vec<Fragment>, Vec<LayerEntry>), WheelError> {
-    let mut frags = fragments(dir, wheels, layout)?;
+/// Fragments (from [`fragments`]) in name order, the order a layer lists them in, with the
+/// directory entries their layer needs below the scheme's site-packages and scripts
+/// directories.
+pub fn prepare(mut frags: Vec<Fragment>, layout: &Layout<'_>) -> (Vec<Fragment>, Vec<LayerEntry>) {
     frags.sort_by(|a, b| a.name.cmp(&b.name));
-    check_overlaps(&frags)?;
     let roots = [
         layout.scheme.site_packages.clone(),
         layout.scheme.scripts.clone(),
     ];
     let dirs = directories(&frags, &roots, layout.owner);
-    Ok((frags, dirs))
-}
-
-/// Two installed distributions may not ship the same file (as [`wheel::merge`] says).
-pub fn check_overlaps(fragments: &[Fragment]) -> Result<(), WheelError> {
-    wheel::no_overlaps(
-        fragments
-            .iter()
-            .flat_map(|f| f.paths.iter().map(move |p| (f.name.as_str(), p.as_str()))),
-    )
+    (frags, dirs)
 }
 
 /// The directory entries a layer of these fragments needs: every directory below the owned
@@ -512,9 +546,10 @@ mod tests {
             level: 6,
         };
         let cache = d.path().join("fragments");
-        let frags = fragments(&cache, &[a.clone(), b.clone()], &layout).unwrap();
+        let (lost, overlaps) = overlaps(&[a.clone(), b.clone()], &layout).unwrap();
+        assert!(overlaps.is_empty(), "{overlaps:?}");
+        let frags = fragments(&cache, &[a.clone(), b.clone()], &layout, &lost).unwrap();
         assert!(frags.iter().all(|f| f.built));
-        check_overlaps(&frags).unwrap();
         let out = d.path().join("layer.tgz");
         let first = layer_of(&frags, &scheme, &out);
 
@@ -563,7 +598,7 @@ mod tests {
         );
 
         // Again: every fragment from the cache, the same bytes.
-        let again = fragments(&cache, &[a.clone(), b], &layout).unwrap();
+        let again = fragments(&cache, &[a.clone(), b], &layout, &lost).unwrap();
         assert!(again.iter().all(|f| !f.built));
         let second = layer_of(&again, &scheme, &d.path().join("again.tgz"));
         assert_eq!(
@@ -572,7 +607,7 @@ mod tests {
         );
 
         // Another set reuses what it shares; another layout builds anew.
-        let mixed = fragments(&cache, &[a.clone(), c], &layout).unwrap();
+        let mixed = fragments(&cache, &[a.clone(), c], &layout, &lost).unwrap();
         assert_eq!(
             mixed.iter().map(|f| f.built).collect::<Vec<_>>(),
             [false, true]
@@ -581,14 +616,26 @@ mod tests {
             owner: (0, 0),
             ..layout.clone()
         };
-        assert!(fragments(&cache, &[a], &other).unwrap()[0].built);
+        assert!(fragments(&cache, &[a], &other, &lost[..1]).unwrap()[0].built);
     }
 
+    /// Issue 14 #1: two distributions shipping one file are installed as pip does (no
+    /// dependency between them: by name, so beta's file replaces alpha's), whichever layers they
+    /// land in: alpha's fragment leaves the file out and its RECORD drops the row when the bytes
+    /// differ, and keeps it when they are identical.
     #[test]
-    fn two_distributions_shipping_one_file_are_refused() {
+    fn files_two_distributions_ship_are_kept_from_the_later_one() {
         let d = tempfile::tempdir().unwrap();
-        let a = wheel(d.path(), "alpha", &[("same.py", b"1".to_vec())]);
-        let b = wheel(d.path(), "beta", &[("same.py", b"2".to_vec())]);
+        let a = wheel(
+            d.path(),
+            "alpha",
+            &[("same.py", b"1".to_vec()), ("twin.py", b"t".to_vec())],
+        );
+        let b = wheel(
+            d.path(),
+            "beta",
+            &[("same.py", b"2".to_vec()), ("twin.py", b"t".to_vec())],
+        );
         let scheme = Scheme::for_python(
             "/usr/bin/python3",
             "3.11",
@@ -600,8 +647,56 @@ mod tests {
             mtime: 0,
             level: 1,
         };
-        let frags = fragments(&d.path().join("f"), &[a, b], &layout).unwrap();
-        let e = check_overlaps(&frags).unwrap_err().to_string();
-        assert!(e.contains("same.py is also installed by alpha"), "{e}");
+        let (lost, overlaps) = overlaps(&[a.clone(), b.clone()], &layout).unwrap();
+        let frags = fragments(&d.path().join("f"), &[a, b], &layout, &lost).unwrap();
+        let sp = "usr/lib/python3.11/site-packages";
+        let mut o: Vec<String> = overlaps
+            .iter()
+            .map(|o| format!("{} {}>{} {}", o.path, o.replaced, o.by, o.identical))
+            .collect();
+        o.sort();
+        assert_eq!(
+            o,
+            [
+                format!("{sp}/same.py alpha>beta false"),
+                format!("{sp}/twin.py alpha>beta true")
+            ]
+        );
+        let (alpha, beta) = (&frags[0], &frags[1]);
+        assert!(!alpha.paths.contains(&format!("{sp}/same.py")));
+        assert!(!alpha.paths.contains(&format!("{sp}/twin.py")));
+        assert!(beta.paths.contains(&format!("{sp}/same.py")));
+        assert_ne!(alpha.key, beta.key);
+        // Each layer of one of them alone: alpha's RECORD no longer lists same.py (beta's
+        // bytes differ) but still lists twin.py (identical, and present).
+        let out = d.path().join("alpha.tgz");
+        layer_of(std::slice::from_ref(alpha), &scheme, &out);
+        let mut tar_bytes = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(&out).unwrap())
+            .read_to_end(&mut tar_bytes)
+            .unwrap();
+        let mut record = String::new();
+        let mut ar = ::tar::Archive::new(tar_bytes.as_slice());
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let p = e.path().unwrap().to_string_lossy().to_string();
+            assert!(!p.ends_with("same.py"), "{p}");
+            if p.ends_with("alpha-1.0.dist-info/RECORD") {
+                e.read_to_string(&mut record).unwrap();
+            }
+        }
+        assert!(
+            !record.contains("same.py") && record.contains("twin.py,sha256="),
+            "{record}"
+        );
+        // Without beta, alpha's fragment is the whole wheel again, under another key.
+        let alone = wheel(
+            d.path(),
+            "alpha",
+            &[("same.py", b"1".to_vec()), ("twin.py", b"t".to_vec())],
+        );
+        let (lost, _) = super::overlaps(std::slice::from_ref(&alone), &layout).unwrap();
+        let again = fragments(&d.path().join("f"), &[alone], &layout, &lost).unwrap();
+        assert!(again[0].paths.contains(&format!("{sp}/same.py")) && again[0].key != alpha.key);
     }
 }

@@ -661,22 +661,42 @@ fn record_csv(record: &[(String, String, u64)], dist_info: &str) -> Vec<u8> {
     csv.into_bytes()
 }
 
-/// The order pip installs `installed` in when two ship the same file: dependencies before
-/// their dependents (so a dependent's file replaces its dependency's), otherwise by name;
-/// a dependency cycle is broken by name.
-pub fn install_order(installed: &[Installed]) -> Vec<usize> {
-    let by_name: std::collections::HashMap<String, usize> = installed
+/// One distribution's installed files, as overlap resolution sees them: name, `Requires-Dist`
+/// names, and each file's layer path with its RECORD hash (`None` when RECORD has none).
+#[derive(Debug, Clone)]
+pub struct Shipped<'a> {
+    pub name: &'a str,
+    pub requires: &'a [String],
+    pub files: Vec<(&'a str, Option<&'a str>)>,
+}
+
+/// How files that several distributions ship are resolved ([`plan_overlaps`]).
+#[derive(Debug, Clone, Default)]
+pub struct OverlapPlan {
+    /// Indices of the distributions in the order pip installs them.
+    pub order: Vec<usize>,
+    /// Per distribution (input index): the paths it loses to a later one, each with whether
+    /// the winner's bytes are identical (then its RECORD row stays: the file it lists is there).
+    pub lose: Vec<std::collections::BTreeMap<String, bool>>,
+    pub overlaps: Vec<Overlap>,
+}
+
+/// The order pip installs `items` in when two ship the same file: dependencies before their
+/// dependents (so a dependent's file replaces its dependency's), otherwise by name; a
+/// dependency cycle is broken by name.
+pub fn install_order(items: &[Shipped]) -> Vec<usize> {
+    let by_name: std::collections::HashMap<String, usize> = items
         .iter()
         .enumerate()
-        .map(|(i, d)| (normalize(&d.name), i))
+        .map(|(i, d)| (normalize(d.name), i))
         .collect();
-    let mut names: Vec<usize> = (0..installed.len()).collect();
-    names.sort_by_key(|&i| normalize(&installed[i].name));
-    let mut state = vec![0u8; installed.len()]; // 0 new, 1 visiting, 2 done
-    let mut out = Vec::with_capacity(installed.len());
+    let mut names: Vec<usize> = (0..items.len()).collect();
+    names.sort_by_key(|&i| normalize(items[i].name));
+    let mut state = vec![0u8; items.len()]; // 0 new, 1 visiting, 2 done
+    let mut out = Vec::with_capacity(items.len());
     fn visit(
         i: usize,
-        installed: &[Installed],
+        items: &[Shipped],
         by_name: &std::collections::HashMap<String, usize>,
         state: &mut [u8],
         out: &mut Vec<usize>,
@@ -685,87 +705,138 @@ pub fn install_order(installed: &[Installed]) -> Vec<usize> {
             return;
         }
         state[i] = 1;
-        let mut deps: Vec<usize> = installed[i]
+        let mut deps: Vec<usize> = items[i]
             .requires
             .iter()
             .filter_map(|r| by_name.get(r).copied())
             .filter(|&d| d != i)
             .collect();
-        deps.sort_by_key(|&d| normalize(&installed[d].name));
+        deps.sort_by_key(|&d| normalize(items[d].name));
         deps.dedup();
         for d in deps {
-            visit(d, installed, by_name, state, out);
+            visit(d, items, by_name, state, out);
         }
         state[i] = 2;
         out.push(i);
     }
     for i in names {
-        visit(i, installed, &by_name, &mut state, &mut out);
+        visit(i, items, &by_name, &mut state, &mut out);
     }
     out
 }
 
-/// Resolves files that several distributions ship as pip does: in [`install_order`], a later
-/// distribution's file replaces an earlier one's. The replaced entry is dropped from the earlier
-/// distribution; when the bytes differ its RECORD row goes too (so every RECORD stays true:
-/// each lists what it installed, with the right hash). Returns the distributions in install
-/// order and the overlaps found (byte-identical ones included, marked).
-pub fn resolve_overlaps(installed: &[Installed]) -> (Vec<Installed>, Vec<Overlap>) {
-    let order = install_order(installed);
+/// Decides, as pip does, which distribution's file stays where several ship one path: in
+/// [`install_order`], the last one installed. The one place every output (bundle, `install
+/// --target`, image layers) takes this decision from.
+pub fn plan_overlaps(items: &[Shipped]) -> OverlapPlan {
+    let order = install_order(items);
     let mut owner: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for (pos, &i) in order.iter().enumerate() {
-        for e in &installed[i].entries {
-            if !matches!(e.kind, EntryKind::Dir) {
-                owner.insert(e.path.as_str(), pos);
-            }
+    for &i in &order {
+        for (path, _) in &items[i].files {
+            owner.insert(path, i);
         }
     }
+    let mut lose = vec![std::collections::BTreeMap::new(); items.len()];
     let mut overlaps = Vec::new();
-    let mut out = Vec::with_capacity(order.len());
-    for (pos, &i) in order.iter().enumerate() {
-        let d = &installed[i];
-        let mut dropped_rows = std::collections::HashSet::new();
-        let mut entries = Vec::with_capacity(d.entries.len());
-        for e in &d.entries {
-            let winner = owner.get(e.path.as_str()).copied().unwrap_or(pos);
-            if winner == pos || matches!(e.kind, EntryKind::Dir) {
-                entries.push(e.clone());
+    for &i in &order {
+        for &(path, hash) in &items[i].files {
+            let w = owner[path];
+            if w == i {
                 continue;
             }
-            let w = &installed[order[winner]];
-            let identical = match (d.hash_of(&e.path), w.hash_of(&e.path)) {
-                (Some(a), Some(b)) => a == b,
-                _ => false,
-            };
-            if !identical {
-                dropped_rows.insert(d.record_path(&e.path));
-            }
+            let theirs = items[w].files.iter().find(|(p, _)| *p == path);
+            let identical = matches!((hash, theirs), (Some(a), Some((_, Some(b)))) if a == *b);
+            lose[i].insert(path.to_string(), identical);
             overlaps.push(Overlap {
-                path: e.path.clone(),
-                replaced: d.name.clone(),
-                by: w.name.clone(),
+                path: path.to_string(),
+                replaced: items[i].name.to_string(),
+                by: items[w].name.to_string(),
                 identical,
             });
         }
-        let mut record = d.record.clone();
+    }
+    OverlapPlan {
+        order,
+        lose,
+        overlaps,
+    }
+}
+
+/// Logs the overlaps whose bytes differ (at `-v`); identical ones are silent.
+pub fn log_overlaps(overlaps: &[Overlap]) {
+    for o in overlaps.iter().filter(|o| !o.identical) {
+        tracing::info!(
+            "/{} is shipped by {} and {}: {} is installed after it and its file is kept, as pip does",
+            o.path,
+            o.replaced,
+            o.by,
+            o.by
+        );
+    }
+}
+
+impl Installed {
+    /// This distribution as overlap resolution sees it.
+    pub fn shipped(&self) -> Shipped<'_> {
+        Shipped {
+            name: &self.name,
+            requires: &self.requires,
+            files: self
+                .entries
+                .iter()
+                .filter(|e| !matches!(e.kind, EntryKind::Dir))
+                .map(|e| (e.path.as_str(), self.hash_of(&e.path)))
+                .collect(),
+        }
+    }
+
+    /// This distribution without the files it loses (`lose`: path → identical, from
+    /// [`plan_overlaps`]): their entries go, and the RECORD rows of those whose bytes differ, so
+    /// its RECORD lists what it installed.
+    pub fn without(&self, lose: &std::collections::BTreeMap<String, bool>) -> Installed {
+        let mut entries: Vec<LayerEntry> = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::Dir) || !lose.contains_key(&e.path))
+            .cloned()
+            .collect();
+        let dropped_rows: std::collections::HashSet<String> = lose
+            .iter()
+            .filter(|(_, identical)| !**identical)
+            .map(|(p, _)| self.record_path(p))
+            .collect();
+        let mut record = self.record.clone();
         if !dropped_rows.is_empty() {
             record.retain(|(rel, _, _)| !dropped_rows.contains(rel));
-            let at = d.record_entry();
+            let at = self.record_entry();
             if let Some(r) = entries.iter_mut().find(|e| e.path == at) {
-                r.kind = EntryKind::Bytes(record_csv(&record, &d.dist_info));
+                r.kind = EntryKind::Bytes(record_csv(&record, &self.dist_info));
             }
         }
-        out.push(Installed {
-            name: d.name.clone(),
-            version: d.version.clone(),
-            dist_info: d.dist_info.clone(),
+        Installed {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            dist_info: self.dist_info.clone(),
             entries,
-            requires: d.requires.clone(),
+            requires: self.requires.clone(),
             record,
-            site_packages: d.site_packages.clone(),
-        });
+            site_packages: self.site_packages.clone(),
+        }
     }
-    (out, overlaps)
+}
+
+/// Resolves files that several distributions ship ([`plan_overlaps`]) and returns the
+/// distributions in install order, each without the files it lost, and the overlaps found
+/// (byte-identical ones included, marked).
+pub fn resolve_overlaps(installed: &[Installed]) -> (Vec<Installed>, Vec<Overlap>) {
+    let shipped: Vec<Shipped> = installed.iter().map(Installed::shipped).collect();
+    let plan = plan_overlaps(&shipped);
+    let out = plan
+        .order
+        .iter()
+        .map(|&i| installed[i].without(&plan.lose[i]))
+        .collect();
+    (out, plan.overlaps)
 }
 
 /// Installs `(wheel path, filename)` pairs in parallel (each unpacked under
@@ -804,15 +875,7 @@ pub fn merge(
     owner: (u32, u32),
 ) -> Result<Vec<LayerEntry>, WheelError> {
     let (installed, overlaps) = resolve_overlaps(installed);
-    for o in overlaps.iter().filter(|o| !o.identical) {
-        tracing::info!(
-            "/{} is shipped by {} and {}: {} is installed after it and its file is kept, as pip does",
-            o.path,
-            o.replaced,
-            o.by,
-            o.by
-        );
-    }
+    log_overlaps(&overlaps);
     let mut out: Vec<LayerEntry> = installed
         .iter()
         .flat_map(|i| i.entries.iter().cloned())
@@ -821,22 +884,6 @@ pub fn merge(
     let dirs = owned_directories(out.iter().map(|e| e.path.as_str()), owned_roots, owner);
     out.extend(dirs);
     Ok(out)
-}
-
-/// `(distribution, path)` pairs: the same path from two distributions is an error naming both.
-pub fn no_overlaps<'a>(
-    files: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Result<(), WheelError> {
-    let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
-    for (name, path) in files {
-        if let Some(prev) = seen.insert(path, name) {
-            return Err(WheelError::Invalid {
-                wheel: name.to_string(),
-                message: format!("/{path} is also installed by {prev}"),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Directory entries for every directory below one of `owned_roots` that holds one of `paths`

@@ -1,6 +1,7 @@
 //! Specs raypack prints: the runtime_env, and KubeRay RayCluster / RayJob / RayService YAML.
 
 pub mod kuberay;
+pub mod resolve;
 pub mod runtime_env;
 
 /// Renders any serializable value as YAML (strings that would read back as another type are

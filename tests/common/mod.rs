@@ -338,3 +338,129 @@ pub fn skopeo(args: &[&str]) -> Output {
     );
     out
 }
+
+/// Pulls `image` with skopeo and unpacks it with umoci (which applies whiteouts) under `dir`;
+/// returns the bundle (rootfs at `bundle/rootfs`).
+pub fn pull_and_unpack(dir: &Path, image: &str) -> PathBuf {
+    let layout = dir.join("pulled");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{image}"),
+        &format!("oci:{}:img", layout.display()),
+    ]);
+    let bundle = dir.join("bundle");
+    let o = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:img", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    bundle
+}
+
+/// Runs `script` with sh as ray (1000:100) inside the unpacked image, in bubblewrap with no
+/// network; returns (success, stdout + stderr). bwrap as root cannot take --uid without a
+/// user namespace, so setpriv drops to 1000:100 first; every parent of the rootfs must be
+/// traversable by that user.
+pub fn sandbox(tmp: &Path, bundle: &Path, script: &str) -> (bool, String) {
+    let env = [
+        "PATH=/home/ray/anaconda3/bin:/usr/bin:/bin".to_string(),
+        "HOME=/home/ray".to_string(),
+    ];
+    sandbox_with(tmp, bundle, "/home/ray/app", &env, script)
+}
+
+/// [`sandbox`] with the given working directory and environment.
+pub fn sandbox_with(
+    tmp: &Path,
+    bundle: &Path,
+    cwd: &str,
+    env: &[String],
+    script: &str,
+) -> (bool, String) {
+    use std::os::unix::fs::PermissionsExt;
+    for p in [tmp, bundle] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=1000",
+            "--regid=100",
+            "--clear-groups",
+            "bwrap",
+            "--bind",
+        ])
+        .arg(bundle.join("rootfs"))
+        .args(["/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
+        .args(["--tmpfs", "/dev/shm"])
+        .args([
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-net",
+            "--die-with-parent",
+        ])
+        .args(["--uid", "1000", "--gid", "100", "--chdir", cwd])
+        .args(["/usr/bin/env", "-i"])
+        .args(env)
+        .args(["sh", "-c", script])
+        .output()
+        .expect("bwrap runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// name → version of the packages in a lock (single target).
+pub fn versions(text: &str) -> std::collections::BTreeMap<String, String> {
+    let doc: toml::Table = text.parse().unwrap();
+    doc["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+pub fn uv_compile(reqs: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let uv = service("RAYPACK_TEST_UV");
+    let t = tempfile::tempdir().unwrap();
+    let input = t.path().join("requirements.in");
+    std::fs::write(&input, reqs.join("\n") + "\n").unwrap();
+    let out = Command::new(uv)
+        .args(["pip", "compile", "-q", "--no-header", "--no-annotate"])
+        .args([
+            "--python-platform",
+            "x86_64-manylinux_2_36",
+            "--python-version",
+            "3.11",
+        ])
+        .arg(&input)
+        .output()
+        .expect("uv runs");
+    assert!(
+        out.status.success(),
+        "uv failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (n, v) = l.split_once("==").expect("name==version");
+            (
+                raypack::python::wheel::normalize(n.trim()),
+                v.split(';').next().unwrap().trim().to_string(),
+            )
+        })
+        .collect()
+}
