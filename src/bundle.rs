@@ -2,6 +2,11 @@
 //! them, but into one content-addressed `py_modules` zip, so Ray workers import the
 //! dependencies without running pip at start-up.
 //!
+//! Base-aware, as bake is: a distribution the cluster's image already ships at the locked
+//! version is not bundled (Ray itself, and most of what Ray needs); one it ships at another
+//! version is, and shadows it (Ray puts py_modules ahead of site-packages on `sys.path`).
+//! When the base cannot be read, everything is bundled, with a warning.
+//!
 //! Layout: everything under the zip's single wrapper directory (`pkg/`), which Ray strips and
 //! puts on `sys.path` (see docs on py_modules): `pkg/requests/…`, `pkg/requests-2.x.dist-info/…`.
 //! Scripts land in `pkg/bin` (not on the workers' PATH); `.data` data and headers under
@@ -38,12 +43,20 @@ pub enum BundleError {
 #[derive(Debug, Clone)]
 pub struct BundlePlan {
     pub target: Target,
+    /// The wheels bundled.
     pub wheels: Vec<PinnedWheel>,
+    /// Locked distributions the base ships at the same version: not bundled.
+    pub kept: Vec<PinnedWheel>,
+    /// Locked distributions the base ships at another version, bundled: (wheel, base version).
+    pub replaced: Vec<(PinnedWheel, String)>,
+    /// Why the base could not be read (then everything is bundled).
+    pub base_unknown: Option<String>,
     pub digest: String,
     pub object_name: String,
 }
 
-/// Chooses the wheels (no download). `None` when the recipe has no pinned dependencies.
+/// Chooses the wheels (no download). `None` when the recipe has no dependencies; a plan with
+/// no `wheels` when the base ships them all.
 pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
     // The wheels' downloads carry the recipe's index credentials (files are often listed
     // without userinfo on the index's host).
@@ -54,12 +67,31 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
         .check_python(&format!("3.{}", target.python_minor))
         .map_err(BundleError::Target)?;
     let http = crate::submit::http_client().map_err(|e| BundleError::Target(e.to_string()))?;
-    let wheels = if pinned::is_pinned(recipe, &target) {
+    let base = crate::bake::read_base_index(recipe, &recipe.base.platform, Default::default())
+        .await
+        .map(|(index, _)| index);
+    let locked_wheels = if pinned::is_pinned(recipe, &target) {
         pinned::recipe_wheels(recipe, &target, &http).await?
     } else {
-        pinned::from_pylock(&locked(recipe, &target).await?, &target)?
+        pinned::from_pylock(&locked(recipe, &target, base.as_ref()).await?, &target)?
     };
-    if wheels.is_empty() {
+    let (mut wheels, mut kept, mut replaced) = (Vec::new(), Vec::new(), Vec::new());
+    for w in locked_wheels {
+        match base
+            .as_ref()
+            .ok()
+            .and_then(|i| i.get(&w.name).map(|d| (i, d)))
+        {
+            Some((i, _)) if i.ships(&w.name, &w.version) => kept.push(w),
+            Some((_, d)) => {
+                let from = d.version.clone();
+                replaced.push((w.clone(), from));
+                wheels.push(w);
+            }
+            None => wheels.push(w),
+        }
+    }
+    if wheels.is_empty() && kept.is_empty() {
         return Ok(None);
     }
     let mut h = sha2::Sha256::new();
@@ -75,6 +107,9 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
     Ok(Some(BundlePlan {
         target,
         wheels,
+        kept,
+        replaced,
+        base_unknown: base.err(),
         digest,
         object_name,
     }))
@@ -83,12 +118,14 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
 /// The lock for unpinned requirements: checked against the base's installed distributions
 /// when the base can be read (as bake and `raypack lock` do); otherwise an existing lock is
 /// used as it is (with a warning), and a missing one is written without base knowledge.
-async fn locked(recipe: &Recipe, target: &Target) -> Result<std::path::PathBuf, BundleError> {
+async fn locked(
+    recipe: &Recipe,
+    target: &Target,
+    base: Result<&crate::python::installed::BaseIndex, &String>,
+) -> Result<std::path::PathBuf, BundleError> {
     use crate::lock::{BaseContents, LockOptions};
-    let base = match crate::bake::read_base_index(recipe, &recipe.base.platform, Default::default())
-        .await
-    {
-        Ok((index, _)) => BaseContents::Known(index.preferences()),
+    let base = match base {
+        Ok(index) => BaseContents::Known(index.preferences()),
         Err(e) => {
             let path = crate::lock::lock_path(recipe);
             if path.is_file() {

@@ -76,6 +76,21 @@ pub struct PackageReport {
     /// the installed files, known once the bundle is built this run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wheels: Option<usize>,
+    /// For the dependency bundle: locked distributions the base image ships at that version
+    /// (not bundled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<usize>,
+}
+
+/// What the dependency bundle holds and leaves to the base image (`--explain`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BundleSummary {
+    /// `name==version` of each bundled distribution.
+    pub bundled: Vec<String>,
+    /// `name==version` the base image ships, not bundled.
+    pub kept: Vec<String>,
+    /// `name base-version -> bundled-version`, bundled and shadowing the base's.
+    pub replaced: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,6 +98,9 @@ pub struct EnvOutcome {
     pub store: String,
     pub packages: Vec<PackageReport>,
     pub runtime_env: serde_json::Value,
+    /// With `--deps bundle`: what is bundled and what the base ships.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<BundleSummary>,
     #[serde(skip)]
     pub env: RuntimeEnv,
     #[serde(skip)]
@@ -183,12 +201,38 @@ pub async fn run(
     } else {
         inline_list(recipe)?
     };
-    let bundle = if opts.deps == DepsMode::Bundle {
+    let mut bundle = if opts.deps == DepsMode::Bundle {
         progress("choosing wheels for the dependency bundle");
         crate::bundle::plan(recipe).await?
     } else {
         None
     };
+    let summary = bundle.as_ref().map(|b| {
+        let pin = |w: &crate::python::pinned::PinnedWheel| format!("{}=={}", w.name, w.version);
+        BundleSummary {
+            bundled: b.wheels.iter().map(pin).collect(),
+            kept: b.kept.iter().map(pin).collect(),
+            replaced: b
+                .replaced
+                .iter()
+                .map(|(w, from)| format!("{} {from} -> {}", w.name, w.version))
+                .collect(),
+        }
+    });
+    if let Some(b) = &bundle {
+        if let Some(e) = &b.base_unknown {
+            warnings.push(format!(
+                "cannot read what the base image has installed ({e}); the dependency bundle holds every locked distribution, the base's included"
+            ));
+        }
+        if b.wheels.is_empty() {
+            warnings.push(format!(
+                "the base image ships all {} locked distributions at their locked versions: no dependency bundle",
+                b.kept.len()
+            ));
+            bundle = None;
+        }
+    }
 
     let mut reports: Vec<PackageReport> = packages
         .iter()
@@ -206,6 +250,7 @@ pub async fn run(
             hashed: p.files.hashed,
             uploaded: false,
             zip_bytes: None,
+            kept: None,
         })
         .collect();
 
@@ -221,6 +266,7 @@ pub async fn run(
             uploaded: false,
             zip_bytes: None,
             wheels: Some(b.wheels.len()),
+            kept: Some(b.kept.len()),
         });
     }
 
@@ -332,6 +378,7 @@ pub async fn run(
         store: url.to_string(),
         packages: reports,
         runtime_env: env.to_json(),
+        bundle: summary,
         env,
         warnings,
     })

@@ -152,6 +152,10 @@ struct EnvArgs {
     /// raypack prints, are downloaded by every node whatever their size).
     #[arg(long)]
     max_package_size: Option<u64>,
+    /// With `--deps bundle`: list the distributions bundled, kept from the base image and
+    /// replaced.
+    #[arg(long)]
+    explain: bool,
 }
 
 /// How to reach registries.
@@ -1167,11 +1171,15 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
             } else {
                 "unchanged"
             };
+            let kept = match p.kept {
+                Some(k) if k > 0 => format!("; {k} kept from the base image"),
+                _ => String::new(),
+            };
             let size = match p.wheels {
                 // An unchanged bundle is not installed again: only its wheel count is known.
-                Some(w) if p.files == 0 => format!("{w} wheels"),
+                Some(w) if p.files == 0 => format!("{w} wheels{kept}"),
                 Some(w) => format!(
-                    "{w} wheels, {} files, {}",
+                    "{w} wheels, {} files, {}{kept}",
                     p.files,
                     raypack::units::human_bytes(p.bytes)
                 ),
@@ -1182,6 +1190,22 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
                 ),
             };
             eprintln!("{what:>9} {} {} ({size})", p.role, p.uri);
+        }
+    }
+    if args.explain {
+        match &outcome.bundle {
+            Some(b) => {
+                let list = |title: &str, v: &[String]| {
+                    eprintln!("{title} ({}):", v.len());
+                    for x in v {
+                        eprintln!("  {x}");
+                    }
+                };
+                list("bundled", &b.bundled);
+                list("replaced (bundled, shadowing the base's)", &b.replaced);
+                list("kept from the base image", &b.kept);
+            }
+            None => eprintln!("--explain: nothing to explain without `--deps bundle`"),
         }
     }
 
@@ -1238,13 +1262,13 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
     let text = match (&doc, args.format, cli.output) {
         (_, _, Output::Json) if resolved.is_some() => {
             serde_json::to_string_pretty(
-                &serde_json::json!({"store": outcome.store, "packages": outcome.packages, "runtime_env": outcome.runtime_env, "resolved": resolved}),
+                &serde_json::json!({"store": outcome.store, "packages": outcome.packages, "runtime_env": outcome.runtime_env, "bundle": outcome.bundle, "resolved": resolved}),
             )? + "\n"
         }
         _ if resolved.is_some() => resolved.unwrap_or_default(),
         (_, _, Output::Json) => {
             serde_json::to_string_pretty(
-                &serde_json::json!({"store": outcome.store, "packages": outcome.packages, "runtime_env": outcome.runtime_env, "manifest": doc}),
+                &serde_json::json!({"store": outcome.store, "packages": outcome.packages, "runtime_env": outcome.runtime_env, "bundle": outcome.bundle, "manifest": doc}),
             )? + "\n"
         }
         (Some(d), Format::Yaml, _) => raypack::spec::to_yaml(d),

@@ -174,7 +174,7 @@ fn serve_demo_bakes_and_resolves_its_own_rayservice() {
     std::fs::write(&yaml, &original).unwrap();
 
     let out = run(raypack()
-        .env("RAYPACK_CACHE_DIR", t.path().join("cache"))
+        .env("RAYPACK_CACHE_DIR", shared_cache())
         .arg("-C")
         .arg(&dir)
         .args(["--output", "json", "bake", "--push", "--resolve"])
@@ -223,4 +223,114 @@ fn serve_demo_bakes_and_resolves_its_own_rayservice() {
             && text.contains(&format!("ray, version {ray_version}")),
         "{text}"
     );
+}
+
+/// Wheels, fragments and layers shared by this file's tests (one download of the project's
+/// stack per run; each test's outputs are still its own).
+fn shared_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("projects-cache")
+}
+
+/// Issue 14 #2: the dependency bundle of the project, locked against the stand-in base, leaves
+/// out what the base ships (Ray and its stack) and bundles the rest; a job on the real Ray head
+/// (whose environment has everything the stand-in has) imports the Serve app and MLflow from
+/// it. `env --resolve` puts the same runtime_env into the project's RayService.
+#[test]
+fn serve_demo_bundle_leaves_the_base_out_and_runs_on_ray() {
+    let ray = service("RAYPACK_TEST_RAY");
+    let (t, dir) = serve_demo_on(
+        &service("RAYPACK_TEST_BASE"),
+        &serve_demo_requirements(),
+        "\n[cluster]\nkind = \"RayJob\"\nentrypoint = \"python bundle_job.py\"\n",
+    );
+    std::fs::write(
+        dir.join("bundle_job.py"),
+        r#"import ray
+
+@ray.remote
+def check():
+    import mlray.app, mlflow, sklearn
+    return mlflow.__file__, ray.__version__
+
+ray.init()
+print("bundle job ok", ray.get(check.remote()))
+"#,
+    )
+    .unwrap();
+    let store = t.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let store_url = format!("file://{}", store.display());
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", shared_cache())
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "env", "--deps", "bundle", "--explain"])
+        .args(["--store", &store_url, "--submit", &ray, "--timeout", "600"]));
+    let err = stderr(&out);
+    assert!(out.status.success(), "job failed:\n{err}");
+    assert!(err.contains("bundle job ok"), "{err}");
+    assert!(
+        err.contains("py_modules_files"),
+        "mlflow from the bundle: {err}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names = |key: &str| -> Vec<String> {
+        v["bundle"][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().split("==").next().unwrap().to_string())
+            .collect()
+    };
+    let (bundled, kept) = (names("bundled"), names("kept"));
+    assert!(kept.contains(&"ray".to_string()), "{kept:?}");
+    assert!(!bundled.contains(&"ray".to_string()), "{bundled:?}");
+    assert!(bundled.contains(&"mlflow".to_string()), "{bundled:?}");
+    let pins = standin_pins();
+    // Kept means the base ships it: the stand-in's pins, or the installer Python comes with.
+    for k in kept
+        .iter()
+        .filter(|k| !matches!(k.as_str(), "pip" | "setuptools" | "wheel"))
+    {
+        assert!(pins.contains_key(k), "{k} kept but not in the base");
+    }
+    let deps = v["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "py_module:dependencies")
+        .unwrap()
+        .clone();
+    assert_eq!(deps["kept"].as_u64(), Some(kept.len() as u64));
+
+    // The project's RayService gets the same runtime_env (the bundle as a py_module), and the
+    // applications keep their env_vars.
+    let yaml = dir.join(SERVE_DEMO_YAML);
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", shared_cache())
+        .arg("-C")
+        .arg(&dir)
+        .args([
+            "env",
+            "--deps",
+            "bundle",
+            "--store",
+            &store_url,
+            "--resolve",
+        ])
+        .arg(&yaml));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let resolved = stdout(&out);
+    let (ok, report) = validate_kuberay(&resolved);
+    assert!(ok, "{report}");
+    let doc: serde_json::Value = serde_norway::from_str(&resolved).unwrap();
+    let cfg: serde_json::Value =
+        serde_norway::from_str(doc["spec"]["serveConfigV2"].as_str().unwrap()).unwrap();
+    for app in cfg["applications"].as_array().unwrap() {
+        let re = &app["runtime_env"];
+        assert_eq!(re["py_modules"][0], deps["uri"], "{re}");
+        assert!(re["working_dir"].as_str().unwrap().starts_with("file://"));
+        assert!(re.get("pip").is_none(), "{re}");
+        assert!(re["env_vars"]["MODEL_URI"].is_string(), "{re}");
+    }
 }

@@ -148,7 +148,7 @@ pub async fn dependency_layers(
     let mut to_install = Vec::new();
     for w in wheels {
         match index.get(&w.name) {
-            Some(d) if same_version(&d.version, &w.version) => report.kept.push(Dist {
+            Some(d) if index.ships(&w.name, &w.version) => report.kept.push(Dist {
                 name: w.name.clone(),
                 version: d.version.clone(),
             }),
@@ -533,18 +533,6 @@ fn cached_layer(
     ))
 }
 
-/// PEP 440 equality (`1.0` == `1.0.0`), falling back to string equality.
-fn same_version(a: &str, b: &str) -> bool {
-    use std::str::FromStr;
-    match (
-        pep508_rs::pep440_rs::Version::from_str(a),
-        pep508_rs::pep440_rs::Version::from_str(b),
-    ) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
-}
-
 /// The sum of the uncompressed sizes in a wheel's central directory.
 fn unpacked_size(path: &std::path::Path) -> Result<u64, zip::result::ZipError> {
     let z = zip::ZipArchive::new(std::fs::File::open(path)?)?;
@@ -673,6 +661,9 @@ mod tests {
             .map(|e| e.path)
             .collect();
         assert_eq!(paths, vec!["sp/click/old.py", "sp/click-8.1.7.dist-info"]);
-        assert!(same_version("1.0", "1.0.0") && !same_version("1.0", "1.1"));
+        assert!(
+            crate::python::installed::same_version("1.0", "1.0.0")
+                && !crate::python::installed::same_version("1.0", "1.1")
+        );
     }
 }

@@ -59,6 +59,12 @@ impl BaseIndex {
         self.dists.get(&normalize(name))
     }
 
+    /// Whether the base ships `name` at `version` (PEP 440 equality: `1.0` is `1.0.0`).
+    pub fn ships(&self, name: &str, version: &str) -> bool {
+        self.get(name)
+            .is_some_and(|d| same_version(&d.version, version))
+    }
+
     /// `(normalized name, version)` of every distribution: preferences for a resolver.
     pub fn preferences(&self) -> Vec<(String, String)> {
         self.dists
@@ -353,5 +359,17 @@ mod tests {
     fn normalized_joins_stay_inside() {
         assert_eq!(join_normalized("a/b/c", "../../x").as_deref(), Some("a/x"));
         assert_eq!(join_normalized("a", "../../x"), None);
+    }
+}
+
+/// PEP 440 equality (`1.0` == `1.0.0`), falling back to string equality.
+pub fn same_version(a: &str, b: &str) -> bool {
+    use std::str::FromStr;
+    match (
+        pep508_rs::pep440_rs::Version::from_str(a),
+        pep508_rs::pep440_rs::Version::from_str(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
     }
 }
