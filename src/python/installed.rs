@@ -255,6 +255,18 @@ fn parse_dist(dir: &str, sp: &str, metadata: &str, record: Option<&str>) -> Opti
     })
 }
 
+/// PEP 440 equality (`1.0` == `1.0.0`), falling back to string equality.
+pub fn same_version(a: &str, b: &str) -> bool {
+    use std::str::FromStr;
+    match (
+        pep508_rs::pep440_rs::Version::from_str(a),
+        pep508_rs::pep440_rs::Version::from_str(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,17 +371,5 @@ mod tests {
     fn normalized_joins_stay_inside() {
         assert_eq!(join_normalized("a/b/c", "../../x").as_deref(), Some("a/x"));
         assert_eq!(join_normalized("a", "../../x"), None);
-    }
-}
-
-/// PEP 440 equality (`1.0` == `1.0.0`), falling back to string equality.
-pub fn same_version(a: &str, b: &str) -> bool {
-    use std::str::FromStr;
-    match (
-        pep508_rs::pep440_rs::Version::from_str(a),
-        pep508_rs::pep440_rs::Version::from_str(b),
-    ) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
     }
 }
