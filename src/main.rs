@@ -517,6 +517,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     owner: (uid, gid),
                     mtime: 0,
                     level,
+                    bytecode: None,
                 };
                 let fragments_dir = raypack::oci::cache::default_cache_dir().join("fragments");
                 let (lost, overlaps) = layer::overlaps(&files, &layout)?;
@@ -855,6 +856,13 @@ fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
         } else {
             eprintln!("re-locked {file}: {reason}");
         }
+    }
+    if let Some(why) = &outcome.dependencies.no_bytecode
+        && !outcome.dependencies.layers.is_empty()
+    {
+        eprintln!(
+            "warning: dependency layers without bytecode (first imports in a container compile them): {why}"
+        );
     }
     if args.explain {
         explain_deps(&outcome.dependencies);

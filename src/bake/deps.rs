@@ -72,6 +72,10 @@ pub struct DepsReport {
     pub installed: Vec<Dist>,
     pub replaced: Vec<Replaced>,
     pub layers: Vec<DepLayer>,
+    /// The `.pyc` cache tag the layers were compiled for (`cpython-311`), if they were.
+    pub bytecode: Option<String>,
+    /// Why the layers have no bytecode although `[image] compile_bytecode` asks for it.
+    pub no_bytecode: Option<String>,
 }
 
 /// A built dependency layer: blob, diff_id, history text.
@@ -210,11 +214,26 @@ pub async fn dependency_layers(
     };
     // Which distribution keeps a file that several ship depends on all of them, whichever
     // layers they land in: decided once, before any layer.
+    let compiler = if recipe.image.compile_bytecode {
+        match crate::python::bytecode::Compiler::find(&layout.python_version) {
+            Ok(c) => {
+                report.bytecode = Some(c.cache_tag.clone());
+                Some(c)
+            }
+            Err(e) => {
+                report.no_bytecode = Some(e);
+                None
+            }
+        }
+    } else {
+        None
+    };
     let flayout = layer::Layout {
         scheme: &scheme,
         owner,
         mtime,
         level: crate::oci::image::LAYER_GZIP_LEVEL,
+        bytecode: compiler.as_ref(),
     };
     let all: Vec<layer::WheelFile> = groups
         .iter()

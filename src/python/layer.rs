@@ -82,6 +82,8 @@ pub struct Layout<'a> {
     pub owner: (u32, u32),
     pub mtime: u64,
     pub level: u32,
+    /// Compiles `.pyc` files into each fragment, when set.
+    pub bytecode: Option<&'a super::bytecode::Compiler>,
 }
 
 impl Layout<'_> {
@@ -99,6 +101,9 @@ impl Layout<'_> {
         ));
         for (path, identical) in lost {
             h.update(format!("lost {path} {identical}\n"));
+        }
+        if let Some(c) = self.bytecode {
+            h.update(format!("bytecode {}\n", c.key()));
         }
         hex::encode(h.finalize())
     }
@@ -199,6 +204,10 @@ fn build(
         &scratch.path().join("unpacked"),
     )?
     .without(lost);
+    let installed = match layout.bytecode {
+        Some(c) => installed.with_bytecode(c, &scratch.path().join("pyc"))?,
+        None => installed,
+    };
     let mut paths: Vec<String> = installed.entries.iter().map(|e| e.path.clone()).collect();
     paths.sort();
     let mut entries = installed.entries;
@@ -544,6 +553,7 @@ mod tests {
             owner: (1000, 100),
             mtime: 0,
             level: 6,
+            bytecode: None,
         };
         let cache = d.path().join("fragments");
         let (lost, overlaps) = overlaps(&[a.clone(), b.clone()], &layout).unwrap();
@@ -646,6 +656,7 @@ mod tests {
             owner: (0, 0),
             mtime: 0,
             level: 1,
+            bytecode: None,
         };
         let (lost, overlaps) = overlaps(&[a.clone(), b.clone()], &layout).unwrap();
         let frags = fragments(&d.path().join("f"), &[a, b], &layout, &lost).unwrap();
@@ -698,5 +709,87 @@ mod tests {
         let (lost, _) = super::overlaps(std::slice::from_ref(&alone), &layout).unwrap();
         let again = fragments(&d.path().join("f"), &[alone], &layout, &lost).unwrap();
         assert!(again[0].paths.contains(&format!("{sp}/same.py")) && again[0].key != alpha.key);
+    }
+
+    /// Issue 14 #4: with a compiler, a fragment carries a checked-hash .pyc per module and its
+    /// RECORD lists them; the key differs from the fragment without bytecode.
+    #[test]
+    fn fragments_carry_bytecode_listed_in_record() {
+        let version = std::process::Command::new("python3")
+            .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        let Ok(compiler) = super::super::bytecode::Compiler::find(&version) else {
+            assert!(std::env::var_os("CI").is_none(), "CI machines have python3");
+            return;
+        };
+        let d = tempfile::tempdir().unwrap();
+        let w = wheel(
+            d.path(),
+            "alpha",
+            &[
+                ("alpha/__init__.py", b"from .core import X\n".to_vec()),
+                ("alpha/core.py", b"X = 1\n".to_vec()),
+                ("alpha/data.txt", b"not code".to_vec()),
+            ],
+        );
+        let scheme = Scheme::for_python(
+            "/usr/bin/python3",
+            &version,
+            &format!("/usr/lib/python{version}/site-packages"),
+        );
+        let plain = Layout {
+            scheme: &scheme,
+            owner: (0, 0),
+            mtime: 0,
+            level: 1,
+            bytecode: None,
+        };
+        let compiled = Layout {
+            bytecode: Some(&compiler),
+            ..plain.clone()
+        };
+        let none = vec![Lost::new()];
+        let f0 =
+            &fragments(&d.path().join("f"), std::slice::from_ref(&w), &plain, &none).unwrap()[0];
+        let f1 = &fragments(
+            &d.path().join("f"),
+            std::slice::from_ref(&w),
+            &compiled,
+            &none,
+        )
+        .unwrap()[0];
+        assert_ne!(f0.key, f1.key);
+        let sp = format!("usr/lib/python{version}/site-packages");
+        let pycs: Vec<&String> = f1.paths.iter().filter(|p| p.ends_with(".pyc")).collect();
+        assert_eq!(
+            pycs,
+            [
+                &format!("{sp}/alpha/__pycache__/__init__.{}.pyc", compiler.cache_tag),
+                &format!("{sp}/alpha/__pycache__/core.{}.pyc", compiler.cache_tag)
+            ]
+        );
+        let out = d.path().join("l.tgz");
+        layer_of(std::slice::from_ref(f1), &scheme, &out);
+        let mut tar_bytes = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(&out).unwrap())
+            .read_to_end(&mut tar_bytes)
+            .unwrap();
+        let mut record = String::new();
+        let mut ar = ::tar::Archive::new(tar_bytes.as_slice());
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_string_lossy().ends_with("RECORD") {
+                e.read_to_string(&mut record).unwrap();
+            }
+        }
+        assert!(
+            record.contains(&format!(
+                "alpha/__pycache__/core.{}.pyc,sha256=",
+                compiler.cache_tag
+            )),
+            "{record}"
+        );
     }
 }

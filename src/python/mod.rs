@@ -5,6 +5,7 @@
 //! `install` produces [`crate::archive::tar::LayerEntry`] lists and knows nothing of HTTP;
 //! fetching wheels and reading locks live elsewhere.
 
+pub mod bytecode;
 pub mod download;
 pub mod html;
 pub mod index;

@@ -825,6 +825,81 @@ impl Installed {
     }
 }
 
+impl Installed {
+    /// This distribution with bytecode for its `.py` files under site-packages, compiled by
+    /// `compiler` (see [`crate::python::bytecode`]), as entries and RECORD rows (pip records
+    /// the .pyc files it writes too). `scratch` is an empty directory.
+    pub fn with_bytecode(
+        mut self,
+        compiler: &crate::python::bytecode::Compiler,
+        scratch: &Path,
+    ) -> Result<Installed, WheelError> {
+        let io = |source| WheelError::Io {
+            wheel: self.dist_info.clone(),
+            source,
+        };
+        let sp = self.site_packages.trim_matches('/').to_string();
+        let present: std::collections::HashSet<String> =
+            self.entries.iter().map(|e| e.path.clone()).collect();
+        let mut zips = crate::archive::tar::ZipReaders::default();
+        let mut sources = Vec::new();
+        let mut owners = Vec::new();
+        for e in &self.entries {
+            let in_sp = e.path.strip_prefix(&sp).is_some_and(|r| r.starts_with('/'));
+            if !in_sp || !e.path.ends_with(".py") || present.contains(&compiler.pyc_path(&e.path)) {
+                continue;
+            }
+            let bytes = match &e.kind {
+                EntryKind::Bytes(b) => b.clone(),
+                EntryKind::File { source } => std::fs::read(source).map_err(io)?,
+                EntryKind::ZipMember { archive, index, .. } => {
+                    let z = zips.get(archive).map_err(io)?;
+                    let mut m = z
+                        .by_index(*index)
+                        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+                    let mut b = Vec::new();
+                    m.read_to_end(&mut b).map_err(io)?;
+                    b
+                }
+                EntryKind::Dir | EntryKind::Whiteout => continue,
+            };
+            owners.push((e.uid, e.gid));
+            sources.push((e.path.clone(), bytes));
+        }
+        let compiled = compiler.compile(&sources, scratch).map_err(io)?;
+        if compiled.is_empty() {
+            return Ok(self);
+        }
+        let owner_of: std::collections::HashMap<String, (u32, u32)> = sources
+            .iter()
+            .zip(&owners)
+            .map(|((p, _), o)| (compiler.pyc_path(p), *o))
+            .collect();
+        for (path, bytes) in compiled {
+            let (uid, gid) = owner_of[&path];
+            self.record.push((
+                self.record_path(&path),
+                b64_sha256(&bytes),
+                bytes.len() as u64,
+            ));
+            self.entries.push(LayerEntry {
+                path,
+                kind: EntryKind::Bytes(bytes),
+                mode: 0o644,
+                uid,
+                gid,
+            });
+        }
+        self.record.sort();
+        let at = self.record_entry();
+        let csv = record_csv(&self.record, &self.dist_info);
+        if let Some(r) = self.entries.iter_mut().find(|e| e.path == at) {
+            r.kind = EntryKind::Bytes(csv);
+        }
+        Ok(self)
+    }
+}
+
 /// Resolves files that several distributions ship ([`plan_overlaps`]) and returns the
 /// distributions in install order, each without the files it lost, and the overlaps found
 /// (byte-identical ones included, marked).

@@ -117,6 +117,8 @@ pub struct Image {
     pub app_dir: String,
     pub env: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// Compile `.pyc` files into the dependency layers (default: yes).
+    pub compile_bytecode: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -799,6 +801,7 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
             app_dir,
             env,
             labels: im.labels.clone(),
+            compile_bytecode: im.compile_bytecode.unwrap_or(true),
         },
         env: env_settings,
         cluster,

@@ -105,6 +105,8 @@ pub struct RawImage {
     pub env: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub compile_bytecode: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
