@@ -124,6 +124,7 @@ async fn locked(
     base: Result<&crate::python::installed::BaseIndex, &String>,
 ) -> Result<std::path::PathBuf, BundleError> {
     use crate::lock::{BaseContents, LockOptions};
+    let base_requires = base.map(|i| i.requirements()).unwrap_or_default();
     let base = match base {
         Ok(index) => BaseContents::Known(index.preferences()),
         Err(e) => {
@@ -144,6 +145,7 @@ async fn locked(
         python_version: Some(format!("3.{}", target.python_minor)),
         manylinux: Some(format!("2_{}", target.glibc_minor)),
         base,
+        base_requires,
         ..Default::default()
     };
     let ensured = crate::lock::ensure_locked(recipe, &opts, |m| tracing::warn!("{m}"))

@@ -405,6 +405,7 @@ async fn locked_pins(
                 python_version: Some(layout.python_version.clone()),
                 manylinux: layout.manylinux.clone(),
                 base: crate::lock::BaseContents::Known(index.preferences()),
+                base_requires: index.requirements(),
                 ..Default::default()
             };
             let messages = std::sync::Mutex::new(Vec::new());

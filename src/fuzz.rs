@@ -1,7 +1,7 @@
 //! Property-based fuzzing of every parser that reads input raypack does not control: the
 //! recipe, requirement files, wheel filenames, RECORD, METADATA, the zip central-directory
 //! reader, base-image layers (tar with whiteouts), PEP 503 index pages, and wheel
-//! installation. Each property holds for every input: no panic, no unbounded allocation,
+//! installation, users' KubeRay YAML for `--resolve`. Each property holds for every input: no panic, no unbounded allocation,
 //! and the invariants the rest of the pipeline relies on.
 //!
 //! `cargo test fuzz_` runs them briefly (proptest's 256 cases each, part of the suite);
@@ -232,6 +232,46 @@ proptest! {
                     "{:?}", e.path
                 );
             }
+        }
+    }
+
+    /// `--resolve` on any text: no panic; whatever it accepts it rewrites into YAML that parses,
+    /// and resolving its own output changes nothing more.
+    #[test]
+    fn fuzz_kuberay_resolve(parts in prop::collection::vec(prop_oneof![
+        Just("kind: RayJob\n".to_string()),
+        Just("kind: RayService\n".to_string()),
+        Just("spec:\n".to_string()),
+        Just("  runtimeEnvYAML: |\n    pip: [x]\n".to_string()),
+        Just("  serveConfigV2: |\n    applications:\n      - name: a\n".to_string()),
+        Just("  entrypoint: python main.py # c\n".to_string()),
+        Just("    rayVersion: '2.52.1'\n".to_string()),
+        Just("        image: \"r.io/team/app:1\"\n".to_string()),
+        Just("      - image: r.io/team/app\n".to_string()),
+        Just("---\n".to_string()),
+        Just("  - ".to_string()),
+        Just("{a: [1, ".to_string()),
+        "[ -~]{0,10}",
+        any::<String>(),
+    ], 0..14)) {
+        let text = parts.concat();
+        let baked = crate::spec::resolve::BakedImage {
+            reference: "r.io/team/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            ray_version: Some("2.60.0"),
+        };
+        let env = crate::spec::runtime_env::RuntimeEnv {
+            working_dir: Some("s3://b/wd.zip".into()),
+            ..Default::default()
+        };
+        if let Ok(r) = crate::spec::resolve::resolve_images(&text, "f.yaml", &baked) {
+            let again = crate::spec::resolve::resolve_images(&r.text, "f.yaml", &baked);
+            prop_assert!(again.is_ok(), "its own output: {:?}\n{}", again, r.text);
+            prop_assert_eq!(&again.unwrap().text, &r.text);
+        }
+        if let Ok(r) = crate::spec::resolve::resolve_runtime_envs(&text, "f.yaml", &env) {
+            let again = crate::spec::resolve::resolve_runtime_envs(&r.text, "f.yaml", &env);
+            prop_assert!(again.is_ok(), "its own output: {:?}\n{}", again, r.text);
+            prop_assert_eq!(&again.unwrap().text, &r.text);
         }
     }
 }

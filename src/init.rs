@@ -532,9 +532,16 @@ fn scan(dir: &Path, py_modules: &[String]) -> Scan {
         if text.len() > 1 << 20 {
             continue;
         }
-        for line in text.lines() {
-            if let Some(c) = bind.captures(line) {
-                out.serve_apps.push(format!("{module}:{}", &c[1]));
+        // A module that calls serve.run itself at import is a script (its entrypoint is
+        // `python -m`), not an import path for a RayService.
+        let runs_serve = text
+            .lines()
+            .any(|l| !l.starts_with([' ', '\t', '#']) && l.contains("serve.run("));
+        if !runs_serve {
+            for line in text.lines() {
+                if let Some(c) = bind.captures(line) {
+                    out.serve_apps.push(format!("{module}:{}", &c[1]));
+                }
             }
         }
         if let Some(pkg) = module.strip_suffix(".__main__") {
@@ -550,12 +557,30 @@ fn scan(dir: &Path, py_modules: &[String]) -> Scan {
             }
         }
     }
+    // The likeliest entrypoint first: main, train, run, app, job, then the rest by path.
+    let rank = |cmd: &String| {
+        let last = cmd
+            .trim_end_matches(".py")
+            .rsplit(['.', '/', ' '])
+            .next()
+            .unwrap_or("")
+            .to_string();
+        ["main", "__main__", "train", "run", "app", "job"]
+            .iter()
+            .position(|n| *n == last)
+            .unwrap_or(usize::MAX)
+    };
+    out.mains.sort_by_key(|m| (rank(m), m.clone()));
     out
 }
 
 fn recipe_file(rel: &str) -> bool {
+    let file = rel.rsplit('/').next().unwrap_or(rel);
     rel == "setup.py"
-        || rel == "conftest.py"
+        || file == "conftest.py"
+        || file == "tests.py"
+        || file.starts_with("test_")
+        || file.ends_with("_test.py")
         || rel.starts_with("tests/")
         || rel.contains("/tests/")
 }

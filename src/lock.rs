@@ -40,6 +40,10 @@ pub struct LockOptions {
     pub no_replace_base: bool,
     /// The distributions the base ships, `(normalized name, version)`; see [`BaseContents`].
     pub base: BaseContents,
+    /// The `Requires-Dist` of the base's distributions (normalized name → requirements), when
+    /// known: a base distribution the lock leaves alone must still have what it requires
+    /// after the lock replaces others.
+    pub base_requires: BTreeMap<String, Vec<String>>,
     /// raypack's cache root (default: [`default_cache_dir`]).
     pub cache_dir: Option<PathBuf>,
     /// How to reach the registry when the base image itself must say what its Python is.
@@ -312,25 +316,48 @@ pub async fn lock(
         // A version the previous lock chose over the base's is decided again: its cause may be
         // gone, and then the base's version is preferred.
         preferences.retain(|n, v| installed.get(n).is_none_or(|b| b == v));
-        let req = ResolveRequest {
-            requirements: requirements.clone(),
-            target: t.target.clone(),
-            indexes: inputs.indexes.clone(),
-            preferences,
-            installed: installed.clone(),
-            no_replace_base: opts.no_replace_base,
-            pinned_to_base: if recipe.dependencies.replace_ray {
-                Default::default()
-            } else {
-                ["ray".to_string()].into()
-            },
+        // A replacement can break a base distribution the requirements never reach (the
+        // base's virtualenv needs packaging>=26.3, the lock moves packaging to 25.0 for
+        // mlflow): such a distribution joins the resolution, preferring its base version, and
+        // the set is resolved again until every base distribution left alone is satisfied.
+        let mut roots = requirements.clone();
+        let mut rounds = 0;
+        let r = loop {
+            let req = ResolveRequest {
+                requirements: roots.clone(),
+                target: t.target.clone(),
+                indexes: inputs.indexes.clone(),
+                preferences: preferences.clone(),
+                installed: installed.clone(),
+                no_replace_base: opts.no_replace_base,
+                pinned_to_base: if recipe.dependencies.replace_ray {
+                    Default::default()
+                } else {
+                    ["ray".to_string()].into()
+                },
+            };
+            let r = resolve::resolve(&client, req)
+                .await
+                .map_err(|source| LockError::Resolve {
+                    target: format!("{} ({})", t.platform, t.target),
+                    source,
+                })?;
+            let broken = broken_base_distributions(&r, &installed, &opts.base_requires);
+            rounds += 1;
+            if broken.is_empty() || rounds > 8 {
+                break r;
+            }
+            for name in broken {
+                progress(&format!(
+                    "the base's {name} {} needs what the lock replaces: resolving it too",
+                    installed[&name]
+                ));
+                roots.push(
+                    crate::python::requirement::parse(&name)
+                        .map_err(|e| LockError::Input(format!("base distribution {name}: {e}")))?,
+                );
+            }
         };
-        let r = resolve::resolve(&client, req)
-            .await
-            .map_err(|source| LockError::Resolve {
-                target: format!("{} ({})", t.platform, t.target),
-                source,
-            })?;
         resolutions.push(r);
     }
     let base_digest = crate::lockfile::LockFile::load(&recipe.root)
@@ -364,6 +391,51 @@ pub async fn lock(
         resolutions,
         base_known: opts.base != BaseContents::Unknown,
     })
+}
+
+/// Base distributions outside the resolution whose requirements a replacement breaks: a
+/// requirement on a distribution the resolution holds at another version than the base's, for
+/// this target (markers evaluated, no extras), that the resolution's version does not meet.
+fn broken_base_distributions(
+    r: &resolve::Resolution,
+    installed: &BTreeMap<String, pep508_rs::pep440_rs::Version>,
+    requires: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
+    let locked: BTreeMap<String, &pep508_rs::pep440_rs::Version> = r
+        .packages
+        .iter()
+        .map(|p| (normalize(&p.name), &p.version))
+        .collect();
+    let env = crate::python::pinned::marker_env(&r.target);
+    let mut broken = Vec::new();
+    for (name, reqs) in requires {
+        if locked.contains_key(name) || !installed.contains_key(name) {
+            continue;
+        }
+        let breaks = reqs.iter().any(|text| {
+            let Ok(req) = crate::python::requirement::parse(text) else {
+                return false;
+            };
+            if !req.evaluate_markers(&env, &[]) {
+                return false;
+            }
+            let dep = normalize(req.name.as_ref());
+            let (Some(v), Some(base_v)) = (locked.get(&dep), installed.get(&dep)) else {
+                return false;
+            };
+            if *v == base_v {
+                return false;
+            }
+            match &req.version_or_url {
+                Some(pep508_rs::VersionOrUrl::VersionSpecifier(spec)) => !spec.contains(v),
+                _ => false,
+            }
+        });
+        if breaks {
+            broken.push(name.clone());
+        }
+    }
+    broken
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), LockError> {

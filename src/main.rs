@@ -684,6 +684,7 @@ fn explain_deps(d: &raypack::bake::deps::DepsReport) {
 fn lock_deps(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
     use raypack::lock::{BaseContents, LockOptions};
     let recipe = load_recipe(cli)?;
+    let mut base_requires = Default::default();
     let base = match &args.installed {
         Some(f) => {
             let text = std::fs::read_to_string(f)
@@ -708,7 +709,10 @@ fn lock_deps(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
                     args.tls.options(),
                 ));
             match read {
-                Ok((index, _)) => BaseContents::Known(index.preferences()),
+                Ok((index, _)) => {
+                    base_requires = index.requirements();
+                    BaseContents::Known(index.preferences())
+                }
                 Err(e) => {
                     if !cli.quiet {
                         eprintln!(
@@ -729,6 +733,7 @@ fn lock_deps(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
         upgrade_packages: args.upgrade_package.clone(),
         no_replace_base: args.no_replace_base,
         base,
+        base_requires,
         cache_dir: None,
         registry: args.tls.options(),
     };

@@ -134,6 +134,7 @@ pub async fn dependency_layers(
             python_version: Some(layout.python_version.clone()),
             manylinux: Some(manylinux.clone()),
             base: crate::lock::BaseContents::Known(index.preferences()),
+            base_requires: index.requirements(),
             cache_dir: Some(cache.root().to_path_buf()),
             ..Default::default()
         };

@@ -65,6 +65,14 @@ impl BaseIndex {
             .is_some_and(|d| same_version(&d.version, version))
     }
 
+    /// The `Requires-Dist` of every distribution, by normalized name.
+    pub fn requirements(&self) -> BTreeMap<String, Vec<String>> {
+        self.dists
+            .iter()
+            .map(|(k, d)| (k.clone(), d.requires_dist.clone()))
+            .collect()
+    }
+
     /// `(normalized name, version)` of every distribution: preferences for a resolver.
     pub fn preferences(&self) -> Vec<(String, String)> {
         self.dists

@@ -736,7 +736,9 @@ fn no_versions(p: &Pkg, r: &VersionRange, shared: &Shared) -> String {
         ));
     }
     if newest.is_empty() {
-        s.push_str(&format!("; {name} has no usable wheel in any version"));
+        s.push_str(&format!(
+            "; {name} has no usable wheel in any version: build one (`pip wheel --no-deps {name}`) and publish it to an index in [dependencies] extra_index_urls, or leave {name} out of the recipe"
+        ));
     } else {
         s.push_str(&format!("; usable versions include {}", newest.join(", ")));
     }
