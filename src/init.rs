@@ -438,6 +438,12 @@ struct Scan {
     non_code: BTreeMap<String, (u64, usize)>,
 }
 
+/// Non-code files that a job seldom reads: images, notebooks, media, documents.
+const SELDOM_READ: &[&str] = &[
+    "png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "tiff", "ico", "ipynb", "pdf", "mp4", "mov",
+    "avi", "mp3", "wav",
+];
+
 /// Extensions of files a Ray job rarely needs shipped: images, notebooks, media, documents,
 /// data and model weights, archives.
 const NON_CODE: &[&str] = &[
@@ -638,12 +644,22 @@ pub fn render(d: &Detected) -> String {
         for e in &d.excludes {
             s.push_str(&format!("  {},\n", q(e)));
         }
+        // Images, notebooks, media and documents are left out; data, weights and archives
+        // only suggested (a job may read them: uncomment what it does not).
         for (pattern, bytes, n) in &d.large {
+            let ext = pattern.trim_start_matches("*.");
+            let suggest = !SELDOM_READ.contains(&ext);
             s.push_str(&format!(
-                "  {},  # {} in {n} file{}\n",
+                "  {}{},  # {} in {n} file{}{}\n",
+                if suggest { "# " } else { "" },
                 q(pattern),
                 crate::units::human_bytes(*bytes),
-                if *n == 1 { "" } else { "s" }
+                if *n == 1 { "" } else { "s" },
+                if suggest {
+                    "; keep it if the job reads them"
+                } else {
+                    ""
+                }
             ));
         }
         s.push_str("]\n");
@@ -783,6 +799,7 @@ mod tests {
         std::fs::create_dir_all(r.join("docs")).unwrap();
         std::fs::write(r.join("docs/arch.png"), vec![0u8; 300 << 10]).unwrap();
         std::fs::write(r.join("explore.ipynb"), vec![b'x'; 100]).unwrap();
+        std::fs::write(r.join("python/lookup.csv"), vec![b'1'; 400 << 10]).unwrap();
         let d = detect(&r);
         assert_eq!(d.name, "kuberay-mlflow");
         assert_eq!(
@@ -807,9 +824,25 @@ mod tests {
             d.entrypoint.as_deref(),
             Some("python -m kuberay_mlflow.train")
         );
-        assert_eq!(d.large, [("*.png".to_string(), 300 << 10, 1)]);
+        assert_eq!(
+            d.large,
+            [
+                ("*.csv".to_string(), 400 << 10, 1),
+                ("*.png".to_string(), 300 << 10, 1)
+            ]
+        );
         let text = render(&d);
-        assert!(text.contains("\"*.png\",  # 300.0 KiB in 1 file"), "{text}");
+        assert!(
+            text.contains("\n  \"*.png\",  # 300.0 KiB in 1 file\n"),
+            "{text}"
+        );
+        // Data may be read by the job: only suggested.
+        assert!(
+            text.contains(
+                "\n  # \"*.csv\",  # 400.0 KiB in 1 file; keep it if the job reads them\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("kind = \"RayService\""), "{text}");
         let path = r.join("raypack.toml");
         std::fs::write(&path, &text).unwrap();
