@@ -615,3 +615,102 @@ fn tune_mlflow_example_runs_on_ray_from_a_bundle() {
         .collect();
     assert!(kept.iter().any(|k| k.starts_with("ray==")), "{kept:?}");
 }
+
+/// pdavis327/ray-workshop's Ray Data lab (MIT): read a CSV shipped in the working dir, add a
+/// column with map_batches, write Parquet.
+const RAY_DATA: &str = "tests/data/projects/ray-data-iris";
+
+/// `init` finds the lab script as `python -m extras.scripts.scale_data` (the CSV it reads is
+/// small, so nothing is excluded); `lock` agrees with uv; the full set (codeflare-sdk pins an
+/// older Ray) is refused on a Ray 2.60 base with the chain that says why; with the pins
+/// upstream's job uses, the job runs on the Ray head from a base-aware bundle and writes its
+/// Parquet output.
+#[test]
+fn ray_data_lab_runs_on_ray_from_a_bundle() {
+    let ray = service("RAYPACK_TEST_RAY");
+    let (t, dir, recipe) = init_with_base(RAY_DATA, "rayproject/ray:2.60.0-py311-cpu", "");
+    for want in [
+        "name = \"ray-workshop\"",
+        "entrypoint = \"python -m extras.scripts.scale_data\"",
+        "\"pyarrow>=14.0.0\"",
+        "image = \"rayproject/ray:2.60.0-py312-cpu\"",
+    ] {
+        assert!(recipe.contains(want), "{want} missing from:\n{recipe}");
+    }
+    assert!(!recipe.contains("excludes"), "{recipe}");
+    let reqs: Vec<String> = {
+        let doc: toml::Table = std::fs::read_to_string(dir.join("pyproject.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        doc["project"]["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    lock_matches_uv(&dir, &reqs);
+
+    // On the stand-in, with the output directory the script reads from the environment.
+    let out_dir = t.path().join("out");
+    let text = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace(
+            "image = \"rayproject/ray:2.60.0-py311-cpu\"",
+            &format!("image = \"{}\"", service("RAYPACK_TEST_BASE")),
+        )
+        + &format!(
+            "\n[env]\nenv_vars = {{ OUTPUT_DIR = \"{}\" }}\n",
+            out_dir.display()
+        );
+    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    std::fs::remove_file(dir.join("pylock.raypack.toml")).unwrap();
+    let store = t.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let bundle_and_submit = || {
+        run(raypack()
+            .env("RAYPACK_CACHE_DIR", shared_cache())
+            .arg("-C")
+            .arg(&dir)
+            .args(["env", "--deps", "bundle"])
+            .args(["--store", &format!("file://{}", store.display())])
+            .args(["--submit", &ray, "--timeout", "600"]))
+    };
+
+    // The workshop's full set cannot run on this cluster: every codeflare-sdk release pins
+    // an older Ray (==2.55.1, ==2.58.0) than the base's 2.60.0, which raypack never swaps.
+    let out = bundle_and_submit();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    for want in ["codeflare-sdk", "ray ==2.55.1", "ray ==2.58.0", "never replaces it"] {
+        assert!(err.contains(want), "{want} missing from:\n{err}");
+    }
+    assert!(!out_dir.exists(), "nothing ran");
+
+    // What upstream's lab submits (its job runtime_env pins pyarrow>=14 and pandas>=2).
+    let mut doc: toml::Table = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    doc["dependencies"]["requirements"] = toml::Value::Array(vec![
+        "pyarrow>=14".into(),
+        "pandas>=2".into(),
+    ]);
+    std::fs::write(dir.join("raypack.toml"), toml::to_string(&doc).unwrap()).unwrap();
+    let out = bundle_and_submit();
+    let err = stderr(&out);
+    assert!(out.status.success(), "job failed:\n{err}");
+    assert!(err.contains("petal_area"), "{err}");
+    assert!(err.contains("Done. Wrote"), "{err}");
+    let parquet: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    assert!(
+        !parquet.is_empty(),
+        "no Parquet written to {}",
+        out_dir.display()
+    );
+}
