@@ -18,7 +18,7 @@ use sha2::Digest;
 
 use crate::archive::tar::EntryKind;
 use crate::archive::zip::ZipEntry;
-use crate::oci::cache::BlobCache;
+use crate::cache::BlobCache;
 use crate::python::pinned::{self, PinnedError, PinnedWheel};
 use crate::python::tags::Target;
 use crate::python::wheel::{self, Scheme, WheelError};
@@ -70,8 +70,8 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
     let base = crate::bake::read_base_index(recipe, &recipe.base.platform, Default::default())
         .await
         .map(|(index, _)| index);
-    let locked_wheels = if pinned::is_pinned(recipe, &target) {
-        pinned::recipe_wheels(recipe, &target, &http).await?
+    let locked_wheels = if crate::requirements::is_pinned(recipe, &target) {
+        crate::requirements::recipe_wheels(recipe, &target, &http).await?
     } else {
         pinned::from_pylock(&locked(recipe, &target, base.as_ref()).await?, &target)?
     };

@@ -39,6 +39,8 @@ pub struct EnvOptions {
     pub max_package_size: Option<u64>,
     /// Plan and print only: no zip, no upload.
     pub dry_run: bool,
+    /// The command's HTTP client (GCS stores go through it).
+    pub http: reqwest::Client,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +131,7 @@ pub async fn run(
     // A `file://` store taking STORED zips gets each zip built while its files are hashed, in
     // the store's own directory: one read per file, and publishing is a rename.
     let early_store = if !opts.dry_run && level == 0 && matches!(url, StoreUrl::File { .. }) {
-        let store = Store::connect(&url, is_default).await?;
+        let store = Store::connect(&url, is_default, &opts.http).await?;
         store.check().await?;
         Some(store)
     } else {
@@ -275,7 +277,7 @@ pub async fn run(
         let checked = early_store.is_some();
         let store = match early_store {
             Some(s) => s,
-            None => Store::connect(&url, is_default).await?,
+            None => Store::connect(&url, is_default, &opts.http).await?,
         };
         let exists =
             futures::future::try_join_all(packages.iter().map(|p| store.exists(&p.object_name)))
@@ -307,8 +309,7 @@ pub async fn run(
                     dir: "dependency bundle".into(),
                     source,
                 })?;
-                let cache =
-                    crate::oci::cache::BlobCache::new(&crate::oci::cache::default_cache_dir());
+                let cache = crate::cache::BlobCache::new(&crate::cache::default_cache_dir());
                 let entries = crate::bundle::entries(b, &cache, scratch.path()).await?;
                 if let Some(r) = reports.last_mut() {
                     r.files = entries.len();

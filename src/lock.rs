@@ -15,7 +15,7 @@ use std::str::FromStr;
 use pep508_rs::pep440_rs::Version;
 use sha2::{Digest, Sha256};
 
-use crate::oci::cache::{BlobCache, default_cache_dir};
+use crate::cache::{BlobCache, default_cache_dir};
 use crate::python::index::IndexClient;
 use crate::python::pylock::{self, LockTarget, PYLOCK_FILE, ToolInfo};
 use crate::python::resolve::{self, IndexConfig, Resolution, ResolveError, ResolveRequest};

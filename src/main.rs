@@ -457,9 +457,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                         pinned::resolve_hashed(&http, &reqs, &pinned::Sources::index(index_url), &t)
                             .await?
                     };
-                    let cache = raypack::oci::cache::BlobCache::new(
-                        &raypack::oci::cache::default_cache_dir(),
-                    );
+                    let cache =
+                        raypack::cache::BlobCache::new(&raypack::cache::default_cache_dir());
                     Ok::<_, CliError>(pinned::fetch(&http, &pins, &cache).await?)
                 })?;
                 files.extend(
@@ -519,7 +518,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     level,
                     bytecode: None,
                 };
-                let fragments_dir = raypack::oci::cache::default_cache_dir().join("fragments");
+                let fragments_dir = raypack::cache::default_cache_dir().join("fragments");
                 let (lost, overlaps) = layer::overlaps(&files, &layout)?;
                 raypack::python::wheel::log_overlaps(&overlaps);
                 let frags = layer::fragments(&fragments_dir, &files, &layout, &lost)?;
@@ -606,7 +605,7 @@ fn lock_base(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
         ))
     })?;
     let registry = raypack::oci::client::Registry::new(args.tls.options())?;
-    let cache = raypack::oci::cache::BlobCache::new(&raypack::oci::cache::default_cache_dir());
+    let cache = raypack::cache::BlobCache::new(&raypack::cache::default_cache_dir());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -1134,6 +1133,7 @@ fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
         compression_level: args.compression_level,
         max_package_size: args.max_package_size,
         dry_run: args.dry_run,
+        http: raypack::submit::http_client()?,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,8 +4,17 @@
 //! so raypack always inlines: recipe `requirements` first, then the lines of
 //! `requirements_file` (nested `-r`/`-c` files expanded, `--hash` options dropped because pip
 //! demands hashes for all or none), or for a `pylock.toml` one `name==version` per package.
+//!
+//! It also maps the recipe's dependencies to pinned wheels ([`recipe_wheels`]) through the
+//! index options it names ([`sources`]).
 
 use std::path::{Path, PathBuf};
+
+use crate::python::pinned::{
+    PinnedError, PinnedWheel, Sources, from_pylock, parse_hashed, resolve_hashed,
+};
+use crate::python::tags::Target;
+use crate::python::wheel::normalize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RequirementsError {
@@ -32,6 +41,57 @@ pub fn remember_recipe_credentials(d: &crate::recipe::Dependencies) {
     remember(&d.index_url);
     d.extra_index_urls.iter().for_each(|u| remember(u));
     d.package_indexes.values().for_each(|u| remember(u));
+}
+
+/// Whether the recipe's dependencies install without resolving: no inline requirements, and
+/// a `requirements_file` that is a pylock.toml or fully `==` + `--hash` pinned.
+pub fn is_pinned(recipe: &crate::recipe::Recipe, target: &Target) -> bool {
+    let deps = &recipe.dependencies;
+    deps.requirements.is_empty()
+        && deps.requirements_file.as_ref().is_none_or(|f| {
+            f.extension().is_some_and(|e| e == "toml") || parse_hashed(f, target).is_ok()
+        })
+}
+
+/// The recipe's pinned wheels for `target`: its `requirements_file` (a PEP 751 pylock.toml,
+/// or a requirements.txt where every line is `==` with `--hash`, mapped to files through the
+/// index). Inline requirements are not pinned, so they are an error here.
+pub async fn recipe_wheels(
+    recipe: &crate::recipe::Recipe,
+    target: &Target,
+    http: &reqwest::Client,
+) -> Result<Vec<PinnedWheel>, PinnedError> {
+    let deps = &recipe.dependencies;
+    if let Some(first) = deps.requirements.first() {
+        return Err(PinnedError::InlineUnpinned {
+            recipe: recipe.path.display().to_string(),
+            requirement: first.clone(),
+        });
+    }
+    let Some(file) = &deps.requirements_file else {
+        return Ok(Vec::new());
+    };
+    if file.extension().is_some_and(|e| e == "toml") {
+        from_pylock(file, target)
+    } else {
+        let reqs = parse_hashed(file, target)?;
+        resolve_hashed(http, &reqs, &sources(deps), target).await
+    }
+}
+
+/// The recipe's index options as pin sources (and their credentials remembered).
+pub fn sources(deps: &crate::recipe::Dependencies) -> Sources {
+    remember_recipe_credentials(deps);
+    Sources {
+        index_url: deps.index_url.clone(),
+        extra_index_urls: deps.extra_index_urls.clone(),
+        find_links: deps.find_links.clone(),
+        package_indexes: deps
+            .package_indexes
+            .iter()
+            .map(|(k, v)| (normalize(k), v.clone()))
+            .collect(),
+    }
 }
 
 /// The recipe's index options as pip lines. Credentials in the URLs are dropped: the

@@ -325,7 +325,7 @@ fn bad_bases_fail_clearly_and_push_nothing() {
     assert!(!manifest_exists(&repo));
     // A base that is not a Ray image: no Python raypack can find, not in the catalog.
     let t = tempfile::tempdir().unwrap();
-    let cache = raypack::oci::cache::BlobCache::new(t.path());
+    let cache = raypack::cache::BlobCache::new(t.path());
     let tar = t.path().join("l.tar");
     {
         let mut b = tar::Builder::new(std::fs::File::create(&tar).unwrap());

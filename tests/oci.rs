@@ -7,7 +7,7 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use raypack::oci::cache::BlobCache;
+use raypack::cache::BlobCache;
 use raypack::oci::client::{ClientOptions, Registry, UploadMode};
 use raypack::oci::image::{Image, gzip_layer, minimal_config};
 use raypack::oci::layout::{write_docker_tar, write_oci_layout};

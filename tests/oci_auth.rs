@@ -9,7 +9,7 @@ use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use raypack::oci::cache::BlobCache;
+use raypack::cache::BlobCache;
 use raypack::oci::client::{ClientOptions, Registry, RegistryError};
 use raypack::oci::image::{Image, gzip_layer, minimal_config};
 use raypack::oci::media::{Family, Platform};

@@ -683,7 +683,12 @@ fn ray_data_lab_runs_on_ray_from_a_bundle() {
     let out = bundle_and_submit();
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
-    for want in ["codeflare-sdk", "ray ==2.55.1", "ray ==2.58.0", "never replaces it"] {
+    for want in [
+        "codeflare-sdk",
+        "ray ==2.55.1",
+        "ray ==2.58.0",
+        "never replaces it",
+    ] {
         assert!(err.contains(want), "{want} missing from:\n{err}");
     }
     assert!(!out_dir.exists(), "nothing ran");
@@ -693,10 +698,8 @@ fn ray_data_lab_runs_on_ray_from_a_bundle() {
         .unwrap()
         .parse()
         .unwrap();
-    doc["dependencies"]["requirements"] = toml::Value::Array(vec![
-        "pyarrow>=14".into(),
-        "pandas>=2".into(),
-    ]);
+    doc["dependencies"]["requirements"] =
+        toml::Value::Array(vec!["pyarrow>=14".into(), "pandas>=2".into()]);
     std::fs::write(dir.join("raypack.toml"), toml::to_string(&doc).unwrap()).unwrap();
     let out = bundle_and_submit();
     let err = stderr(&out);

@@ -21,7 +21,7 @@ use sha2::Digest;
 
 use super::{BakeError, BaseLayout, LAYOUT_VERSION};
 use crate::archive::tar::{EntryKind, LayerEntry};
-use crate::oci::cache::BlobCache;
+use crate::cache::BlobCache;
 use crate::oci::client::Registry;
 use crate::oci::image::Blob;
 use crate::oci::media::{Family, Platform};
@@ -125,8 +125,8 @@ pub async fn dependency_layers(
     .map_err(|e| BakeError::Deps(e.to_string()))?;
 
     progress("choosing wheels");
-    let wheels = if pinned::is_pinned(recipe, &target) {
-        pinned::recipe_wheels(recipe, &target, &http).await?
+    let wheels = if crate::requirements::is_pinned(recipe, &target) {
+        crate::requirements::recipe_wheels(recipe, &target, &http).await?
     } else {
         // Unpinned requirements: the lock (re-locked only when its inputs changed).
         let opts = crate::lock::LockOptions {

@@ -17,9 +17,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::archive::tar::{EntryKind, LayerEntry, write_layer};
+use crate::cache::{BlobCache, CacheError};
 use crate::collect::StatCache;
 use crate::lockfile::{BasePin, LockError, LockFile};
-use crate::oci::cache::{BlobCache, CacheError};
 use crate::oci::client::{ClientOptions, PushStats, Registry, RegistryError};
 use crate::oci::image::{Image, gzip_layer};
 use crate::oci::layout::{LayoutError, write_docker_tar, write_oci_layout};
@@ -327,7 +327,7 @@ fn cache_of(opts: &BakeOptions) -> BlobCache {
         &opts
             .cache_dir
             .clone()
-            .unwrap_or_else(crate::oci::cache::default_cache_dir),
+            .unwrap_or_else(crate::cache::default_cache_dir),
     )
 }
 
@@ -417,7 +417,7 @@ pub async fn read_base_index(
 ) -> Result<(crate::python::installed::BaseIndex, BaseLayout), String> {
     let p = Platform::parse(platform).ok_or_else(|| format!("platform {platform}"))?;
     let registry = Registry::new(registry).map_err(|e| e.to_string())?;
-    let cache = BlobCache::new(&crate::oci::cache::default_cache_dir());
+    let cache = BlobCache::new(&crate::cache::default_cache_dir());
     base_index(recipe, &p, &registry, &cache)
         .await
         .map_err(|e| e.to_string())

@@ -15,7 +15,7 @@
 //!
 //! Nothing logs credentials or Authorization headers.
 
-use crate::chain::error_chain as chain;
+use raypack_pack::chain::error_chain as chain;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -26,11 +26,11 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
 use super::auth::{AuthError, Challenge, Credential, find_credential, parse_challenge};
-use super::cache::{BlobCache, CacheError};
 use super::image::{Blob, Image};
 use super::media::{self, MANIFEST_ACCEPT, Platform};
 use super::reference::Reference;
 use super::sha256_digest;
+use raypack_pack::cache::{BlobCache, CacheError};
 
 /// How blobs are uploaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

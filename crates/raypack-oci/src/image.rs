@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::cache::{BlobCache, CacheError};
 use super::media::Family;
 use super::sha256_digest;
+use raypack_pack::cache::{BlobCache, CacheError};
 
 /// A blob on disk, described as in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,13 +102,13 @@ pub fn gzip_layer(
     };
     let diff_id = format!(
         "sha256:{}",
-        hex::encode(crate::collect::hash_file(tar).map_err(io)?)
+        hex::encode(raypack_pack::collect::hash_file(tar).map_err(io)?)
     );
     let tmp = tempfile::NamedTempFile::new().map_err(io)?;
     {
         let out = std::io::BufWriter::new(tmp.as_file().try_clone().map_err(io)?);
         let input = std::fs::File::open(tar).map_err(io)?;
-        crate::archive::pgzip::gzip(input, out, LAYER_GZIP_LEVEL)
+        raypack_pack::archive::pgzip::gzip(input, out, LAYER_GZIP_LEVEL)
             .map_err(io)?
             .flush()
             .map_err(io)?;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::digest_hex;
+use crate::digest::digest_hex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -162,7 +162,7 @@ impl BlobCache {
 
     /// Stores bytes (manifests, configs) under their digest.
     pub fn insert_bytes(&self, bytes: &[u8]) -> Result<(String, PathBuf), CacheError> {
-        let digest = super::sha256_digest(bytes);
+        let digest = crate::digest::sha256_digest(bytes);
         let target = self.path(&digest)?;
         if !target.is_file() {
             std::fs::create_dir_all(self.dir()).map_err(|e| self.io(e))?;
@@ -186,11 +186,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let c = BlobCache::new(d.path());
         let data = bytes::Bytes::from_static(b"hello");
-        let digest = crate::oci::sha256_digest(&data);
+        let digest = crate::digest::sha256_digest(&data);
         let s = futures::stream::iter(vec![Ok::<_, std::io::Error>(data.clone())]);
         let p = c.insert_stream(&digest, "test", s).await.unwrap();
         assert_eq!(std::fs::read(p).unwrap(), b"hello");
-        let bad = crate::oci::sha256_digest(b"other");
+        let bad = crate::digest::sha256_digest(b"other");
         let s = futures::stream::iter(vec![Ok::<_, std::io::Error>(data)]);
         let e = c.insert_stream(&bad, "test", s).await.unwrap_err();
         assert!(matches!(e, CacheError::Mismatch { .. }));

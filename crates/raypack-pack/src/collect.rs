@@ -8,7 +8,7 @@
 //! size, mtime, ctime and inode are unchanged since the last run.
 //!
 //! ```no_run
-//! use raypack::collect::{Collector, PackageKind};
+//! use raypack_pack::collect::{Collector, PackageKind};
 //! let files = Collector::new("/work/proj".as_ref(), PackageKind::WorkingDir)
 //!     .project_root("/work/proj".as_ref())
 //!     .collect().unwrap();

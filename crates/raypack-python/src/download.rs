@@ -167,7 +167,7 @@ async fn download_into(
             }
         }
         // Verify the whole file, then publish it under its digest.
-        let actual = hex::encode(crate::collect::hash_file(part_path).map_err(io)?);
+        let actual = hex::encode(raypack_pack::collect::hash_file(part_path).map_err(io)?);
         if actual != sha256 {
             return Err(DownloadError::Mismatch {
                 expected: format!("sha256:{sha256}"),

@@ -24,20 +24,17 @@ const DEFAULT_MAX_AGE: u64 = 600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error(
-        "{}: {detail} (after {attempts} tries)",
-        crate::python::pinned::redact(url)
-    )]
+    #[error("{}: {detail} (after {attempts} tries)", crate::pinned::redact(url))]
     Network {
         url: String,
         detail: String,
         attempts: u32,
     },
-    #[error("{}: HTTP {status}", crate::python::pinned::redact(url))]
+    #[error("{}: HTTP {status}", crate::pinned::redact(url))]
     Status { url: String, status: u16 },
     #[error(
         "{}: the index did not answer PEP 691 JSON ({detail}); HTML indexes are not supported yet",
-        crate::python::pinned::redact(url)
+        crate::pinned::redact(url)
     )]
     NotJson { url: String, detail: String },
 }
@@ -141,8 +138,7 @@ impl IndexClient {
     pub async fn get_range(&self, url: &str, range: &str) -> Result<(u16, Vec<u8>), IndexError> {
         let resp = self
             .send(url, || {
-                crate::python::netrc::authed_get(&self.http, url)
-                    .header("Range", format!("bytes={range}"))
+                crate::netrc::authed_get(&self.http, url).header("Range", format!("bytes={range}"))
             })
             .await?;
         let status = resp.status().as_u16();
@@ -163,7 +159,7 @@ impl IndexClient {
     /// GETs a whole file.
     pub async fn get(&self, url: &str) -> Result<Vec<u8>, IndexError> {
         let resp = self
-            .send(url, || crate::python::netrc::authed_get(&self.http, url))
+            .send(url, || crate::netrc::authed_get(&self.http, url))
             .await?;
         if !resp.status().is_success() {
             return Err(IndexError::Status {
@@ -208,7 +204,7 @@ impl IndexClient {
         let etag = cached.as_ref().and_then(|c| c.etag.clone());
         let resp = self
             .send(&url, || {
-                let mut b = crate::python::netrc::authed_get(&self.http, &url).header(
+                let mut b = crate::netrc::authed_get(&self.http, &url).header(
                     "Accept",
                     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.latest+json;q=0.9",
                 );

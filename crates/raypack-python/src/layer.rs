@@ -3,7 +3,7 @@
 //! Installing a wheel into a layer means unzipping it, writing tar entries and compressing
 //! them, and compressing is most of the cost. So each wheel is installed once per target
 //! layout into a *fragment*: its tar entries (no end-of-archive), compressed as raw DEFLATE
-//! pieces that end in sync flushes ([`crate::archive::pgzip::deflate`]), kept in the cache with
+//! pieces that end in sync flushes ([`raypack_pack::archive::pgzip::deflate`]), kept in the cache with
 //! their CRC-32, length and file list. A layer is then a gzip header, a piece with the layer's
 //! own entries (directories, whiteouts), the fragments' bytes as they are, a final piece with
 //! the tar end-of-archive, and a trailer whose CRC-32 is the fragments' CRCs combined: one
@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::wheel::{self, Scheme, WheelError};
-use crate::archive::pgzip;
-use crate::archive::tar::{LayerEntry, write_layer};
+use raypack_pack::archive::pgzip;
+use raypack_pack::archive::tar::{LayerEntry, write_layer};
 
 /// Bumped whenever a fragment's content or encoding changes.
 pub const FRAGMENT_VERSION: &str = "raypack-fragment-v3";
@@ -509,7 +509,7 @@ mod tests {
         }
         z.finish().unwrap();
         WheelFile {
-            sha256: hex::encode(crate::collect::hash_file(&path).unwrap()),
+            sha256: hex::encode(raypack_pack::collect::hash_file(&path).unwrap()),
             path,
             filename,
         }

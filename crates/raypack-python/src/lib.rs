@@ -2,7 +2,7 @@
 //! and platform ([`tags`]), wheel filenames and installation into layer entries ([`wheel`]),
 //! and what a base image already has installed ([`installed`]).
 //!
-//! `install` produces [`crate::archive::tar::LayerEntry`] lists and knows nothing of HTTP;
+//! `install` produces [`raypack_pack::archive::tar::LayerEntry`] lists and knows nothing of HTTP;
 //! fetching wheels and reading locks live elsewhere.
 
 pub mod bytecode;
@@ -23,7 +23,7 @@ pub mod wheel;
 
 use std::path::{Path, PathBuf};
 
-use crate::archive::tar::{EntryKind, LayerEntry};
+use raypack_pack::archive::tar::{EntryKind, LayerEntry};
 
 /// The image-side paths used for `raypack install --target DIR` (pip's `--target` layout:
 /// purelib at `DIR`, scripts at `DIR/bin`, RECORD paths relative to `<home>/lib/python`).
@@ -46,7 +46,7 @@ pub fn materialize_target(entries: &[LayerEntry], dir: &Path) -> std::io::Result
     let lib = format!("{}/lib/python/", TARGET_HOME.trim_start_matches('/'));
     let home = format!("{}/", TARGET_HOME.trim_start_matches('/'));
     let mut written = Vec::new();
-    let mut zips = crate::archive::tar::ZipReaders::default();
+    let mut zips = raypack_pack::archive::tar::ZipReaders::default();
     for e in entries {
         let rel = e
             .path
@@ -81,3 +81,6 @@ pub fn materialize_target(entries: &[LayerEntry], dir: &Path) -> std::io::Result
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod fuzz;

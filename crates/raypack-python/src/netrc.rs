@@ -1,6 +1,6 @@
 //! Credentials for private indexes: URL userinfo first, else a `.netrc` entry for the host
 //! (`$NETRC`, else `~/.netrc`), as pip and uv do. Applied as HTTP basic auth; never printed
-//! (messages show URLs through [`crate::python::pinned::redact`]).
+//! (messages show URLs through [`crate::pinned::redact`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;

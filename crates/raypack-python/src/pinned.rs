@@ -7,7 +7,7 @@
 //! Anything unpinned needs `raypack lock` first: here that is an error naming
 //! the requirement.
 
-use crate::chain::error_chain;
+use raypack_pack::chain::error_chain;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -15,7 +15,7 @@ use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder};
 
 use super::tags::Target;
 use super::wheel::{WheelName, best_wheel, normalize};
-use crate::oci::cache::BlobCache;
+use raypack_pack::cache::BlobCache;
 
 /// One wheel to install.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,42 +283,6 @@ pub fn parse_hashed(path: &Path, target: &Target) -> Result<HashedRequirements, 
     Ok(out)
 }
 
-/// Whether the recipe's dependencies install without resolving: no inline requirements, and
-/// a `requirements_file` that is a pylock.toml or fully `==` + `--hash` pinned.
-pub fn is_pinned(recipe: &crate::recipe::Recipe, target: &Target) -> bool {
-    let deps = &recipe.dependencies;
-    deps.requirements.is_empty()
-        && deps.requirements_file.as_ref().is_none_or(|f| {
-            f.extension().is_some_and(|e| e == "toml") || parse_hashed(f, target).is_ok()
-        })
-}
-
-/// The recipe's pinned wheels for `target`: its `requirements_file` (a PEP 751 pylock.toml,
-/// or a requirements.txt where every line is `==` with `--hash`, mapped to files through the
-/// index). Inline requirements are not pinned, so they are an error here.
-pub async fn recipe_wheels(
-    recipe: &crate::recipe::Recipe,
-    target: &Target,
-    http: &reqwest::Client,
-) -> Result<Vec<PinnedWheel>, PinnedError> {
-    let deps = &recipe.dependencies;
-    if let Some(first) = deps.requirements.first() {
-        return Err(PinnedError::InlineUnpinned {
-            recipe: recipe.path.display().to_string(),
-            requirement: first.clone(),
-        });
-    }
-    let Some(file) = &deps.requirements_file else {
-        return Ok(Vec::new());
-    };
-    if file.extension().is_some_and(|e| e == "toml") {
-        from_pylock(file, target)
-    } else {
-        let reqs = parse_hashed(file, target)?;
-        resolve_hashed(http, &reqs, &Sources::from_recipe(deps), target).await
-    }
-}
-
 /// A file listed by an index.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IndexFile {
@@ -425,7 +389,7 @@ fn page_cache_path(url: &str) -> Option<PathBuf> {
     use sha2::Digest;
     let key = hex::encode(sha2::Sha256::digest(url.as_bytes()));
     Some(
-        crate::oci::cache::default_cache_dir()
+        raypack_pack::cache::default_cache_dir()
             .join("python-pages")
             .join(format!("{key}.json")),
     )
@@ -550,7 +514,7 @@ pub async fn find_links_files(
             if !name.ends_with(".whl") {
                 continue;
             }
-            let sha = crate::collect::hash_file(&p).map_err(|source| PinnedError::Io {
+            let sha = raypack_pack::collect::hash_file(&p).map_err(|source| PinnedError::Io {
                 path: p.clone(),
                 source,
             })?;
@@ -611,20 +575,6 @@ impl Sources {
             extra_index_urls: Vec::new(),
             find_links: Vec::new(),
             package_indexes: BTreeMap::new(),
-        }
-    }
-
-    pub fn from_recipe(deps: &crate::recipe::Dependencies) -> Sources {
-        crate::requirements::remember_recipe_credentials(deps);
-        Sources {
-            index_url: deps.index_url.clone(),
-            extra_index_urls: deps.extra_index_urls.clone(),
-            find_links: deps.find_links.clone(),
-            package_indexes: deps
-                .package_indexes
-                .iter()
-                .map(|(k, v)| (normalize(k), v.clone()))
-                .collect(),
         }
     }
 

@@ -222,7 +222,7 @@ pub fn locked_versions(text: &str, target: &Target) -> BTreeMap<String, Version>
             continue;
         };
         if let Some(m) = p.get("marker").and_then(|m| m.as_str()) {
-            match crate::python::requirement::parse(&format!("{name}; {m}")) {
+            match crate::requirement::parse(&format!("{name}; {m}")) {
                 Ok(r) if r.marker.evaluate(&env, &[]) => {}
                 _ => continue,
             }
@@ -237,8 +237,8 @@ pub fn locked_versions(text: &str, target: &Target) -> BTreeMap<String, Version>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::python::index::DistFile;
-    use crate::python::resolve::{Locked, Replacement};
+    use crate::index::DistFile;
+    use crate::resolve::{Locked, Replacement};
 
     fn wheel(f: &str) -> DistFile {
         DistFile {
@@ -326,7 +326,7 @@ mod tests {
         let path = dir.path().join(PYLOCK_FILE);
         std::fs::write(&path, &text).unwrap();
         for (t, numpy) in [(&targets[0], "2.1.0"), (&targets[1], "2.0.0")] {
-            let pins = crate::python::pinned::from_pylock(&path, &t.target).unwrap();
+            let pins = crate::pinned::from_pylock(&path, &t.target).unwrap();
             let np = pins.iter().find(|w| w.name == "numpy").unwrap();
             assert_eq!(np.version, numpy);
             assert!(np.filename.contains(&t.target.arch));

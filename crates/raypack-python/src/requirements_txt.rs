@@ -11,11 +11,11 @@
 //! requirements, `--no-binary` and unknown options.
 //!
 //! ```no_run
-//! let reqs = raypack::python::requirements_txt::read(std::path::Path::new("requirements.txt"))?;
+//! let reqs = raypack_python::requirements_txt::read(std::path::Path::new("requirements.txt"))?;
 //! for r in &reqs.requirements {
 //!     println!("{}:{}: {}", r.file.display(), r.line, r.spec);
 //! }
-//! # Ok::<(), raypack::python::requirements_txt::RequirementsTxtError>(())
+//! # Ok::<(), raypack_python::requirements_txt::RequirementsTxtError>(())
 //! ```
 
 use std::path::{Path, PathBuf};

@@ -405,7 +405,7 @@ impl Shared {
                     _ => None,
                 };
                 for text in &meta.requires_dist {
-                    let r = match crate::python::requirement::parse(text) {
+                    let r = match crate::requirement::parse(text) {
                         Ok(r) => r,
                         Err(e) => {
                             tracing::warn!(
@@ -934,7 +934,7 @@ pub fn parse_requirements(lines: &[String]) -> Result<Vec<Requirement<VerbatimUr
     lines
         .iter()
         .map(|l| {
-            crate::python::requirement::parse(l).map_err(|message| ResolveError::Requirement {
+            crate::requirement::parse(l).map_err(|message| ResolveError::Requirement {
                 requirement: l.clone(),
                 message,
             })

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::archive::tar::{EntryKind, LayerEntry};
+use raypack_pack::archive::tar::{EntryKind, LayerEntry};
 
 /// `{name}-{version}(-{build})?-{py}-{abi}-{plat}.whl`
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -827,11 +827,11 @@ impl Installed {
 
 impl Installed {
     /// This distribution with bytecode for its `.py` files under site-packages, compiled by
-    /// `compiler` (see [`crate::python::bytecode`]), as entries and RECORD rows (pip records
+    /// `compiler` (see [`crate::bytecode`]), as entries and RECORD rows (pip records
     /// the .pyc files it writes too). `scratch` is an empty directory.
     pub fn with_bytecode(
         mut self,
-        compiler: &crate::python::bytecode::Compiler,
+        compiler: &crate::bytecode::Compiler,
         scratch: &Path,
     ) -> Result<Installed, WheelError> {
         let io = |source| WheelError::Io {
@@ -841,7 +841,7 @@ impl Installed {
         let sp = self.site_packages.trim_matches('/').to_string();
         let present: std::collections::HashSet<String> =
             self.entries.iter().map(|e| e.path.clone()).collect();
-        let mut zips = crate::archive::tar::ZipReaders::default();
+        let mut zips = raypack_pack::archive::tar::ZipReaders::default();
         let mut sources = Vec::new();
         let mut owners = Vec::new();
         for e in &self.entries {
@@ -1013,7 +1013,7 @@ mod tests {
         let b = WheelName::parse("pkg-1.0-2b-py2.py3-none-any.whl").unwrap();
         assert_eq!(b.build, Some((2, "b".into())));
         assert_eq!(b.tags.len(), 2);
-        let t = crate::python::tags::Target::new("linux/amd64", "3.11", "2_36").unwrap();
+        let t = crate::tags::Target::new("linux/amd64", "3.11", "2_36").unwrap();
         let pr = t.priorities();
         let cands = vec![
             WheelName::parse("x-1-py3-none-any.whl").unwrap(),

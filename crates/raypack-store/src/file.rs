@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::StoreError;
 
-use crate::archive::{TEMP_MARK, TEMP_SUFFIX, temp_prefix};
+use raypack_pack::archive::{TEMP_MARK, TEMP_SUFFIX, temp_prefix};
 
 #[derive(Debug)]
 pub struct FileStore {
@@ -114,7 +114,7 @@ impl FileStore {
         }
         let mut tmp = tempfile::Builder::new()
             .prefix(&format!("{}{name}.", temp_prefix()))
-            .suffix(crate::archive::TEMP_SUFFIX)
+            .suffix(raypack_pack::archive::TEMP_SUFFIX)
             .tempfile_in(&self.dir)
             .map_err(|e| self.failed("create temp file for", name, e))?;
         let mut input = std::fs::File::open(src).map_err(|e| self.failed("read", name, e))?;

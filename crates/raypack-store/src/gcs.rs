@@ -11,7 +11,7 @@
 //! gcloud's `application_default_credentials.json`) of type `authorized_user`, then the GCE
 //! metadata server.
 
-use crate::chain::error_chain;
+use raypack_pack::chain::error_chain;
 use std::path::{Path, PathBuf};
 
 use reqwest::StatusCode;
@@ -40,7 +40,7 @@ fn enc(s: &str) -> String {
 }
 
 impl GcsStore {
-    pub fn connect(bucket: &str, prefix: &str) -> Result<GcsStore, StoreError> {
+    pub fn connect(bucket: &str, prefix: &str, http: reqwest::Client) -> GcsStore {
         let (base, emulator) = match std::env::var("STORAGE_EMULATOR_HOST") {
             Ok(h) if !h.is_empty() => {
                 let h = if h.contains("://") {
@@ -52,18 +52,14 @@ impl GcsStore {
             }
             _ => ("https://storage.googleapis.com".to_string(), false),
         };
-        let http = crate::submit::http_client().map_err(|e| StoreError::Config {
-            store: format!("gs://{bucket}"),
-            detail: e.to_string(),
-        })?;
-        Ok(GcsStore {
+        GcsStore {
             http,
             base,
             emulator,
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
             token: OnceCell::new(),
-        })
+        }
     }
 
     fn store(&self) -> String {

@@ -51,14 +51,21 @@ pub enum Store {
 
 impl Store {
     /// Connects to the store at `url` (loads credentials; no request is made yet).
-    /// `create` makes a missing file-store directory (used for raypack's local default store).
-    pub async fn connect(url: &StoreUrl, create: bool) -> Result<Store, StoreError> {
+    /// `create` makes a missing file-store directory (used for raypack's local default store);
+    /// `http` is the client GCS requests go through.
+    pub async fn connect(
+        url: &StoreUrl,
+        create: bool,
+        http: &reqwest::Client,
+    ) -> Result<Store, StoreError> {
         Ok(match url {
             StoreUrl::File { path } => Store::File(file::FileStore::new(path, create)?),
             StoreUrl::S3 { bucket, prefix } => {
                 Store::S3(s3::S3Store::connect(bucket, prefix).await?)
             }
-            StoreUrl::Gcs { bucket, prefix } => Store::Gcs(gcs::GcsStore::connect(bucket, prefix)?),
+            StoreUrl::Gcs { bucket, prefix } => {
+                Store::Gcs(gcs::GcsStore::connect(bucket, prefix, http.clone()))
+            }
         })
     }
 
