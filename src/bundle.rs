@@ -61,15 +61,15 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
     // The wheels' downloads carry the recipe's index credentials (files are often listed
     // without userinfo on the index's host).
     crate::requirements::remember_recipe_credentials(&recipe.dependencies);
-    let target =
-        crate::bake::base::target_without_pull(&recipe.base).map_err(BundleError::Target)?;
+    let target = crate::base::target_without_pull(&recipe.base).map_err(BundleError::Target)?;
     recipe
         .check_python(&format!("3.{}", target.python_minor))
         .map_err(BundleError::Target)?;
     let http = crate::submit::http_client().map_err(|e| BundleError::Target(e.to_string()))?;
-    let base = crate::bake::read_base_index(recipe, &recipe.base.platform, Default::default())
+    let base = crate::base::read_installed(recipe, &recipe.base.platform, Default::default())
         .await
-        .map(|(index, _)| index);
+        .map(|(index, _)| index)
+        .map_err(|e| e.to_string());
     let locked_wheels = if crate::requirements::is_pinned(recipe, &target) {
         crate::requirements::recipe_wheels(recipe, &target, &http).await?
     } else {

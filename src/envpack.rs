@@ -397,9 +397,8 @@ async fn locked_pins(
     if !path.is_file() {
         return Ok(None);
     }
-    let target =
-        crate::bake::base::target_without_pull(&recipe.base).map_err(BundleError::Target)?;
-    match crate::bake::read_base_index(recipe, &recipe.base.platform, Default::default()).await {
+    let target = crate::base::target_without_pull(&recipe.base).map_err(BundleError::Target)?;
+    match crate::base::read_installed(recipe, &recipe.base.platform, Default::default()).await {
         Ok((index, layout)) => {
             let opts = crate::lock::LockOptions {
                 platforms: vec![recipe.base.platform.clone()],

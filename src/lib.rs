@@ -19,6 +19,7 @@ pub use raypack_python as python;
 pub use raypack_store as store;
 
 pub mod bake;
+pub mod base;
 pub mod bundle;
 pub mod envpack;
 pub mod init;

@@ -87,7 +87,7 @@ pub enum LockError {
     #[error(
         "base image: {0}; lock reads the target's Python and glibc from it: set [base] python_version and manylinux, or pass --python-version 3.X --manylinux 2_N, to lock without the registry"
     )]
-    Base(String),
+    Base(#[from] crate::base::BaseError),
 }
 
 /// What a lock run did.
@@ -229,39 +229,19 @@ pub async fn targets(recipe: &Recipe, opts: &LockOptions) -> Result<Vec<LockTarg
 }
 
 /// The base's layout from its config (pinned digest from raypack.lock, else resolved and pinned
-/// the way bake does).
+/// the way bake does); no layer is pulled.
 async fn base_layout(
     recipe: &Recipe,
     platform: &str,
     opts: &LockOptions,
-) -> Result<crate::bake::base::BaseLayout, LockError> {
+) -> Result<crate::base::BaseLayout, LockError> {
     let p = crate::oci::media::Platform::parse(platform)
         .ok_or_else(|| LockError::Target(format!("platform {platform}")))?;
     let registry = crate::oci::client::Registry::new(opts.registry.clone())
-        .map_err(|e| LockError::Base(e.to_string()))?;
+        .map_err(|e| LockError::Base(e.into()))?;
     let cache = BlobCache::new(&cache_dir(opts));
-    let (reference, _, _) = crate::bake::pin_base(recipe, &p, &registry, &cache, false)
-        .await
-        .map_err(|e| LockError::Base(e.to_string()))?;
-    let resolved = registry
-        .resolve(&reference, &p, &cache)
-        .await
-        .map_err(|e| LockError::Base(e.to_string()))?;
-    let manifest: serde_json::Value = serde_json::from_slice(&resolved.manifest)
-        .map_err(|e| LockError::Base(format!("manifest: {e}")))?;
-    let digest = manifest["config"]["digest"]
-        .as_str()
-        .ok_or_else(|| LockError::Base("manifest has no config".into()))?;
-    let path = registry
-        .fetch_blob(&reference, digest, &cache)
-        .await
-        .map_err(|e| LockError::Base(e.to_string()))?;
-    let config: serde_json::Value = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| LockError::Base("config is not JSON".into()))?;
-    crate::bake::base::describe(&recipe.base, &recipe.base.reference, &config)
-        .map_err(|e| LockError::Base(e.to_string()))
+    let base = crate::base::PinnedBase::pin(recipe, p, &registry, &cache, false).await?;
+    Ok(base.layout().await?)
 }
 
 fn cache_dir(opts: &LockOptions) -> PathBuf {
@@ -406,7 +386,7 @@ fn broken_base_distributions(
         .iter()
         .map(|p| (normalize(&p.name), &p.version))
         .collect();
-    let env = crate::python::pinned::marker_env(&r.target);
+    let env = crate::python::tags::marker_env(&r.target);
     let mut broken = Vec::new();
     for (name, reqs) in requires {
         if locked.contains_key(name) || !installed.contains_key(name) {

@@ -609,9 +609,10 @@ fn lock_base(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (_, pin, changed) = rt.block_on(raypack::bake::pin_base(
-        &recipe, &platform, &registry, &cache, true,
+    let base = rt.block_on(raypack::base::PinnedBase::pin(
+        &recipe, platform, &registry, &cache, true,
     ))?;
+    let (pin, changed) = (base.pin, base.pinned_now);
     if cli.output == Output::Json {
         println!(
             "{}",
@@ -702,7 +703,7 @@ fn lock_deps(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
             let read = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(raypack::bake::read_base_index(
+                .block_on(raypack::base::read_installed(
                     &recipe,
                     &platform,
                     args.tls.options(),
@@ -1059,7 +1060,7 @@ fn check(cli: &Cli) -> Result<ExitCode, CliError> {
     raypack::requirements::inline_list(&recipe)?;
     // The project's requires-python against the base's Python, where the catalog or [base]
     // says what that is without a pull.
-    if let Ok(t) = raypack::bake::base::target_without_pull(&recipe.base) {
+    if let Ok(t) = raypack::base::target_without_pull(&recipe.base) {
         recipe
             .check_python(&format!("3.{}", t.python_minor))
             .map_err(CliError::Other)?;

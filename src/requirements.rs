@@ -97,7 +97,7 @@ pub fn sources(deps: &crate::recipe::Dependencies) -> Sources {
 /// The recipe's index options as pip lines. Credentials in the URLs are dropped: the
 /// runtime_env is printed and stored, so the cluster must bring its own (pip.conf, netrc).
 pub fn index_lines(recipe: &crate::recipe::Recipe) -> Vec<String> {
-    use crate::python::pinned::redact;
+    use crate::python::netrc::redact;
     let d = &recipe.dependencies;
     let mut out = Vec::new();
     if d.index_url != crate::recipe::DEFAULT_INDEX {
@@ -134,7 +134,7 @@ pub fn inline_list(recipe: &crate::recipe::Recipe) -> Result<Vec<String>, Requir
 /// is printed and stored), then the requirements without `--hash` options (pip demands
 /// hashes for all lines or none). Constraint files are refused.
 fn requirements_txt_lines(f: &Path) -> Result<Vec<String>, RequirementsError> {
-    use crate::python::pinned::redact;
+    use crate::python::netrc::redact;
     let mut out = Vec::new();
     let txt = crate::python::requirements_txt::read(f)?;
     for u in txt.index_url.iter().chain(&txt.extra_index_urls) {

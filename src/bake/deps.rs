@@ -19,8 +19,9 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::Digest;
 
-use super::{BakeError, BaseLayout, LAYOUT_VERSION};
+use super::{BakeError, LAYOUT_VERSION};
 use crate::archive::tar::{EntryKind, LayerEntry};
+use crate::base::BaseLayout;
 use crate::cache::BlobCache;
 use crate::oci::client::Registry;
 use crate::oci::image::Blob;

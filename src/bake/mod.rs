@@ -1,14 +1,13 @@
 //! `raypack bake`: the project's code on a pinned rayproject/ray base, as a reproducible image.
 //!
 //! Flow: pin the base (raypack.lock) → pull its manifest, config and layers into the blob cache
-//! → learn its layout ([`base::describe`]) → collect the code (same rules as `raypack env`) →
+//! and learn its layout ([`crate::base`]) → collect the code (same rules as `raypack env`) →
 //! one code layer under `app_dir` → the base config edited as raw JSON → an [`Image`] →
 //! publish (registry push, OCI layout, docker tar).
 //!
 //! Dependency layers (wheels, [`deps`]) slot in between the base layers and the code layer:
 //! each is just another list of [`LayerEntry`]s.
 
-pub mod base;
 pub mod deps;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +18,7 @@ use serde_json::{Map, Value, json};
 use crate::archive::tar::{EntryKind, LayerEntry, write_layer};
 use crate::cache::{BlobCache, CacheError};
 use crate::collect::StatCache;
-use crate::lockfile::{BasePin, LockError, LockFile};
+use crate::lockfile::LockError;
 use crate::oci::client::{ClientOptions, PushStats, Registry, RegistryError};
 use crate::oci::image::{Image, gzip_layer};
 use crate::oci::layout::{LayoutError, write_docker_tar, write_oci_layout};
@@ -28,7 +27,7 @@ use crate::oci::reference::Reference;
 use crate::plan::{PackageRole, PlanError, plan_packages};
 use crate::recipe::Recipe;
 
-pub use base::{BaseError, BaseLayout};
+use crate::base::{BaseError, BaseLayout, PinnedBase};
 
 /// Bumped when the code layer's layout changes.
 pub const LAYOUT_VERSION: &str = "raypack-bake-v1";
@@ -331,32 +330,6 @@ fn cache_of(opts: &BakeOptions) -> BlobCache {
     )
 }
 
-/// Resolves the base to a digest (using and updating raypack.lock).
-pub async fn pin_base(
-    recipe: &Recipe,
-    platform: &Platform,
-    registry: &Registry,
-    cache: &BlobCache,
-    upgrade: bool,
-) -> Result<(Reference, BasePin, bool), BakeError> {
-    let mut lock = LockFile::load(&recipe.root)?;
-    let platform_s = platform.to_string();
-    let base = &recipe.base.reference;
-    if !upgrade && let Some(pin) = lock.base_pin(&recipe.base.image, &platform_s) {
-        return Ok((base.with_digest(&pin.digest), pin.clone(), false));
-    }
-    let resolved = registry.resolve(base, platform, cache).await?;
-    let pin = BasePin {
-        image: recipe.base.image.clone(),
-        platform: platform_s,
-        digest: resolved.digest.clone(),
-        index_digest: resolved.index_digest.clone(),
-    };
-    lock.base = Some(pin.clone());
-    let changed = lock.save(&recipe.root)?;
-    Ok((base.with_digest(&pin.digest), pin, changed))
-}
-
 /// Writes entries as a tar layer, gzips it into the cache; returns the blob and its diff_id.
 fn layer_blob(
     entries: &mut [LayerEntry],
@@ -372,55 +345,6 @@ fn layer_blob(
         .flush()
         .map_err(BakeError::Layer)?;
     Ok(gzip_layer(tmp.path(), family, cache)?)
-}
-
-/// What the recipe's base has installed (for `raypack lock` and `env --deps bundle`): pins the
-/// base, pulls its layers into the blob cache and builds (or loads) its distribution index.
-pub async fn base_index(
-    recipe: &Recipe,
-    platform: &Platform,
-    registry: &Registry,
-    cache: &BlobCache,
-) -> Result<(crate::python::installed::BaseIndex, BaseLayout), BakeError> {
-    let (base_ref, _, _) = pin_base(recipe, platform, registry, cache, false).await?;
-    let (_, image) = registry.pull(&base_ref, platform, cache).await?;
-    let config: Value = std::fs::read(&image.config.path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| BakeError::BaseImage {
-            image: recipe.base.image.clone(),
-            message: "config is not JSON".into(),
-        })?;
-    let layout = base::describe(&recipe.base, &recipe.base.reference, &config)?;
-    let layers: Vec<PathBuf> = image.layers.iter().map(|l| l.path.clone()).collect();
-    let (key, dir, sp) = (
-        image.config.digest.clone(),
-        cache.root().join("base-index"),
-        layout.site_packages.clone(),
-    );
-    let index = tokio::task::spawn_blocking(move || {
-        crate::python::installed::BaseIndex::load_or_build(&dir, &key, &layers, &sp)
-    })
-    .await
-    .expect("indexing does not panic")
-    .map_err(|e| BakeError::Deps(e.to_string()))?;
-    Ok((index, layout))
-}
-
-/// [`base_index`] for callers outside a bake (`lock`, `env`): the platform as text, a
-/// registry client from `registry` options and the default blob cache; errors as text, since
-/// every caller falls back to working without the base.
-pub async fn read_base_index(
-    recipe: &Recipe,
-    platform: &str,
-    registry: ClientOptions,
-) -> Result<(crate::python::installed::BaseIndex, BaseLayout), String> {
-    let p = Platform::parse(platform).ok_or_else(|| format!("platform {platform}"))?;
-    let registry = Registry::new(registry).map_err(|e| e.to_string())?;
-    let cache = BlobCache::new(&crate::cache::default_cache_dir());
-    base_index(recipe, &p, &registry, &cache)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 pub async fn run(
@@ -444,47 +368,26 @@ pub async fn run(
     let cache = cache_of(opts);
 
     progress("resolving the base image");
-    let (base_ref, pin, pinned_now) =
-        pin_base(recipe, &platform, &registry, &cache, opts.upgrade_base).await?;
+    let base = PinnedBase::pin(
+        recipe,
+        platform.clone(),
+        &registry,
+        &cache,
+        opts.upgrade_base,
+    )
+    .await?;
+    let (pin, pinned_now) = (base.pin.clone(), base.pinned_now);
     progress("pulling the base image");
-    let (_, base_image) = registry.pull(&base_ref, &platform, &cache).await?;
-    let base_config: Value =
-        serde_json::from_slice(&std::fs::read(&base_image.config.path).map_err(|e| {
-            CacheError::Io {
-                path: base_image.config.path.clone(),
-                source: e,
-            }
-        })?)
-        .map_err(|e| BakeError::BaseImage {
-            image: recipe.base.image.clone(),
-            message: format!("config is not JSON: {e}"),
-        })?;
-    // A single-platform base (no index) must itself be for the target platform.
-    let arch = base_config["architecture"].as_str().unwrap_or_default();
-    let os = base_config["os"].as_str().unwrap_or_default();
-    if arch != platform.architecture || os != platform.os {
-        return Err(BakeError::BaseImage {
-            image: recipe.base.image.clone(),
-            message: format!(
-                "it is built for {os}/{arch}, not {platform}; pick a base for {platform} or pass --platform {os}/{arch}"
-            ),
-        });
-    }
-    let layout = base::describe(&recipe.base, &recipe.base.reference, &base_config)?;
+    let pulled = base.pull().await?;
+    let layout = pulled.layout.clone();
     recipe
         .check_python(&layout.python_version)
         .map_err(|message| BakeError::BaseImage {
             image: recipe.base.image.clone(),
             message,
         })?;
-    let family =
-        Family::of(&base_image.manifest_media_type).ok_or_else(|| BakeError::BaseImage {
-            image: recipe.base.image.clone(),
-            message: format!(
-                "unsupported manifest type {}",
-                base_image.manifest_media_type
-            ),
-        })?;
+    let family = pulled.family;
+    let base_image = &pulled.image;
 
     progress("building the code layer");
     let stat_cache = StatCache::load(&recipe.state_dir().join("cache").join("stat.bin"));
@@ -526,7 +429,7 @@ pub async fn run(
     let mut layers = base_image.layers.clone();
     let mut dependencies = deps::DepsReport::default();
     if !opts.skip_deps {
-        let base_paths: Vec<PathBuf> = base_image.layers.iter().map(|l| l.path.clone()).collect();
+        let base_paths = pulled.layer_paths();
         // The image this push replaces (its first tag): dependency layers it already has
         // are fetched rather than built.
         let previous = target.as_ref().filter(|_| opts.push).map(|t| Reference {
@@ -572,7 +475,7 @@ pub async fn run(
         format!("raypack bake: code layer ({})", recipe.image.app_dir),
     ));
     let cfg = edit_config(
-        &base_config,
+        &pulled.config,
         recipe,
         &layout,
         &new_layers,
@@ -595,7 +498,7 @@ pub async fn run(
             _ => recipe.image.tags.clone(),
         };
         let (_, stats) = registry
-            .push_image(&target, &image, &tags, Some(&base_ref))
+            .push_image(&target, &image, &tags, Some(&base.reference))
             .await?;
         let mut report = PushReport::from((target.name().as_str(), tags.as_slice(), stats));
         report.default_tag = recipe.image.tags.is_empty() && target.tag.is_none();

@@ -92,7 +92,7 @@ pub struct Dependencies {
     pub extra_index_urls: Vec<String>,
     pub find_links: Vec<String>,
     pub package_indexes: BTreeMap<String, String>,
-    /// `None`: the bake default ([`crate::bake::deps::DEFAULT_MAX_LAYERS`]).
+    /// `None`: the bake default (6 dependency layers).
     pub max_layers: Option<usize>,
     /// The lock may replace the base's Ray (by default a hard pin: the cluster runs it).
     pub replace_ray: bool,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use super::wheel::normalize;
+use super::requirement::normalize;
 
 /// How many requests run at once against indexes and file hosts.
 pub const MAX_CONCURRENT_REQUESTS: usize = 24;
@@ -24,17 +24,17 @@ const DEFAULT_MAX_AGE: u64 = 600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("{}: {detail} (after {attempts} tries)", crate::pinned::redact(url))]
+    #[error("{}: {detail} (after {attempts} tries)", crate::netrc::redact(url))]
     Network {
         url: String,
         detail: String,
         attempts: u32,
     },
-    #[error("{}: HTTP {status}", crate::pinned::redact(url))]
+    #[error("{}: HTTP {status}", crate::netrc::redact(url))]
     Status { url: String, status: u16 },
     #[error(
         "{}: the index did not answer PEP 691 JSON ({detail}); HTML indexes are not supported yet",
-        crate::pinned::redact(url)
+        crate::netrc::redact(url)
     )]
     NotJson { url: String, detail: String },
 }

@@ -1,6 +1,6 @@
 //! Credentials for private indexes: URL userinfo first, else a `.netrc` entry for the host
 //! (`$NETRC`, else `~/.netrc`), as pip and uv do. Applied as HTTP basic auth; never printed
-//! (messages show URLs through [`crate::pinned::redact`]).
+//! (messages show URLs through [`redact`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -180,6 +180,18 @@ fn percent(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
         .to_string()
+}
+
+/// `url` without userinfo, for messages (credentials are never printed).
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
 }
 
 #[cfg(test)]

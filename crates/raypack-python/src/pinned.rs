@@ -11,9 +11,8 @@ use raypack_pack::chain::error_chain;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder};
-
-use super::tags::Target;
+use super::netrc::redact;
+use super::tags::{Target, marker_env};
 use super::wheel::{WheelName, best_wheel, normalize};
 use raypack_pack::cache::BlobCache;
 
@@ -89,26 +88,6 @@ pub enum PinnedError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// The marker environment of a CPython target on Linux.
-pub fn marker_env(t: &Target) -> MarkerEnvironment {
-    let pv = format!("3.{}", t.python_minor);
-    let full = format!("3.{}.0", t.python_minor);
-    MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
-        implementation_name: "cpython",
-        implementation_version: &full,
-        os_name: "posix",
-        platform_machine: &t.arch,
-        platform_python_implementation: "CPython",
-        platform_release: "",
-        platform_system: "Linux",
-        platform_version: "",
-        python_full_version: &full,
-        python_version: &pv,
-        sys_platform: "linux",
-    })
-    .expect("valid marker environment")
 }
 
 /// Wheels from a pylock.toml for `target`.
@@ -317,18 +296,6 @@ fn no_wheel(name: &str, version: &str, target: &Target, available: &[WheelName])
             .flat_map(|n| n.tags.clone())
             .collect::<Vec<_>>()
             .join(", "),
-    }
-}
-
-/// `url` without userinfo, for messages (credentials are never printed).
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        _ => url.to_string(),
     }
 }
 

@@ -12,9 +12,9 @@ use std::str::FromStr;
 
 use pep508_rs::pep440_rs::Version;
 
-use super::pinned::marker_env;
 use super::resolve::Resolution;
 use super::tags::Target;
+use super::tags::marker_env;
 use super::wheel::normalize;
 
 /// The lock file name, next to the recipe.

@@ -30,8 +30,8 @@ use tokio::sync::OnceCell;
 
 use super::index::{DistFile, IndexClient};
 use super::metadata::{CoreMetadata, MetadataFetcher};
-use super::pinned::marker_env;
 use super::tags::Target;
+use super::tags::marker_env;
 use super::wheel::{WheelName, normalize};
 
 /// A set of versions.

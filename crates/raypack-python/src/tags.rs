@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder};
+
 /// A target: CPython `3.minor` on glibc `2.glibc_minor`, `arch` (`x86_64` or `aarch64`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -105,4 +107,23 @@ impl std::fmt::Display for Target {
             self.python_minor, self.glibc_minor, self.arch
         )
     }
+}
+/// The marker environment of a CPython target on Linux.
+pub fn marker_env(t: &Target) -> MarkerEnvironment {
+    let pv = format!("3.{}", t.python_minor);
+    let full = format!("3.{}.0", t.python_minor);
+    MarkerEnvironment::try_from(MarkerEnvironmentBuilder {
+        implementation_name: "cpython",
+        implementation_version: &full,
+        os_name: "posix",
+        platform_machine: &t.arch,
+        platform_python_implementation: "CPython",
+        platform_release: "",
+        platform_system: "Linux",
+        platform_version: "",
+        python_full_version: &full,
+        python_version: &pv,
+        sys_platform: "linux",
+    })
+    .expect("valid marker environment")
 }

@@ -28,23 +28,7 @@ pub struct WheelName {
     pub tags: Vec<String>,
 }
 
-/// PEP 503 normalisation: lowercase, runs of `-_.` become `-`.
-pub fn normalize(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut sep = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            sep = true;
-        } else {
-            if sep && !out.is_empty() {
-                out.push('-');
-            }
-            sep = false;
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
-}
+pub use crate::requirement::normalize;
 
 impl WheelName {
     pub fn parse(filename: &str) -> Option<WheelName> {

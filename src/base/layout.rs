@@ -7,6 +7,8 @@ use serde_json::Value;
 use crate::oci::reference::Reference;
 use crate::recipe::Base;
 
+use super::BaseError;
+
 const CATALOG: &str = include_str!("../../base-images/catalog.toml");
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,16 +44,6 @@ pub struct BaseLayout {
     pub ray_version: Option<String>,
     /// Where the layout facts came from (for `--output json` and errors).
     pub source: &'static str,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BaseError {
-    #[error(
-        "base image {image} is not in raypack's catalog and its config does not say where its Python is; set them in [base]: python = \"/path/to/bin/python\", python_version = \"3.11\", site_packages = \"/path/to/site-packages\", user = \"UID:GID\""
-    )]
-    Unknown { image: String },
-    #[error("base image {image}: {message}")]
-    Inconsistent { image: String, message: String },
 }
 
 fn catalog() -> Vec<CatalogEntry> {
