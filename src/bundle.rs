@@ -71,7 +71,11 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
         .map(|(index, _)| index)
         .map_err(|e| e.to_string());
     let locked_wheels = if crate::requirements::is_pinned(recipe, &target) {
-        crate::requirements::recipe_wheels(recipe, &target, &http).await?
+        let client = crate::python::index::IndexClient::new(
+            http.clone(),
+            &crate::cache::default_cache_dir(),
+        );
+        crate::requirements::recipe_wheels(recipe, &target, &client).await?
     } else {
         pinned::from_pylock(&locked(recipe, &target, base.as_ref()).await?, &target)?
     };

@@ -121,17 +121,14 @@ pub fn inputs(recipe: &Recipe) -> Result<LockInputs, LockError> {
             .iter()
             .map(|(n, u)| (normalize(n), u.trim_end_matches('/').to_string()))
             .collect(),
+        find_links: Vec::new(),
     };
     for line in crate::requirements::inline_list(recipe)? {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["--index-url" | "-i", url] => indexes.default = url.trim_end_matches('/').into(),
             ["--extra-index-url", url] => indexes.extra.push(url.trim_end_matches('/').to_string()),
-            ["--find-links" | "-f", ..] => {
-                return Err(LockError::Input(format!(
-                    "`{line}`: find-links are not supported by raypack lock yet; serve the wheels from an index (PEP 691 JSON)"
-                )));
-            }
+            ["--find-links" | "-f", location] => indexes.find_links.push(location.to_string()),
             [w, ..] if w.starts_with('-') => {
                 tracing::warn!("raypack lock ignores the option `{line}`");
             }
@@ -164,6 +161,9 @@ pub fn input_hash(
     }
     for (n, u) in &inputs.indexes.per_package {
         s.push_str(&format!("package-index {n} {u}\n"));
+    }
+    for l in &inputs.indexes.find_links {
+        s.push_str(&format!("find-links {l}\n"));
     }
     for t in targets {
         s.push_str(&format!("target {} {}\n", t.platform, t.environment()));
@@ -521,6 +521,7 @@ mod tests {
                 default: DEFAULT_INDEX.into(),
                 extra: vec![],
                 per_package: BTreeMap::new(),
+                find_links: Vec::new(),
             },
         };
         let base = BaseContents::Unknown;

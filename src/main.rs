@@ -454,8 +454,17 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                         pinned::from_pylock(req, &t)?
                     } else {
                         let reqs = pinned::parse_hashed(req, &t)?;
-                        pinned::resolve_hashed(&http, &reqs, &pinned::Sources::index(index_url), &t)
-                            .await?
+                        let client = raypack::python::index::IndexClient::new(
+                            http.clone(),
+                            &raypack::cache::default_cache_dir(),
+                        );
+                        pinned::resolve_hashed(
+                            &client,
+                            &reqs,
+                            &pinned::Sources::index(index_url),
+                            &t,
+                        )
+                        .await?
                     };
                     let cache =
                         raypack::cache::BlobCache::new(&raypack::cache::default_cache_dir());

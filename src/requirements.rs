@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::python::index::IndexClient;
 use crate::python::pinned::{
     PinnedError, PinnedWheel, Sources, from_pylock, parse_hashed, resolve_hashed,
 };
@@ -59,7 +60,7 @@ pub fn is_pinned(recipe: &crate::recipe::Recipe, target: &Target) -> bool {
 pub async fn recipe_wheels(
     recipe: &crate::recipe::Recipe,
     target: &Target,
-    http: &reqwest::Client,
+    client: &IndexClient,
 ) -> Result<Vec<PinnedWheel>, PinnedError> {
     let deps = &recipe.dependencies;
     if let Some(first) = deps.requirements.first() {
@@ -75,7 +76,7 @@ pub async fn recipe_wheels(
         from_pylock(file, target)
     } else {
         let reqs = parse_hashed(file, target)?;
-        resolve_hashed(http, &reqs, &sources(deps), target).await
+        resolve_hashed(client, &reqs, &sources(deps), target).await
     }
 }
 

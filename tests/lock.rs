@@ -767,6 +767,7 @@ mod local_index {
                     default: format!("{}/simple", server.base),
                     extra: vec![],
                     per_package: Default::default(),
+                    find_links: vec![],
                 },
                 preferences: Default::default(),
                 installed: Default::default(),

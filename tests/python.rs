@@ -608,6 +608,185 @@ fn html_indexes_credentials_find_links_and_per_package_pinning() {
     }
 }
 
+/// Issue 16: one index client for locking and pinning. `raypack lock` resolves from a PEP 503
+/// HTML-only index with basic auth from URL userinfo (pinned per package), an HTML index whose
+/// credentials come from netrc, and a find-links directory; the dependency found only in
+/// find-links comes from a wheel's METADATA. No credential reaches the output or the lock, and
+/// the lock then installs (`env --deps bundle` downloads through the redacted URLs).
+#[test]
+fn lock_resolves_from_html_indexes_with_credentials_and_find_links() {
+    use std::collections::BTreeMap;
+    let (alpha, alpha_bytes) = tiny_wheel_requiring("alpha", "1.0", "private alpha", &["gamma>=3"]);
+    let (_, impostor) = tiny_wheel("alpha", "1.0", "impostor");
+    let (beta1, beta1_bytes) = tiny_wheel("beta", "1.0", "old beta");
+    let (beta2, beta2_bytes) = tiny_wheel("beta", "2.0", "public beta");
+    let (gamma, gamma_bytes) = tiny_wheel("gamma", "3.0", "find-links gamma");
+
+    let mut private = BTreeMap::new();
+    private.insert(
+        "/simple/alpha/".to_string(),
+        html_page(&[(
+            &format!("../../files/{alpha}#sha256={}", sha_hex(&alpha_bytes)),
+            &alpha,
+        )]),
+    );
+    private.insert(
+        format!("/files/{alpha}"),
+        ("application/octet-stream".into(), alpha_bytes.clone()),
+    );
+    let private = StaticServer::start(private, Some("alice:pa ss@word"), 40);
+    let mut public = BTreeMap::new();
+    public.insert(
+        "/simple/alpha/".to_string(),
+        html_page(&[(
+            &format!("/files/{alpha}#sha256={}", sha_hex(&impostor)),
+            &alpha,
+        )]),
+    );
+    public.insert(
+        "/simple/beta/".to_string(),
+        html_page(&[
+            (
+                &format!("/files/{beta1}#sha256={}", sha_hex(&beta1_bytes)),
+                &beta1,
+            ),
+            (
+                &format!("/files/{beta2}#sha256={}", sha_hex(&beta2_bytes)),
+                &beta2,
+            ),
+        ]),
+    );
+    public.insert(
+        format!("/files/{beta1}"),
+        ("application/octet-stream".into(), beta1_bytes),
+    );
+    public.insert(
+        format!("/files/{beta2}"),
+        ("application/octet-stream".into(), beta2_bytes.clone()),
+    );
+    let public = StaticServer::start(public, Some("bob:hunter2-canary"), 40);
+
+    let (t, dir) = hello_copy();
+    std::fs::create_dir_all(dir.join("wheels")).unwrap();
+    std::fs::write(dir.join("wheels").join(&gamma), &gamma_bytes).unwrap();
+    std::fs::write(
+        dir.join("requirements.txt"),
+        format!(
+            "--index-url {}/simple\n--find-links wheels\nalpha\nbeta>=1\n",
+            public.base
+        ),
+    )
+    .unwrap();
+    let private_url = private
+        .base
+        .replace("http://", "http://alice:pa%20ss%40word@");
+    let recipe = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace(
+            "requirements_file = \"requirements.txt\"",
+            &format!("requirements_file = \"requirements.txt\"\npackage_indexes = {{ alpha = \"{private_url}/simple\" }}"),
+        );
+    std::fs::write(dir.join("raypack.toml"), recipe).unwrap();
+    let host = public
+        .base
+        .trim_start_matches("http://")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let netrc = t.path().join("netrc");
+    std::fs::write(
+        &netrc,
+        format!("machine {host} login bob password hunter2-canary\n"),
+    )
+    .unwrap();
+    let secret_free = |what: &str, text: &str| {
+        for s in ["hunter2-canary", "pa ss", "pa%20ss", "alice", "bob"] {
+            assert!(!text.contains(s), "{s} in {what}:\n{text}");
+        }
+    };
+
+    let out = run(raypack()
+        .env("NETRC", &netrc)
+        .env("RAYPACK_CACHE_DIR", t.path().join("cache"))
+        .arg("-C")
+        .arg(&dir)
+        .args([
+            "-vv",
+            "lock",
+            "--python-version",
+            "3.11",
+            "--manylinux",
+            "2_36",
+        ]));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    secret_free("stderr", &err);
+    secret_free("stdout", &String::from_utf8_lossy(&out.stdout));
+    let lock = std::fs::read_to_string(dir.join("pylock.raypack.toml")).unwrap();
+    secret_free("the lock", &lock);
+    let pins = versions(&lock);
+    assert_eq!(
+        pins,
+        [("alpha", "1.0"), ("beta", "2.0"), ("gamma", "3.0")]
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .into_iter()
+            .collect::<BTreeMap<_, _>>(),
+        "{lock}"
+    );
+    // The private alpha's bytes (not the impostor's), from the private index only; gamma from
+    // the find-links directory.
+    assert!(lock.contains(&sha_hex(&alpha_bytes)), "{lock}");
+    assert!(!lock.contains(&sha_hex(&impostor)), "{lock}");
+    assert!(
+        lock.contains(&format!("index = \"{}/simple\"", private.base)),
+        "{lock}"
+    );
+    assert!(
+        lock.contains(&sha_hex(&gamma_bytes)) && lock.contains("file://"),
+        "{lock}"
+    );
+    assert!(
+        !public.requests().iter().any(|p| p.contains("alpha")),
+        "{:?}",
+        public.requests()
+    );
+
+    // The lock installs: the bundle downloads alpha and beta through the URLs the lock
+    // records (without credentials), authenticated from what the recipe and netrc say.
+    let store = t.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let out = run(raypack()
+        .env("NETRC", &netrc)
+        .env("RAYPACK_CACHE_DIR", t.path().join("cache"))
+        .arg("-C")
+        .arg(&dir)
+        .args(["env", "--deps", "bundle", "--store"])
+        .arg(format!("file://{}", store.display())));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    secret_free("stderr", &err);
+    let zip = std::fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("-deps-"))
+        .expect("bundle zip");
+    let mut z = ::zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
+    for (module, marker) in [
+        ("alpha", "private alpha"),
+        ("beta", "public beta"),
+        ("gamma", "find-links gamma"),
+    ] {
+        let mut s = String::new();
+        use std::io::Read;
+        z.by_name(&format!("pkg/{module}/__init__.py"))
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert!(s.contains(marker), "{module}: {s}");
+    }
+}
+
 #[test]
 fn a_broken_download_resumes_with_a_range_request() {
     use std::io::{BufRead, BufReader, Write};

@@ -127,7 +127,8 @@ pub async fn dependency_layers(
 
     progress("choosing wheels");
     let wheels = if crate::requirements::is_pinned(recipe, &target) {
-        crate::requirements::recipe_wheels(recipe, &target, &http).await?
+        let client = crate::python::index::IndexClient::new(http.clone(), cache.root());
+        crate::requirements::recipe_wheels(recipe, &target, &client).await?
     } else {
         // Unpinned requirements: the lock (re-locked only when its inputs changed).
         let opts = crate::lock::LockOptions {

@@ -265,6 +265,16 @@ impl StaticServer {
 
 /// A minimal valid wheel `name-version-py3-none-any.whl` with module `name` (value `marker`).
 pub fn tiny_wheel(name: &str, version: &str, marker: &str) -> (String, Vec<u8>) {
+    tiny_wheel_requiring(name, version, marker, &[])
+}
+
+/// [`tiny_wheel`] whose METADATA lists `requires` as `Requires-Dist`.
+pub fn tiny_wheel_requiring(
+    name: &str,
+    version: &str,
+    marker: &str,
+    requires: &[&str],
+) -> (String, Vec<u8>) {
     use std::io::Write;
     let filename = format!("{name}-{version}-py3-none-any.whl");
     let mut buf = std::io::Cursor::new(Vec::new());
@@ -276,7 +286,13 @@ pub fn tiny_wheel(name: &str, version: &str, marker: &str) -> (String, Vec<u8>) 
             (format!("{name}/__init__.py"), format!("MARKER = {marker:?}\n")),
             (
                 format!("{di}/METADATA"),
-                format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"),
+                format!(
+                    "Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{}",
+                    requires
+                        .iter()
+                        .map(|r| format!("Requires-Dist: {r}\n"))
+                        .collect::<String>()
+                ),
             ),
             (
                 format!("{di}/WHEEL"),

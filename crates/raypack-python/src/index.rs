@@ -1,9 +1,15 @@
-//! A PEP 691 (JSON simple API) client for resolving: every file of a project with the fields a
-//! lock needs (sha256, size, upload-time, requires-python, yanked, PEP 658 core metadata),
-//! cached on disk and revalidated the way HTTP says (`Cache-Control: max-age`, `ETag`).
+//! The one Python index client, for resolving (`raypack lock`) and for mapping pins to wheels
+//! (`bake`, the bundle): every file of a project with the fields a lock needs (sha256, size,
+//! upload-time, requires-python, yanked, PEP 658 core metadata) from a PEP 691 JSON or a PEP 503
+//! HTML simple index, and the wheels of `--find-links` locations (a local directory or an HTML
+//! page of links). Pages are cached on disk and revalidated the way HTTP says
+//! (`Cache-Control: max-age`, `ETag`); `file://` URLs are read from disk.
 //!
-//! Network errors and 5xx/429 answers are retried (3 tries, growing backoff). A 404 (or the
-//! 403 some indexes send) means the project is not on that index.
+//! Credentials come from the URL's userinfo or `.netrc` ([`crate::netrc`]) and never appear in
+//! what the client returns: file URLs are given without userinfo (requests to their host
+//! carry the remembered credentials). Network errors and 5xx/429 answers are retried (3 tries,
+//! growing backoff), at most [`MAX_CONCURRENT_REQUESTS`] at once. A 404 (or the 403 some
+//! indexes send) means the project is not on that index.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,10 +39,16 @@ pub enum IndexError {
     #[error("{}: HTTP {status}", crate::netrc::redact(url))]
     Status { url: String, status: u16 },
     #[error(
-        "{}: the index did not answer PEP 691 JSON ({detail}); HTML indexes are not supported yet",
+        "{}: the index answered neither PEP 691 JSON nor PEP 503 HTML ({detail})",
         crate::netrc::redact(url)
     )]
     NotJson { url: String, detail: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// One file of a project as an index lists it.
@@ -48,6 +60,9 @@ pub struct DistFile {
     pub sha256: Option<String>,
     pub requires_python: Option<String>,
     pub yanked: bool,
+    /// PEP 592 reason, when the index gives one.
+    #[serde(default)]
+    pub yanked_reason: Option<String>,
     /// PEP 658/714 metadata: `None` = not offered; `Some(None)` = offered without a hash.
     pub core_metadata: Option<Option<String>>,
     pub size: Option<u64>,
@@ -121,7 +136,7 @@ impl IndexClient {
                     last = format!("HTTP {}", r.status());
                 }
                 Ok(r) => return Ok(r),
-                Err(e) => last = e.without_url().to_string(),
+                Err(e) => last = raypack_pack::chain::error_chain(&e.without_url()),
             }
             tracing::debug!("{url}: {last}; retrying (attempt {attempt} of {ATTEMPTS})");
             tokio::time::sleep(Duration::from_millis(300 * 3u64.pow(attempt - 1))).await;
@@ -136,6 +151,10 @@ impl IndexClient {
     /// GETs `url` with a byte range (`bytes=...` syntax without the prefix); returns the status
     /// and body (206 for a range, 200 when the server ignores ranges).
     pub async fn get_range(&self, url: &str, range: &str) -> Result<(u16, Vec<u8>), IndexError> {
+        if let Some(path) = local_path(url) {
+            let bytes = read_local(&path)?;
+            return Ok((206, slice_range(&bytes, range).to_vec()));
+        }
         let resp = self
             .send(url, || {
                 crate::netrc::authed_get(&self.http, url).header("Range", format!("bytes={range}"))
@@ -158,6 +177,9 @@ impl IndexClient {
 
     /// GETs a whole file.
     pub async fn get(&self, url: &str) -> Result<Vec<u8>, IndexError> {
+        if let Some(path) = local_path(url) {
+            return read_local(&path);
+        }
         let resp = self
             .send(url, || crate::netrc::authed_get(&self.http, url))
             .await?;
@@ -189,6 +211,8 @@ impl IndexClient {
         index: &str,
         name: &str,
     ) -> Result<Option<ProjectPage>, IndexError> {
+        // Files listed without userinfo on the index's host get its credentials.
+        crate::netrc::remember(index);
         let name = normalize(name);
         let path = self.page_path(index, &name);
         let cached: Option<CachedPage> = std::fs::read(&path)
@@ -206,7 +230,7 @@ impl IndexClient {
             .send(&url, || {
                 let mut b = crate::netrc::authed_get(&self.http, &url).header(
                     "Accept",
-                    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.latest+json;q=0.9",
+                    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.latest+json;q=0.9, text/html;q=0.01",
                 );
                 if let Some(e) = &etag {
                     b = b.header("If-None-Match", e);
@@ -238,12 +262,21 @@ impl IndexClient {
         {
             None
         } else if status.is_success() {
+            let html = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.starts_with("text/html"));
             let body = resp.bytes().await.map_err(|e| IndexError::Network {
                 url: url.clone(),
                 detail: e.without_url().to_string(),
                 attempts: 1,
             })?;
-            Some(parse_page(index, &url, &body)?)
+            Some(if html {
+                parse_html_page(index, &url, &body)?
+            } else {
+                parse_page(index, &url, &body)?
+            })
         } else {
             return Err(IndexError::Status {
                 url,
@@ -265,6 +298,134 @@ impl IndexClient {
         }
         Ok(entry.page)
     }
+}
+
+impl IndexClient {
+    /// The wheels of a `--find-links` location: a local directory (each wheel hashed here) or
+    /// an HTML page of links (`file://` or http(s)); sorted by filename.
+    pub async fn find_links(&self, location: &str) -> Result<Vec<DistFile>, IndexError> {
+        let dir = match location.strip_prefix("file://") {
+            Some(p) => Some(PathBuf::from(p)),
+            None if !location.contains("://") => Some(PathBuf::from(location)),
+            None => None,
+        };
+        if let Some(dir) = dir.filter(|d| d.is_dir()) {
+            let io = |path: &Path| {
+                let path = path.to_path_buf();
+                move |source| IndexError::Io { path, source }
+            };
+            let mut out = Vec::new();
+            for e in std::fs::read_dir(&dir).map_err(io(&dir))?.flatten() {
+                let p = e.path();
+                let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+                    continue;
+                };
+                if !name.ends_with(".whl") {
+                    continue;
+                }
+                let sha = raypack_pack::collect::hash_file(&p).map_err(io(&p))?;
+                let size = std::fs::metadata(&p).map(|m| m.len()).ok();
+                out.push(DistFile {
+                    filename: name,
+                    url: url::Url::from_file_path(&p)
+                        .map(|u| u.to_string())
+                        .unwrap_or_default(),
+                    sha256: Some(hex::encode(sha)),
+                    requires_python: None,
+                    yanked: false,
+                    yanked_reason: None,
+                    core_metadata: None,
+                    size,
+                    upload_time: None,
+                });
+            }
+            out.sort_by(|a, b| a.filename.cmp(&b.filename));
+            return Ok(out);
+        }
+        let resp = self
+            .send(location, || crate::netrc::authed_get(&self.http, location))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(IndexError::Status {
+                url: location.to_string(),
+                status: resp.status().as_u16(),
+            });
+        }
+        let body = resp.bytes().await.map_err(|e| IndexError::Network {
+            url: location.to_string(),
+            detail: e.without_url().to_string(),
+            attempts: 1,
+        })?;
+        let mut files = parse_html_page(location, location, &body)?.files;
+        files.retain(|f| f.filename.ends_with(".whl"));
+        files.sort_by(|a, b| a.filename.cmp(&b.filename));
+        Ok(files)
+    }
+}
+
+/// The local path of a `file://` URL.
+fn local_path(url: &str) -> Option<PathBuf> {
+    url::Url::parse(url)
+        .ok()
+        .filter(|u| u.scheme() == "file")
+        .and_then(|u| u.to_file_path().ok())
+}
+
+fn read_local(path: &Path) -> Result<Vec<u8>, IndexError> {
+    std::fs::read(path).map_err(|source| IndexError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The bytes an HTTP range (`a-b`, `a-`, `-n`) selects, clamped to the data.
+fn slice_range<'a>(bytes: &'a [u8], range: &str) -> &'a [u8] {
+    let len = bytes.len();
+    let (a, b) = range.split_once('-').unwrap_or((range, ""));
+    let (start, end) = match (a.trim().parse::<usize>(), b.trim().parse::<usize>()) {
+        (Ok(a), Ok(b)) => (a, b.saturating_add(1)),
+        (Ok(a), Err(_)) => (a, len),
+        (Err(_), Ok(n)) => (len.saturating_sub(n), len),
+        _ => (0, len),
+    };
+    let end = end.min(len);
+    &bytes[start.min(end)..end]
+}
+
+/// A URL without its userinfo (credentials are sent from what [`crate::netrc`] remembers).
+fn without_userinfo(url: &str) -> String {
+    crate::netrc::redact(url)
+}
+
+/// Parses a PEP 503 HTML project page (anchors with `#sha256=`, `data-requires-python`,
+/// `data-yanked`, `data-dist-info-metadata` / `data-core-metadata`); relative links resolve
+/// against `url`.
+pub fn parse_html_page(index: &str, url: &str, body: &[u8]) -> Result<ProjectPage, IndexError> {
+    let base = url::Url::parse(url).map_err(|e| IndexError::NotJson {
+        url: url.to_string(),
+        detail: e.to_string(),
+    })?;
+    let files = crate::html::anchors(&base, &String::from_utf8_lossy(body))
+        .into_iter()
+        .map(|a| DistFile {
+            filename: a.filename,
+            url: without_userinfo(&a.url),
+            sha256: a.sha256,
+            requires_python: a.requires_python.filter(|s| !s.trim().is_empty()),
+            yanked: a.yanked.is_some(),
+            yanked_reason: a
+                .yanked
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty()),
+            core_metadata: a.core_metadata,
+            size: None,
+            upload_time: None,
+        })
+        .collect();
+    Ok(ProjectPage {
+        index: index.trim_end_matches('/').to_string(),
+        files,
+    })
 }
 
 #[derive(Deserialize)]
@@ -326,13 +487,18 @@ pub fn parse_page(index: &str, url: &str, body: &[u8]) -> Result<ProjectPage, In
                 .or_else(|| metadata_field(&f.data_dist_info_metadata));
             Some(DistFile {
                 filename: f.filename,
-                url: abs,
+                url: without_userinfo(&abs),
                 sha256: f.hashes.get("sha256").cloned(),
                 requires_python: f.requires_python.filter(|s| !s.trim().is_empty()),
                 yanked: matches!(
                     f.yanked,
                     serde_json::Value::Bool(true) | serde_json::Value::String(_)
                 ),
+                yanked_reason: f
+                    .yanked
+                    .as_str()
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty()),
                 core_metadata,
                 size: f.size,
                 upload_time: f.upload_time,

@@ -7,10 +7,10 @@
 //! Anything unpinned needs `raypack lock` first: here that is an error naming
 //! the requirement.
 
-use raypack_pack::chain::error_chain;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use super::index::{DistFile, IndexClient, IndexError};
 use super::netrc::redact;
 use super::tags::{Target, marker_env};
 use super::wheel::{WheelName, best_wheel, normalize};
@@ -273,15 +273,41 @@ pub struct IndexFile {
     pub yanked_reason: Option<String>,
 }
 
-impl From<super::html::Anchor> for IndexFile {
-    fn from(a: super::html::Anchor) -> IndexFile {
+impl From<DistFile> for IndexFile {
+    fn from(f: DistFile) -> IndexFile {
         IndexFile {
-            filename: a.filename,
-            url: a.url,
-            sha256: a.sha256.unwrap_or_default(),
-            yanked: a.yanked.is_some(),
-            yanked_reason: a.yanked.filter(|r| !r.is_empty()),
+            filename: f.filename,
+            url: f.url,
+            sha256: f.sha256.unwrap_or_default(),
+            yanked: f.yanked,
+            yanked_reason: f.yanked_reason,
         }
+    }
+}
+
+/// An index client's error as a pin lookup's, naming the project and what to check.
+fn lookup_error(index: &str, name: &str, e: IndexError) -> PinnedError {
+    let message = match e {
+        IndexError::Network {
+            detail, attempts, ..
+        } => format!(
+            "cannot reach the index for {name} after {attempts} tries ({detail}); check index_url and the network"
+        ),
+        IndexError::Status { status: 401, .. } => {
+            format!("{name}: HTTP 401; the index needs credentials (in the index URL or ~/.netrc)")
+        }
+        IndexError::Status { status, .. } => match reqwest::StatusCode::from_u16(status) {
+            Ok(s) => format!("{name}: HTTP {s}"),
+            Err(_) => format!("{name}: HTTP {status}"),
+        },
+        IndexError::NotJson { detail, .. } => {
+            format!("{name}: the index answered neither PEP 691 JSON nor PEP 503 HTML ({detail})")
+        }
+        e @ IndexError::Io { .. } => e.to_string(),
+    };
+    PinnedError::Index {
+        index: redact(index),
+        message,
     }
 }
 
@@ -302,11 +328,11 @@ fn no_wheel(name: &str, version: &str, target: &Target, available: &[WheelName])
 /// The files of one project on `index`: PEP 691 JSON, or a PEP 503 HTML page when that is
 /// what the index serves. A project the index does not have is an error naming it.
 pub async fn index_files(
-    http: &reqwest::Client,
+    client: &IndexClient,
     index: &str,
     name: &str,
 ) -> Result<Vec<IndexFile>, PinnedError> {
-    project_files(http, index, name)
+    project_files(client, index, name)
         .await?
         .ok_or_else(|| PinnedError::Index {
             index: redact(index),
@@ -317,210 +343,40 @@ pub async fn index_files(
 /// Like [`index_files`], but `None` when the index does not have the project (404, or the 403
 /// some private indexes send).
 pub async fn project_files(
-    http: &reqwest::Client,
+    client: &IndexClient,
     index: &str,
     name: &str,
 ) -> Result<Option<Vec<IndexFile>>, PinnedError> {
-    let url = format!("{}/{}/", index.trim_end_matches('/'), normalize(name));
-    // Pages stay fresh for PAGE_MAX_AGE on disk (what PyPI's max-age says), keyed by the URL
-    // without credentials.
-    let cached = page_cache_path(&redact(&url));
-    if let Some(p) = &cached
-        && let Ok(meta) = std::fs::metadata(p)
-        && meta
-            .modified()
-            .ok()
-            .and_then(|m| m.elapsed().ok())
-            .is_some_and(|age| age < PAGE_MAX_AGE)
-        && let Ok(bytes) = std::fs::read(p)
-        && let Ok(files) = serde_json::from_slice::<Option<Vec<IndexFile>>>(&bytes)
-    {
-        return Ok(files);
-    }
-    let files = fetch_project_files(http, index, name, &url).await?;
-    if let Some(p) = &cached
-        && let Some(dir) = p.parent()
-        && std::fs::create_dir_all(dir).is_ok()
-        && let Ok(tmp) = tempfile::NamedTempFile::new_in(dir)
-        && std::fs::write(tmp.path(), serde_json::to_vec(&files).expect("serializes")).is_ok()
-    {
-        let _ = tmp.persist(p);
-    }
-    Ok(files)
-}
-
-/// How long a fetched project page is reused (PyPI sends `max-age=600`).
-const PAGE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
-
-fn page_cache_path(url: &str) -> Option<PathBuf> {
-    use sha2::Digest;
-    let key = hex::encode(sha2::Sha256::digest(url.as_bytes()));
-    Some(
-        raypack_pack::cache::default_cache_dir()
-            .join("python-pages")
-            .join(format!("{key}.json")),
-    )
-}
-
-async fn fetch_project_files(
-    http: &reqwest::Client,
-    index: &str,
-    name: &str,
-    url: &str,
-) -> Result<Option<Vec<IndexFile>>, PinnedError> {
-    let url = url.to_string();
-    let err = |message: String| PinnedError::Index {
-        index: redact(index),
-        message,
-    };
-    // Network errors and 5xx answers are retried (3 tries, 0.5 s then 1 s apart).
-    let mut attempt = 0;
-    let resp = loop {
-        attempt += 1;
-        let r = super::netrc::authed_get(http, &url)
-            .header(
-                "Accept",
-                "application/vnd.pypi.simple.v1+json, text/html;q=0.1",
-            )
-            .send()
-            .await;
-        match r {
-            Ok(resp) if resp.status().is_server_error() && attempt < 3 => {}
-            Ok(resp) => break resp,
-            Err(e) if attempt < 3 && (e.is_connect() || e.is_timeout() || e.is_request()) => {}
-            Err(e) => {
-                return Err(err(format!(
-                    "cannot reach the index for {name} after {attempt} tries ({}); check index_url and the network",
-                    error_chain(&e.without_url())
-                )));
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
-    };
-    match resp.status() {
-        reqwest::StatusCode::NOT_FOUND | reqwest::StatusCode::FORBIDDEN => return Ok(None),
-        reqwest::StatusCode::UNAUTHORIZED => {
-            return Err(err(format!(
-                "{name}: HTTP 401; the index needs credentials (in the index URL or ~/.netrc)"
-            )));
-        }
-        s if !s.is_success() => return Err(err(format!("{name}: HTTP {s}"))),
-        _ => {}
-    }
-    let html = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.starts_with("text/html"));
-    let base = url::Url::parse(&url).map_err(|e| err(e.to_string()))?;
-    let body = resp
-        .bytes()
+    let page = client
+        .project(index, name)
         .await
-        .map_err(|e| err(format!("{name}: {}", error_chain(&e.without_url()))))?;
-    if html {
-        return Ok(Some(
-            super::html::anchors(&base, &String::from_utf8_lossy(&body))
-                .into_iter()
-                .map(IndexFile::from)
-                .collect(),
-        ));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        err(format!(
-            "{name}: the index answered neither PEP 691 JSON nor PEP 503 HTML ({e})"
-        ))
-    })?;
-    Ok(Some(
-        v["files"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|f| {
-                let href = f["url"].as_str()?;
-                let abs = base.join(href).ok()?.to_string();
-                Some(IndexFile {
-                    filename: f["filename"].as_str()?.to_string(),
-                    url: abs,
-                    sha256: f["hashes"]["sha256"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    yanked: f["yanked"].as_bool().unwrap_or(false) || f["yanked"].is_string(),
-                    yanked_reason: f["yanked"]
-                        .as_str()
-                        .map(|r| r.trim().to_string())
-                        .filter(|r| !r.is_empty()),
-                })
-            })
-            .collect(),
-    ))
+        .map_err(|e| lookup_error(index, name, e))?;
+    Ok(page.map(|p| p.files.into_iter().map(IndexFile::from).collect()))
 }
 
 /// Wheels in `--find-links` locations: a local directory (hashed here) or an HTML page of
 /// links (`file://` or http(s)).
 pub async fn find_links_files(
-    http: &reqwest::Client,
+    client: &IndexClient,
     location: &str,
 ) -> Result<Vec<IndexFile>, PinnedError> {
-    let dir = match location.strip_prefix("file://") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if !location.contains("://") => Some(PathBuf::from(location)),
-        None => None,
-    };
-    if let Some(dir) = dir.filter(|d| d.is_dir()) {
-        let mut out = Vec::new();
-        let rd = std::fs::read_dir(&dir).map_err(|source| PinnedError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        for e in rd.flatten() {
-            let p = e.path();
-            let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
-                continue;
-            };
-            if !name.ends_with(".whl") {
-                continue;
-            }
-            let sha = raypack_pack::collect::hash_file(&p).map_err(|source| PinnedError::Io {
-                path: p.clone(),
-                source,
-            })?;
-            out.push(IndexFile {
-                filename: name,
-                url: url::Url::from_file_path(&p)
-                    .map(|u| u.to_string())
-                    .unwrap_or_default(),
-                sha256: hex::encode(sha),
-                yanked: false,
-                yanked_reason: None,
-            });
-        }
-        out.sort_by(|a, b| a.filename.cmp(&b.filename));
-        return Ok(out);
-    }
-    let resp = super::netrc::authed_get(http, location)
-        .send()
-        .await
-        .map_err(|e| PinnedError::Index {
+    let files = client.find_links(location).await.map_err(|e| match e {
+        IndexError::Io { path, source } => PinnedError::Io { path, source },
+        IndexError::Status { status, .. } => PinnedError::Index {
             index: redact(location),
-            message: format!("find-links: {}", error_chain(&e.without_url())),
-        })?;
-    if !resp.status().is_success() {
-        return Err(PinnedError::Index {
+            message: format!(
+                "find-links: HTTP {}",
+                reqwest::StatusCode::from_u16(status)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|_| status.to_string())
+            ),
+        },
+        e => PinnedError::Index {
             index: redact(location),
-            message: format!("find-links: HTTP {}", resp.status()),
-        });
-    }
-    let base = url::Url::parse(location).map_err(|e| PinnedError::Index {
-        index: redact(location),
-        message: e.to_string(),
+            message: format!("find-links: {e}"),
+        },
     })?;
-    let body = resp.text().await.unwrap_or_default();
-    Ok(super::html::anchors(&base, &body)
-        .into_iter()
-        .filter(|a| a.filename.ends_with(".whl"))
-        .map(IndexFile::from)
-        .collect())
+    Ok(files.into_iter().map(IndexFile::from).collect())
 }
 
 /// Where wheels come from: the default index, extra indexes (tried in order, first index that
@@ -549,15 +405,18 @@ impl Sources {
     /// it; with the index they came from (`None`: no index has it).
     pub async fn files_for(
         &self,
-        http: &reqwest::Client,
+        client: &IndexClient,
         indexes: &[String],
         name: &str,
     ) -> Result<(String, Option<Vec<IndexFile>>), PinnedError> {
         if let Some(pinned) = self.package_indexes.get(&normalize(name)) {
-            return Ok((pinned.clone(), Some(index_files(http, pinned, name).await?)));
+            return Ok((
+                pinned.clone(),
+                Some(index_files(client, pinned, name).await?),
+            ));
         }
         for index in indexes {
-            if let Some(files) = project_files(http, index, name).await? {
+            if let Some(files) = project_files(client, index, name).await? {
                 return Ok((index.clone(), Some(files)));
             }
         }
@@ -575,7 +434,7 @@ impl Sources {
 /// Maps hashed pins to one wheel each (the best for `target` among the files whose sha256 is
 /// listed), asking the index only for filenames and URLs.
 pub async fn resolve_hashed(
-    http: &reqwest::Client,
+    client: &IndexClient,
     reqs: &HashedRequirements,
     sources: &Sources,
     target: &Target,
@@ -593,12 +452,12 @@ pub async fn resolve_hashed(
     );
     let mut links = Vec::new();
     for l in reqs.find_links.iter().chain(&sources.find_links) {
-        links.extend(find_links_files(http, l).await?);
+        links.extend(find_links_files(client, l).await?);
     }
     // The index pages are fetched 8 at a time; the pins are then mapped in order.
     use futures::stream::{StreamExt, TryStreamExt};
     let pages: Vec<(String, Option<Vec<IndexFile>>)> = futures::stream::iter(reqs.pins.iter())
-        .map(|(name, _, _)| sources.files_for(http, &indexes, name))
+        .map(|(name, _, _)| sources.files_for(client, &indexes, name))
         .buffered(8)
         .try_collect()
         .await?;

@@ -112,13 +112,13 @@ pub fn render(targets: &[LockTarget], resolutions: &[Resolution], tool: &ToolInf
                 let _ = writeln!(out, "marker = {}", q(&ms.join(" or ")));
             }
             if !index.is_empty() {
-                let _ = writeln!(out, "index = {}", q(index));
+                let _ = writeln!(out, "index = {}", q(&crate::netrc::redact(index)));
             }
             out.push_str("wheels = [\n");
             for (fname, w) in wheels {
                 let mut fields = vec![
                     format!("name = {}", q(fname)),
-                    format!("url = {}", q(&w.url)),
+                    format!("url = {}", q(&crate::netrc::redact(&w.url))),
                 ];
                 if let Some(s) = w.size {
                     fields.push(format!("size = {s}"));
@@ -247,6 +247,7 @@ mod tests {
             sha256: Some("ab".repeat(32)),
             requires_python: None,
             yanked: false,
+            yanked_reason: None,
             core_metadata: None,
             size: Some(42),
             upload_time: Some("2024-05-01T10:00:00.123456Z".into()),

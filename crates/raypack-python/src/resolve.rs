@@ -67,6 +67,9 @@ pub struct IndexConfig {
     pub extra: Vec<String>,
     /// Normalized project name → index URL.
     pub per_package: BTreeMap<String, String>,
+    /// `--find-links` locations (a directory or an HTML page of links): their wheels are
+    /// candidates beside those of the index a project comes from.
+    pub find_links: Vec<String>,
 }
 
 impl IndexConfig {
@@ -152,6 +155,8 @@ pub struct Resolution {
 struct Project {
     /// The index it came from (`None`: on none of the indexes searched).
     index: Option<String>,
+    /// Some of its files are in find-links locations.
+    in_find_links: bool,
     searched: Vec<String>,
     versions: BTreeMap<Version, Candidate>,
     /// Versions listed whose files the target cannot use (sdists only, other platforms, …).
@@ -175,6 +180,8 @@ struct Shared {
     priorities: HashMap<String, usize>,
     python: Version,
     projects: Mutex<HashMap<String, Cell<Project>>>,
+    /// The wheels of every find-links location, read once.
+    links: OnceCell<Result<Vec<DistFile>, String>>,
     metas: Mutex<HashMap<(String, Version), Cell<CoreMetadata>>>,
     order: Mutex<HashMap<Pkg, usize>>,
     /// Projects some requirement names a pre-release of (`>=2.0b1`): pre-releases allowed.
@@ -215,8 +222,33 @@ impl Shared {
             .clone();
         cell.get_or_init(|| async {
             let mut p = Project::default();
+            let links = self
+                .links
+                .get_or_init(|| async {
+                    let mut all = Vec::new();
+                    for l in &self.req.indexes.find_links {
+                        all.extend(self.client.find_links(l).await.map_err(|e| e.to_string())?);
+                    }
+                    Ok(all)
+                })
+                .await
+                .clone()?;
+            let mut files: Vec<DistFile> = links
+                .into_iter()
+                .filter(|f| {
+                    WheelName::parse(&f.filename).is_some_and(|w| normalize(&w.name) == name)
+                })
+                .collect();
+            p.in_find_links = !files.is_empty();
+            p.searched.extend(
+                self.req
+                    .indexes
+                    .find_links
+                    .iter()
+                    .map(|l| crate::netrc::redact(l)),
+            );
             for index in self.req.indexes.order(name) {
-                p.searched.push(index.clone());
+                p.searched.push(crate::netrc::redact(&index));
                 let Some(page) = self
                     .client
                     .project(&index, name)
@@ -226,9 +258,13 @@ impl Shared {
                     continue;
                 };
                 p.index = Some(page.index.clone());
+                files.extend(page.files);
+                break;
+            }
+            {
                 let mut by_version: BTreeMap<Version, Vec<(usize, WheelName, &DistFile)>> =
                     BTreeMap::new();
-                for f in &page.files {
+                for f in &files {
                     let Some(v) = spec_version(&f.filename) else {
                         continue;
                     };
@@ -259,7 +295,6 @@ impl Shared {
                         },
                     );
                 }
-                break;
             }
             Ok(Arc::new(p))
         })
@@ -689,7 +724,7 @@ fn no_versions(p: &Pkg, r: &VersionRange, shared: &Shared) -> String {
     let Some(project) = project else {
         return format!("no version of {} could be read", with_range(p, r));
     };
-    if project.index.is_none() {
+    if project.index.is_none() && !project.in_find_links {
         return format!(
             "{name} is not on the package index ({})",
             project.searched.join(", ")
@@ -757,6 +792,7 @@ pub async fn resolve(
         priorities: req.target.priorities(),
         python: Version::new([3, u64::from(req.target.python_minor), 0]),
         projects: Mutex::default(),
+        links: OnceCell::new(),
         metas: Mutex::default(),
         order: Mutex::default(),
         explicit_pre: Mutex::default(),
@@ -1003,6 +1039,7 @@ mod tests {
             default: "https://pypi.org/simple".into(),
             extra: vec!["https://extra/simple".into()],
             per_package: [("torch".to_string(), "https://torch/whl".to_string())].into(),
+            find_links: vec![],
         };
         assert_eq!(c.order("torch"), vec!["https://torch/whl"]);
         assert_eq!(
