@@ -23,6 +23,7 @@ pub mod base;
 pub mod bundle;
 pub mod envpack;
 pub mod init;
+pub mod install;
 pub mod lock;
 pub mod lockfile;
 pub mod plan;

@@ -33,6 +33,20 @@ pub enum SpecError {
     NoServe,
 }
 
+/// The Ray version KubeRay's `rayVersion` says for `image`: the recipe's `[cluster]
+/// ray_version`, else the version found in the image (`found`: bake knows it from the base's
+/// labels or installed set), else the one its tag names.
+pub fn ray_version(
+    cluster: Option<&crate::recipe::Cluster>,
+    found: Option<&str>,
+    image: &str,
+) -> Option<String> {
+    cluster
+        .and_then(|c| c.ray_version.clone())
+        .or_else(|| found.map(str::to_string))
+        .or_else(|| ray_version_from_image(image))
+}
+
 /// Ray version from a `rayproject/ray:2.60.0-py311-cpu`-style tag.
 pub fn ray_version_from_image(image: &str) -> Option<String> {
     let r = crate::oci::reference::Reference::parse(image).ok()?;

@@ -1,0 +1,278 @@
+//! `raypack bake`: the image, pushed or written out, with the KubeRay YAML that pins it.
+
+use super::*;
+
+#[derive(clap::Args, Debug)]
+pub(super) struct BakeArgs {
+    /// Target platform (default: [base] platform, else linux/amd64).
+    #[arg(long)]
+    pub(super) platform: Option<String>,
+    /// Push to [image] repository: blobs, the manifest by digest, then [image] tags.
+    #[arg(long)]
+    pub(super) push: bool,
+    /// Write an OCI image layout to DIR (default when nothing else is asked: .raypack/oci).
+    #[arg(long, value_name = "DIR")]
+    pub(super) oci_layout: Option<PathBuf>,
+    /// Write a tar that `docker load` accepts (OCI layout + manifest.json).
+    #[arg(long, value_name = "FILE")]
+    pub(super) tar: Option<PathBuf>,
+    /// Print a KubeRay manifest (or Helm values) that pins the image by digest.
+    #[arg(long, value_enum)]
+    pub(super) emit: Option<BakeEmit>,
+    /// Print these KubeRay YAML files (`-` = stdin) with every image naming the baked
+    /// repository pinned to the baked digest and `rayVersion` set to the image's Ray; nothing
+    /// else in them changes.
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with = "emit")]
+    pub(super) resolve: Vec<PathBuf>,
+    /// Re-resolve the base tag instead of using the pin in raypack.lock.
+    #[arg(long)]
+    pub(super) upgrade_base: bool,
+    /// Bake the code only; take the Python dependencies from the base image.
+    #[arg(long)]
+    pub(super) skip_deps: bool,
+    /// List the dependencies kept from the base, installed and replaced, and the layers.
+    #[arg(long)]
+    pub(super) explain: bool,
+    #[command(flatten)]
+    pub(super) tls: RegistryArgs,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(super) enum BakeEmit {
+    Raycluster,
+    Rayjob,
+    Rayservice,
+    HelmValues,
+}
+
+pub(super) fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
+    let recipe = load_recipe(cli)?;
+    // Check what will be printed before building anything.
+    if let Some(e) = args.emit {
+        let c = recipe.cluster.as_ref().ok_or_else(|| {
+            CliError::Other("--emit needs [cluster] in the recipe (see recipes/README.md)".into())
+        })?;
+        if e == BakeEmit::Rayjob && c.entrypoint.is_none() {
+            return Err(CliError::Other(
+                "--emit rayjob needs `entrypoint` in [cluster]".into(),
+            ));
+        }
+        if e == BakeEmit::Rayservice && c.serve.is_none() {
+            return Err(CliError::Other(
+                "--emit rayservice needs [cluster.serve] with an import_path".into(),
+            ));
+        }
+    }
+    let opts = raypack::bake::BakeOptions {
+        platform: args.platform.clone(),
+        push: args.push,
+        oci_layout: args.oci_layout.clone(),
+        tar: args.tar.clone(),
+        upgrade_base: args.upgrade_base,
+        registry: args.tls.options(),
+        cache_dir: None,
+        skip_deps: args.skip_deps,
+    };
+    let rt = runtime()?;
+    let bar = spinner(cli);
+    let verbose = cli.verbose > 0;
+    let outcome = rt.block_on(raypack::bake::run(&recipe, &opts, |m| {
+        bar.set_message(m.to_string());
+        if verbose {
+            eprintln!("{m}");
+        }
+    }));
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    if let Some(reason) = &outcome.dependencies.relocked
+        && !cli.quiet
+    {
+        let file = raypack::python::pylock::PYLOCK_FILE;
+        if reason == raypack::lock::NO_LOCK_YET {
+            eprintln!("locked the requirements into {file} (commit it)");
+        } else {
+            eprintln!("re-locked {file}: {reason}");
+        }
+    }
+    if let Some(why) = &outcome.dependencies.no_bytecode
+        && !outcome.dependencies.layers.is_empty()
+    {
+        eprintln!(
+            "warning: dependency layers without bytecode (first imports in a container compile them): {why}"
+        );
+    }
+    if args.explain {
+        explain_deps(&outcome.dependencies);
+    } else if !cli.quiet {
+        let d = &outcome.dependencies;
+        if !(d.installed.is_empty() && d.replaced.is_empty() && d.kept.is_empty()) {
+            eprintln!(
+                "dependencies: {} installed, {} replaced, {} kept from the base, in {} layer(s) (--explain lists them)",
+                d.installed.len(),
+                d.replaced.len(),
+                d.kept.len(),
+                d.layers.len()
+            );
+        }
+    }
+    if !cli.quiet {
+        if outcome.base_pinned_now {
+            eprintln!(
+                "pinned base {} -> {} in raypack.lock",
+                outcome.base, outcome.base_digest
+            );
+        }
+        if let Some(p) = &outcome.pushed {
+            eprintln!(
+                "pushed {} ({} uploaded, {} mounted, {} already there){}",
+                p.repository,
+                p.uploaded,
+                p.mounted,
+                p.skipped,
+                if p.tags.is_empty() {
+                    String::new()
+                } else if p.default_tag {
+                    format!(
+                        ", tag {} (no [image] tags: a tag from the image's digest, so the registry keeps it)",
+                        p.tags.join(", ")
+                    )
+                } else {
+                    format!(", tags {}", p.tags.join(", "))
+                }
+            );
+        }
+        if let Some(d) = &outcome.oci_layout {
+            eprintln!("wrote OCI layout {}", d.display());
+        }
+        if let Some(t) = &outcome.tar {
+            eprintln!("wrote {}", t.display());
+        }
+    }
+    let doc = match args.emit {
+        None => None,
+        Some(e) => {
+            let c = recipe.cluster.as_ref().expect("checked above");
+            let ray_version = raypack::spec::kuberay::ray_version(
+                Some(c),
+                outcome.ray_version.as_deref(),
+                &recipe.base.image,
+            )
+            .ok_or_else(|| {
+                CliError::Other(
+                    raypack::spec::kuberay::SpecError::UnknownRayVersion {
+                        image: recipe.base.image.clone(),
+                    }
+                    .to_string(),
+                )
+            })?;
+            Some(match e {
+                BakeEmit::HelmValues => raypack::spec::kuberay::helm_values(c, &outcome.reference),
+                other => {
+                    let kind = match other {
+                        BakeEmit::Raycluster => ClusterKind::RayCluster,
+                        BakeEmit::Rayjob => ClusterKind::RayJob,
+                        _ => ClusterKind::RayService,
+                    };
+                    manifest(&ManifestInput {
+                        kind,
+                        cluster: c,
+                        image: &outcome.reference,
+                        ray_version: &ray_version,
+                        runtime_env: None,
+                    })?
+                }
+            })
+        }
+    };
+    if !args.resolve.is_empty() {
+        let ray_version = raypack::spec::kuberay::ray_version(
+            recipe.cluster.as_ref(),
+            outcome.ray_version.as_deref(),
+            &recipe.base.image,
+        );
+        if ray_version.is_none() {
+            eprintln!(
+                "warning: the image's Ray version is unknown; rayVersion is left as it is (set [cluster] ray_version)"
+            );
+        }
+        let baked = raypack::spec::resolve::BakedImage {
+            reference: &outcome.reference,
+            ray_version: ray_version.as_deref(),
+        };
+        let text = resolve_files(
+            &args.resolve,
+            "an image naming the baked repository",
+            |t, f| raypack::spec::resolve::resolve_images(t, f, &baked),
+        )?;
+        match cli.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"bake": outcome, "resolved": text})
+                )?
+            ),
+            Output::Text => print!("{text}"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match (cli.output, doc) {
+        (Output::Json, doc) => println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"bake": outcome, "manifest": doc}))?
+        ),
+        (Output::Text, Some(d)) => print!("{}", raypack::spec::to_yaml(&d)),
+        (Output::Text, None) => println!("{}", outcome.reference),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bake --explain`: what happened to each pinned distribution, and the layers (stderr).
+fn explain_deps(d: &raypack::bake::deps::DepsReport) {
+    let list = |title: &str, items: Vec<String>| {
+        eprintln!("{title} ({}):", items.len());
+        for i in items {
+            eprintln!("  {i}");
+        }
+    };
+    list(
+        "kept from the base",
+        d.kept
+            .iter()
+            .map(|x| format!("{} {}", x.name, x.version))
+            .collect(),
+    );
+    list(
+        "installed",
+        d.installed
+            .iter()
+            .map(|x| format!("{} {}", x.name, x.version))
+            .collect(),
+    );
+    list(
+        "replaced",
+        d.replaced
+            .iter()
+            .map(|x| {
+                format!(
+                    "{} {} -> {} ({} whiteouts)",
+                    x.name, x.from, x.to, x.whiteouts
+                )
+            })
+            .collect(),
+    );
+    list(
+        "dependency layers",
+        d.layers
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {} unpacked{}: {}",
+                    &l.digest[..19.min(l.digest.len())],
+                    raypack::units::human_bytes(l.unpacked),
+                    if l.cached { ", cached" } else { "" },
+                    l.distributions.join(", ")
+                )
+            })
+            .collect(),
+    );
+}

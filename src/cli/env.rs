@@ -1,0 +1,249 @@
+//! `raypack env`: the code as content-hashed zips (and dependencies as pip lines or a bundle)
+//! in a store, printed as a runtime_env, a RayJob or a RayService, or submitted.
+
+use super::*;
+
+#[derive(clap::Args, Debug)]
+pub(super) struct EnvArgs {
+    /// Store URL (s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, file:///PATH); overrides [env] store.
+    #[arg(long, value_name = "URL")]
+    pub(super) store: Option<String>,
+    /// How dependencies reach the cluster.
+    #[arg(long, value_enum, default_value_t = DepsMode::Pip)]
+    pub(super) deps: DepsMode,
+    /// Format of the printed runtime_env.
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    pub(super) format: Format,
+    /// Print a whole manifest instead of the runtime_env.
+    #[arg(long, value_enum)]
+    pub(super) emit: Option<Emit>,
+    /// Print these KubeRay YAML files (`-` = stdin) with the runtime_env set in every RayJob's
+    /// runtimeEnvYAML and every RayService application's runtime_env; nothing else changes.
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with = "emit")]
+    pub(super) resolve: Vec<PathBuf>,
+    /// Submit the job to this Ray dashboard (http://HOST:8265), follow its logs, exit with its outcome.
+    #[arg(long, value_name = "URL")]
+    pub(super) submit: Option<String>,
+    /// Give up following a submitted job after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub(super) timeout: u64,
+    /// Plan and print without zipping or uploading.
+    #[arg(long)]
+    pub(super) dry_run: bool,
+    /// DEFLATE level 0-9 for the zips (0 = stored). Default: 0 for file:// stores (local disk
+    /// or NFS, where Ray itself stores), 1 for S3 and GCS (fewer bytes over the network).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub(super) compression_level: Option<u32>,
+    /// Largest package accepted, in bytes. Default: no limit, with a warning over the 512 MiB
+    /// Ray allows for packages uploaded through its GCS (s3://, gs:// and file URIs, which
+    /// raypack prints, are downloaded by every node whatever their size).
+    #[arg(long)]
+    pub(super) max_package_size: Option<u64>,
+    /// With `--deps bundle`: list the distributions bundled, kept from the base image and
+    /// replaced.
+    #[arg(long)]
+    pub(super) explain: bool,
+}
+
+pub(super) fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
+    let recipe = load_recipe(cli)?;
+    let store = args
+        .store
+        .as_deref()
+        .map(|s| {
+            StoreUrl::parse(s).map_err(|e| CliError::Other(format!("--store: {e}; {}", e.help())))
+        })
+        .transpose()?;
+    let opts = EnvOptions {
+        store,
+        deps: args.deps,
+        compression_level: args.compression_level,
+        max_package_size: args.max_package_size,
+        dry_run: args.dry_run,
+        http: raypack::submit::http_client()?,
+    };
+    let rt = runtime()?;
+    let show = !cli.quiet && std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::new_spinner();
+    if show {
+        bar.enable_steady_tick(Duration::from_millis(100));
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let verbose = cli.verbose > 0;
+    // On a terminal, a long walk shows how many files it has found.
+    let planning = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(show));
+    if show {
+        let (planning, bar) = (planning.clone(), bar.clone());
+        // Not joined: it ends at its next tick once planning is over.
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            while planning.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                let n = raypack::collect::files_walked();
+                if n > 0 && planning.load(Relaxed) {
+                    bar.set_message(format!("collecting files: {n}"));
+                }
+            }
+        });
+    }
+    let outcome = rt.block_on(envpack::run(&recipe, &opts, |msg| {
+        planning.store(false, std::sync::atomic::Ordering::Relaxed);
+        bar.set_message(msg.to_string());
+        if verbose && !show {
+            eprintln!("{msg}");
+        }
+    }));
+    planning.store(false, std::sync::atomic::Ordering::Relaxed);
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    if !cli.quiet {
+        for p in &outcome.packages {
+            let what = if args.dry_run {
+                "planned"
+            } else if p.uploaded {
+                "uploaded"
+            } else {
+                "unchanged"
+            };
+            let kept = match p.kept {
+                Some(k) if k > 0 => format!("; {k} kept from the base image"),
+                _ => String::new(),
+            };
+            let size = match p.wheels {
+                // An unchanged bundle is not installed again: only its wheel count is known.
+                Some(w) if p.files == 0 => format!("{w} wheels{kept}"),
+                Some(w) => format!(
+                    "{w} wheels, {} files, {}{kept}",
+                    p.files,
+                    raypack::units::human_bytes(p.bytes)
+                ),
+                None => format!(
+                    "{} files, {}",
+                    p.files,
+                    raypack::units::human_bytes(p.bytes)
+                ),
+            };
+            eprintln!("{what:>9} {} {} ({size})", p.role, p.uri);
+        }
+    }
+    if args.explain {
+        match &outcome.bundle {
+            Some(b) => {
+                let list = |title: &str, v: &[String]| {
+                    eprintln!("{title} ({}):", v.len());
+                    for x in v {
+                        eprintln!("  {x}");
+                    }
+                };
+                list("bundled", &b.bundled);
+                list("replaced (bundled, shadowing the base's)", &b.replaced);
+                list("kept from the base image", &b.kept);
+            }
+            None => eprintln!("--explain: nothing to explain without `--deps bundle`"),
+        }
+    }
+
+    let cluster_doc = |kind: ClusterKind| -> Result<serde_json::Value, CliError> {
+        let c = recipe.cluster.as_ref().ok_or_else(|| {
+            CliError::Other(raypack::spec::kuberay::SpecError::NoCluster(kind).to_string())
+        })?;
+        if c.kind != kind && !(kind == ClusterKind::RayJob && c.kind == ClusterKind::RayCluster) {
+            return Err(CliError::Other(
+                raypack::spec::kuberay::SpecError::KindMismatch {
+                    kind: c.kind,
+                    wanted: kind.to_string().to_lowercase(),
+                    wanted_kind: kind,
+                }
+                .to_string(),
+            ));
+        }
+        let image = c.image.clone().unwrap_or_else(|| recipe.base.image.clone());
+        let ray_version =
+            raypack::spec::kuberay::ray_version(Some(c), None, &image).ok_or_else(|| {
+                CliError::Other(
+                    raypack::spec::kuberay::SpecError::UnknownRayVersion {
+                        image: image.clone(),
+                    }
+                    .to_string(),
+                )
+            })?;
+        Ok(manifest(&ManifestInput {
+            kind,
+            cluster: c,
+            image: &image,
+            ray_version: &ray_version,
+            runtime_env: Some(&outcome.env),
+        })?)
+    };
+
+    let doc = match args.emit {
+        None | Some(Emit::RuntimeEnv) => None,
+        Some(Emit::Rayjob) => Some(cluster_doc(ClusterKind::RayJob)?),
+        Some(Emit::Rayservice) => Some(cluster_doc(ClusterKind::RayService)?),
+    };
+    let resolved = if args.resolve.is_empty() {
+        None
+    } else {
+        Some(resolve_files(
+            &args.resolve,
+            "a RayJob or RayService",
+            |t, f| raypack::spec::resolve::resolve_runtime_envs(t, f, &outcome.env),
+        )?)
+    };
+    let text = match (&doc, args.format, cli.output) {
+        (_, _, Output::Json) if resolved.is_some() => {
+            serde_json::to_string_pretty(
+                &serde_json::json!({"store": outcome.store, "packages": outcome.packages, "runtime_env": outcome.runtime_env, "bundle": outcome.bundle, "resolved": resolved}),
+            )? + "\n"
+        }
+        _ if resolved.is_some() => resolved.unwrap_or_default(),
+        (_, _, Output::Json) => {
+            serde_json::to_string_pretty(
+                &serde_json::json!({"store": outcome.store, "packages": outcome.packages, "runtime_env": outcome.runtime_env, "bundle": outcome.bundle, "manifest": doc}),
+            )? + "\n"
+        }
+        (Some(d), Format::Yaml, _) => raypack::spec::to_yaml(d),
+        (Some(d), Format::Json, _) => serde_json::to_string_pretty(d)? + "\n",
+        (None, Format::Yaml, _) => outcome.env.to_yaml(),
+        (None, Format::Json, _) => serde_json::to_string(&outcome.runtime_env)? + "\n",
+    };
+    print!("{text}");
+    let _ = std::io::stdout().flush();
+
+    if let Some(address) = &args.submit {
+        let entrypoint = recipe
+            .cluster
+            .as_ref()
+            .and_then(|c| c.entrypoint.clone())
+            .ok_or_else(|| CliError::Other("--submit needs `entrypoint` in [cluster] (e.g. entrypoint = \"python main.py\")".into()))?;
+        let meta = serde_json::json!({"raypack.project": recipe.name});
+        let result = rt.block_on(raypack::submit::submit_and_follow(
+            address,
+            &entrypoint,
+            &outcome.runtime_env,
+            &meta,
+            Duration::from_secs(args.timeout),
+            |log| {
+                eprint!("{log}");
+            },
+        ))?;
+        eprintln!(
+            "job {}: {}{}",
+            result.submission_id,
+            result.status,
+            result
+                .message
+                .as_ref()
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        );
+        if !result.succeeded() {
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
