@@ -34,7 +34,13 @@ pub enum BundleError {
     #[error(transparent)]
     Wheel(#[from] WheelError),
     #[error("dependency bundle: {0}")]
-    Target(String),
+    Base(#[from] crate::base::BaseError),
+    #[error("dependency bundle: {0}")]
+    Python(#[from] crate::recipe::PythonMismatch),
+    #[error("dependency bundle: {0}")]
+    Lock(#[from] crate::lock::LockError),
+    #[error("dependency bundle: {0}")]
+    Http(#[from] reqwest::Error),
     #[error("dependency bundle: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -50,7 +56,7 @@ pub struct BundlePlan {
     /// Locked distributions the base ships at another version, bundled: (wheel, base version).
     pub replaced: Vec<(PinnedWheel, String)>,
     /// Why the base could not be read (then everything is bundled).
-    pub base_unknown: Option<String>,
+    pub base_unknown: Option<std::sync::Arc<crate::base::BaseError>>,
     pub digest: String,
     pub object_name: String,
 }
@@ -61,15 +67,14 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
     // The wheels' downloads carry the recipe's index credentials (files are often listed
     // without userinfo on the index's host).
     crate::requirements::remember_recipe_credentials(&recipe.dependencies);
-    let target = crate::base::target_without_pull(&recipe.base).map_err(BundleError::Target)?;
+    let target = crate::base::target_without_pull(&recipe.base)?;
     recipe
-        .check_python(&format!("3.{}", target.python_minor))
-        .map_err(BundleError::Target)?;
-    let http = crate::submit::http_client().map_err(|e| BundleError::Target(e.to_string()))?;
+        .check_python(&format!("3.{}", target.python_minor))?;
+    let http = crate::submit::http_client()?;
     let base = crate::base::read_installed(recipe, &recipe.base.platform, Default::default())
         .await
         .map(|(index, _)| index)
-        .map_err(|e| e.to_string());
+        .map_err(std::sync::Arc::new);
     let locked_wheels = if crate::requirements::is_pinned(recipe, &target) {
         let client = crate::python::index::IndexClient::new(
             http.clone(),
@@ -125,7 +130,7 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
 async fn locked(
     recipe: &Recipe,
     target: &Target,
-    base: Result<&crate::python::installed::BaseIndex, &String>,
+    base: Result<&crate::python::installed::BaseIndex, &std::sync::Arc<crate::base::BaseError>>,
 ) -> Result<std::path::PathBuf, BundleError> {
     use crate::lock::{BaseContents, LockOptions};
     let base_requires = base.map(|i| i.requirements()).unwrap_or_default();
@@ -152,9 +157,7 @@ async fn locked(
         base_requires,
         ..Default::default()
     };
-    let ensured = crate::lock::ensure_locked(recipe, &opts, |m| tracing::warn!("{m}"))
-        .await
-        .map_err(|e| BundleError::Target(e.to_string()))?;
+    let ensured = crate::lock::ensure_locked(recipe, &opts, |m| tracing::warn!("{m}")).await?;
     Ok(ensured.path)
 }
 
@@ -176,7 +179,7 @@ pub async fn entries(
     cache: &BlobCache,
     scratch: &std::path::Path,
 ) -> Result<Vec<ZipEntry>, BundleError> {
-    let http = crate::submit::http_client().map_err(|e| BundleError::Target(e.to_string()))?;
+    let http = crate::submit::http_client()?;
     let fetched = pinned::fetch(&http, &plan.wheels, cache).await?;
     let scheme = scheme(&plan.target);
     let scratch = scratch.to_path_buf();

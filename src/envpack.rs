@@ -397,7 +397,7 @@ async fn locked_pins(
     if !path.is_file() {
         return Ok(None);
     }
-    let target = crate::base::target_without_pull(&recipe.base).map_err(BundleError::Target)?;
+    let target = crate::base::target_without_pull(&recipe.base).map_err(BundleError::from)?;
     match crate::base::read_installed(recipe, &recipe.base.platform, Default::default()).await {
         Ok((index, layout)) => {
             let opts = crate::lock::LockOptions {
@@ -413,7 +413,7 @@ async fn locked_pins(
                 messages.lock().unwrap().push(m.to_string())
             })
             .await
-            .map_err(|e| BundleError::Target(e.to_string()))?;
+            .map_err(BundleError::from)?;
             notes.extend(messages.into_inner().unwrap());
         }
         Err(e) => notes.push(format!(

@@ -68,6 +68,8 @@ pub enum LockError {
     Input(String),
     #[error("cannot tell the target: {0}")]
     Target(String),
+    #[error("cannot tell the target: {0}")]
+    Python(#[from] crate::recipe::PythonMismatch),
     #[error("locking for {target}: {source}")]
     Resolve {
         target: String,
@@ -210,7 +212,7 @@ pub async fn targets(recipe: &Recipe, opts: &LockOptions) -> Result<Vec<LockTarg
             ml = ml.or(layout.manylinux);
         }
         if let Some(py) = &py {
-            recipe.check_python(py).map_err(LockError::Target)?;
+            recipe.check_python(py)?;
         }
         let (Some(py), Some(ml)) = (py, ml) else {
             return Err(LockError::Target(format!(

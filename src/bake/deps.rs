@@ -100,20 +100,18 @@ pub async fn dependency_layers(
         return Ok((Vec::new(), report));
     }
     crate::requirements::remember_recipe_credentials(deps);
-    let manylinux = layout.manylinux.clone().ok_or_else(|| {
-        BakeError::Deps(format!(
-            "{}: the glibc level of the base is unknown; set [base] manylinux = \"2_35\"",
-            recipe.base.image
-        ))
-    })?;
-    let target = Target::new(&platform.to_string(), &layout.python_version, &manylinux)
-        .ok_or_else(|| {
-            BakeError::Deps(format!(
-                "cannot install wheels for {platform} / Python {}",
-                layout.python_version
-            ))
+    let manylinux = layout
+        .manylinux
+        .clone()
+        .ok_or_else(|| BakeError::UnknownGlibc {
+            image: recipe.base.image.clone(),
         })?;
-    let http = crate::submit::http_client().map_err(|e| BakeError::Deps(e.to_string()))?;
+    let target = Target::new(&platform.to_string(), &layout.python_version, &manylinux)
+        .ok_or_else(|| BakeError::NoTarget {
+            platform: platform.to_string(),
+            python: layout.python_version.clone(),
+        })?;
+    let http = crate::submit::http_client()?;
     progress("reading what the base has installed");
     let (base_key, base_layers) = (base.0.to_string(), base.1.to_vec());
     let index_dir = cache.root().join("base-index");
@@ -122,8 +120,7 @@ pub async fn dependency_layers(
         BaseIndex::load_or_build(&index_dir, &base_key, &base_layers, &sp)
     })
     .await
-    .expect("indexing does not panic")
-    .map_err(|e| BakeError::Deps(e.to_string()))?;
+    .expect("indexing does not panic")?;
 
     progress("choosing wheels");
     let wheels = if crate::requirements::is_pinned(recipe, &target) {
@@ -140,9 +137,8 @@ pub async fn dependency_layers(
             cache_dir: Some(cache.root().to_path_buf()),
             ..Default::default()
         };
-        let ensured = crate::lock::ensure_locked(recipe, &opts, |m| tracing::info!("{m}"))
-            .await
-            .map_err(|e| BakeError::Deps(e.to_string()))?;
+        let ensured =
+            crate::lock::ensure_locked(recipe, &opts, |m| tracing::info!("{m}")).await?;
         if let Some(reason) = &ensured.relocked {
             report.relocked = Some(reason.clone());
         }
@@ -187,8 +183,9 @@ pub async fn dependency_layers(
         fetched
             .into_iter()
             .map(|(w, p)| {
-                let n = unpacked_size(&p).map_err(|e| {
-                    BakeError::Deps(format!("{}: not a readable wheel: {e}", w.filename))
+                let n = unpacked_size(&p).map_err(|source| BakeError::UnreadableWheel {
+                    filename: w.filename.clone(),
+                    source,
                 })?;
                 Ok((w, p, n))
             })

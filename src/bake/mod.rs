@@ -78,8 +78,28 @@ pub enum BakeError {
     Pinned(#[from] crate::python::pinned::PinnedError),
     #[error(transparent)]
     Wheel(#[from] crate::python::wheel::WheelError),
-    #[error("{0}")]
-    Deps(String),
+    #[error("{image}: the glibc level of the base is unknown; set [base] manylinux = \"2_35\"")]
+    UnknownGlibc { image: String },
+    #[error("cannot install wheels for {platform} / Python {python}")]
+    NoTarget { platform: String, python: String },
+    #[error("base image {image}: {source}")]
+    Python {
+        image: String,
+        #[source]
+        source: crate::recipe::PythonMismatch,
+    },
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Installed(#[from] crate::python::installed::IndexError),
+    #[error(transparent)]
+    Locking(#[from] crate::lock::LockError),
+    #[error("{filename}: not a readable wheel: {source}")]
+    UnreadableWheel {
+        filename: String,
+        #[source]
+        source: zip::result::ZipError,
+    },
 }
 
 /// What a bake produced.
@@ -382,9 +402,9 @@ pub async fn run(
     let layout = pulled.layout.clone();
     recipe
         .check_python(&layout.python_version)
-        .map_err(|message| BakeError::BaseImage {
+        .map_err(|source| BakeError::Python {
             image: recipe.base.image.clone(),
-            message,
+            source,
         })?;
     let family = pulled.family;
     let base_image = &pulled.image;

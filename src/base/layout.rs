@@ -97,7 +97,7 @@ fn parse_user(s: &str) -> Option<(u32, Option<u32>)> {
 
 /// The Python target of the recipe's base without pulling it (for `raypack env`): the recipe's
 /// `[base]` overrides, else the catalog entry for its image and platform.
-pub fn target_without_pull(base: &Base) -> Result<crate::python::tags::Target, String> {
+pub fn target_without_pull(base: &Base) -> Result<crate::python::tags::Target, BaseError> {
     let arch = base.platform.rsplit('/').next().unwrap_or("amd64");
     let entry = lookup(&base.reference, arch);
     let python_version = base
@@ -109,16 +109,14 @@ pub fn target_without_pull(base: &Base) -> Result<crate::python::tags::Target, S
         .clone()
         .or_else(|| entry.as_ref().map(|e| e.manylinux.clone()));
     let (Some(pv), Some(ml)) = (python_version, manylinux) else {
-        return Err(format!(
-            "{}: not in raypack's catalog; set [base] python_version = \"3.11\" and manylinux = \"2_35\" so wheels can be chosen for the cluster",
-            base.image
-        ));
+        return Err(BaseError::NotInCatalog {
+            image: base.image.clone(),
+        });
     };
-    crate::python::tags::Target::new(&base.platform, &pv, &ml).ok_or_else(|| {
-        format!(
-            "cannot choose wheels for {} / Python {pv} / manylinux_{ml}",
-            base.platform
-        )
+    crate::python::tags::Target::new(&base.platform, &pv, &ml).ok_or_else(|| BaseError::NoTarget {
+        platform: base.platform.clone(),
+        python: pv.clone(),
+        manylinux: ml.clone(),
     })
 }
 

@@ -40,6 +40,16 @@ pub enum BaseError {
     LockFile(#[from] LockFileError),
     #[error("platform {0}")]
     Platform(String),
+    #[error(
+        "{image}: not in raypack's catalog; set [base] python_version = \"3.11\" and manylinux = \"2_35\" so wheels can be chosen for the cluster"
+    )]
+    NotInCatalog { image: String },
+    #[error("cannot choose wheels for {platform} / Python {python} / manylinux_{manylinux}")]
+    NoTarget {
+        platform: String,
+        python: String,
+        manylinux: String,
+    },
     #[error(transparent)]
     Index(#[from] IndexError),
 }

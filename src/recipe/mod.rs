@@ -173,6 +173,20 @@ pub struct Serve {
     pub route_prefix: String,
 }
 
+/// The project's `requires-python` excludes the base's Python.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "{}: the project requires Python {requires}, but the base {base} has Python {python}; pick a base with a matching Python (e.g. a -py3XX tag) or relax requires-python",
+    file.display()
+)]
+pub struct PythonMismatch {
+    /// The file that says `requires-python`.
+    pub file: PathBuf,
+    pub requires: String,
+    pub base: String,
+    pub python: String,
+}
+
 impl Recipe {
     /// Finds the recipe for `dir`: `raypack.toml` wins over `pyproject.toml`'s `[tool.raypack]`.
     pub fn discover(dir: &Path) -> Result<Recipe, RecipeError> {
@@ -263,7 +277,7 @@ impl Recipe {
 
     /// Whether the base's Python `3.X` satisfies the project's `requires-python`; the error
     /// names both and where the requirement is written.
-    pub fn check_python(&self, python_version: &str) -> Result<(), String> {
+    pub fn check_python(&self, python_version: &str) -> Result<(), PythonMismatch> {
         let Some((spec, file)) = self.requires_python() else {
             return Ok(());
         };
@@ -271,11 +285,12 @@ impl Recipe {
         let parsed = <pep508_rs::pep440_rs::VersionSpecifiers as FromStr>::from_str(&specifiers);
         let version = <pep508_rs::pep440_rs::Version as FromStr>::from_str(python_version);
         match (parsed, version) {
-            (Ok(s), Ok(v)) if !s.contains(&v) => Err(format!(
-                "{}: the project requires Python {spec}, but the base {} has Python {python_version}; pick a base with a matching Python (e.g. a -py3XX tag) or relax requires-python",
-                file.display(),
-                self.base.image
-            )),
+            (Ok(s), Ok(v)) if !s.contains(&v) => Err(PythonMismatch {
+                file,
+                requires: spec,
+                base: self.base.image.clone(),
+                python: python_version.to_string(),
+            }),
             _ => Ok(()),
         }
     }
