@@ -68,8 +68,7 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
     // without userinfo on the index's host).
     crate::requirements::remember_recipe_credentials(&recipe.dependencies);
     let target = crate::base::target_without_pull(&recipe.base)?;
-    recipe
-        .check_python(&format!("3.{}", target.python_minor))?;
+    recipe.check_python(&format!("3.{}", target.python_minor))?;
     let http = crate::submit::http_client()?;
     let base = crate::base::read_installed(recipe, &recipe.base.platform, Default::default())
         .await

@@ -137,8 +137,7 @@ pub async fn dependency_layers(
             cache_dir: Some(cache.root().to_path_buf()),
             ..Default::default()
         };
-        let ensured =
-            crate::lock::ensure_locked(recipe, &opts, |m| tracing::info!("{m}")).await?;
+        let ensured = crate::lock::ensure_locked(recipe, &opts, |m| tracing::info!("{m}")).await?;
         if let Some(reason) = &ensured.relocked {
             report.relocked = Some(reason.clone());
         }

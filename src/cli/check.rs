@@ -22,8 +22,7 @@ pub(super) fn check(cli: &Cli) -> Result<ExitCode, CliError> {
     // The project's requires-python against the base's Python, where the catalog or [base]
     // says what that is without a pull.
     if let Ok(t) = raypack::base::target_without_pull(&recipe.base) {
-        recipe
-            .check_python(&format!("3.{}", t.python_minor))?;
+        recipe.check_python(&format!("3.{}", t.python_minor))?;
     }
     let (store, _) = envpack::resolve_store(&recipe, None);
     let summary = serde_json::json!({

@@ -76,7 +76,7 @@ fn keys_for(registry: &str) -> Vec<String> {
 }
 
 /// The key `login` writes for a registry.
-pub fn login_key(registry: &str) -> String {
+pub(crate) fn login_key(registry: &str) -> String {
     if registry == DOCKER_HUB {
         "https://index.docker.io/v1/".into()
     } else {
@@ -85,7 +85,7 @@ pub fn login_key(registry: &str) -> String {
 }
 
 /// The docker config file `login` writes: `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
-pub fn docker_config_path() -> PathBuf {
+pub(crate) fn docker_config_path() -> PathBuf {
     match std::env::var_os("DOCKER_CONFIG") {
         Some(d) => PathBuf::from(d).join("config.json"),
         None => home().join(".docker").join("config.json"),
@@ -296,7 +296,7 @@ fn write_config(path: &std::path::Path, cfg: &Value) -> Result<(), AuthError> {
 
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Challenge {
+pub(crate) enum Challenge {
     Basic,
     Bearer {
         realm: String,
@@ -305,7 +305,7 @@ pub enum Challenge {
     },
 }
 
-pub fn parse_challenge(h: &str) -> Option<Challenge> {
+pub(crate) fn parse_challenge(h: &str) -> Option<Challenge> {
     let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
     match scheme.to_ascii_lowercase().as_str() {
         "basic" => Some(Challenge::Basic),

@@ -896,7 +896,7 @@ impl Registry {
     }
 
     /// PUTs a manifest under `reference` (a digest or a tag); checks the returned digest.
-    pub async fn put_manifest(
+    pub(crate) async fn put_manifest(
         &self,
         r: &Reference,
         reference: &str,

@@ -3,18 +3,18 @@
 use serde_json::Value;
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// Every manifest type raypack reads. Distribution answers 404 for an OCI manifest when the
 /// OCI types are missing from Accept.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// Which family a manifest belongs to; raypack never mixes them in one manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ impl Family {
     }
 }
 
-pub fn is_index(media_type: &str) -> bool {
+pub(crate) fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_LIST
 }
 
@@ -127,7 +127,7 @@ impl std::fmt::Display for Platform {
 
 /// Picks the manifest descriptor for `platform` from an index, skipping attestation entries
 /// (`unknown/unknown`, or `vnd.docker.reference.type` annotations).
-pub fn select_platform<'a>(index: &'a Value, platform: &Platform) -> Option<&'a Value> {
+pub(crate) fn select_platform<'a>(index: &'a Value, platform: &Platform) -> Option<&'a Value> {
     index["manifests"].as_array()?.iter().find(|m| {
         let attestation = m["annotations"]["vnd.docker.reference.type"].is_string()
             || m["platform"]["os"].as_str() == Some("unknown");
@@ -136,7 +136,7 @@ pub fn select_platform<'a>(index: &'a Value, platform: &Platform) -> Option<&'a 
 }
 
 /// The platforms an index offers (for error messages).
-pub fn platforms_in(index: &Value) -> Vec<String> {
+pub(crate) fn platforms_in(index: &Value) -> Vec<String> {
     index["manifests"]
         .as_array()
         .map(|a| {

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Ray's default excludes for a working dir (`RAY_RUNTIME_ENV_DEFAULT_EXCLUDES`, Ray 2.60).
-pub const RAY_DEFAULT_EXCLUDES: &[&str] = &[".git", ".venv", "venv", "__pycache__"];
+pub(crate) const RAY_DEFAULT_EXCLUDES: &[&str] = &[".git", ".venv", "venv", "__pycache__"];
 
 /// Files found by every walk in this process so far (for a progress display on a terminal:
 /// a walk of a big tree otherwise shows nothing for seconds).
@@ -41,7 +41,7 @@ pub fn files_walked() -> usize {
 
 /// The most files one walk collects: far beyond a project (the bench tree has 10,000), well
 /// short of a whole filesystem, which would otherwise be walked for minutes into memory.
-pub const MAX_WALK_FILES: usize = 1_000_000;
+pub(crate) const MAX_WALK_FILES: usize = 1_000_000;
 
 /// The biggest top-level directories (by bytes) among `(rel path, size)`, for messages.
 pub fn largest_dirs<'p>(files: impl Iterator<Item = (&'p str, u64)>) -> String {
@@ -159,7 +159,7 @@ pub enum CollectError {
 type Found = (String, PathBuf, PathBuf, (Stamp, bool), Option<Hashes>);
 
 /// SHA-256 and CRC-32 of a file.
-pub type Hashes = ([u8; 32], u32);
+pub(crate) type Hashes = ([u8; 32], u32);
 
 /// Collects one walker thread's results and hands them over in one lock when the thread ends.
 struct Batch<'a> {
@@ -643,7 +643,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
 }
 
 /// SHA-256 and CRC-32 of a whole file, in one read.
-pub fn hash_and_crc(path: &Path) -> std::io::Result<([u8; 32], u32)> {
+pub(crate) fn hash_and_crc(path: &Path) -> std::io::Result<([u8; 32], u32)> {
     let mut crc = crc32fast::Hasher::new();
     let (h, _) = read_chunks(path, |b| crc.update(b))?;
     Ok((h, crc.finalize()))

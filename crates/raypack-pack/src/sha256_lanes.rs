@@ -16,7 +16,7 @@ const INITIAL: [u32; 8] = [
 ];
 
 /// The SHA-256 digest of every message, in order.
-pub fn digest_all(messages: &[&[u8]]) -> Vec<[u8; 32]> {
+pub(crate) fn digest_all(messages: &[&[u8]]) -> Vec<[u8; 32]> {
     let mut out = vec![[0u8; 32]; messages.len()];
     #[cfg(target_arch = "x86_64")]
     if x86::available() {
@@ -224,7 +224,7 @@ mod x86 {
 
     /// Compresses `a` into `sa` and `b` into `sb`, block by block, interleaved.
     #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-    pub fn compress2(sa: &mut [u32; 8], sb: &mut [u32; 8], a: &[[u8; 64]], b: &[[u8; 64]]) {
+    pub(crate) fn compress2(sa: &mut [u32; 8], sb: &mut [u32; 8], a: &[[u8; 64]], b: &[[u8; 64]]) {
         debug_assert_eq!(a.len(), b.len());
         let (mut a0, mut a1) = load(sa);
         let (mut b0, mut b1) = load(sb);

@@ -141,7 +141,7 @@ impl Compiler {
     }
 
     /// `a/b/mod.py` → `a/b/__pycache__/mod.cpython-311.pyc`.
-    pub fn pyc_path(&self, source: &str) -> String {
+    pub(crate) fn pyc_path(&self, source: &str) -> String {
         let (dir, file) = source.rsplit_once('/').unwrap_or(("", source));
         let stem = file.strip_suffix(".py").unwrap_or(file);
         let name = format!("__pycache__/{stem}.{}.pyc", self.cache_tag);

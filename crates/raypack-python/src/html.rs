@@ -4,7 +4,7 @@
 
 /// One file link.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Anchor {
+pub(crate) struct Anchor {
     /// The link text, else the last path segment of the URL.
     pub filename: String,
     /// Absolute, without the `#sha256=…` fragment.
@@ -19,7 +19,7 @@ pub struct Anchor {
 
 /// Decodes the character references HTML pages use (`&lt;` `&gt;` `&amp;` `&quot;` `&#39;`,
 /// decimal and hex numeric references).
-pub fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('&') {
@@ -111,7 +111,7 @@ fn attributes(tag: &str) -> Vec<(String, Option<String>)> {
 }
 
 /// Every `<a href>` of `body`, resolved against `base` (the page URL; a `<base href>` wins).
-pub fn anchors(base: &url::Url, body: &str) -> Vec<Anchor> {
+pub(crate) fn anchors(base: &url::Url, body: &str) -> Vec<Anchor> {
     let lower = body.to_ascii_lowercase();
     let mut base = base.clone();
     if let Some(i) = lower.find("<base ")

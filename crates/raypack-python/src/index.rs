@@ -22,9 +22,9 @@ use tokio::sync::Semaphore;
 use super::requirement::normalize;
 
 /// How many requests run at once against indexes and file hosts.
-pub const MAX_CONCURRENT_REQUESTS: usize = 24;
+pub(crate) const MAX_CONCURRENT_REQUESTS: usize = 24;
 /// How often a request is tried before its error is reported.
-pub const ATTEMPTS: u32 = 3;
+pub(crate) const ATTEMPTS: u32 = 3;
 /// Freshness of a cached project page when the index sends no `max-age` (PyPI sends 600).
 const DEFAULT_MAX_AGE: u64 = 600;
 
@@ -150,7 +150,11 @@ impl IndexClient {
 
     /// GETs `url` with a byte range (`bytes=...` syntax without the prefix); returns the status
     /// and body (206 for a range, 200 when the server ignores ranges).
-    pub async fn get_range(&self, url: &str, range: &str) -> Result<(u16, Vec<u8>), IndexError> {
+    pub(crate) async fn get_range(
+        &self,
+        url: &str,
+        range: &str,
+    ) -> Result<(u16, Vec<u8>), IndexError> {
         if let Some(path) = local_path(url) {
             let bytes = read_local(&path)?;
             return Ok((206, slice_range(&bytes, range).to_vec()));
@@ -400,7 +404,11 @@ fn without_userinfo(url: &str) -> String {
 /// Parses a PEP 503 HTML project page (anchors with `#sha256=`, `data-requires-python`,
 /// `data-yanked`, `data-dist-info-metadata` / `data-core-metadata`); relative links resolve
 /// against `url`.
-pub fn parse_html_page(index: &str, url: &str, body: &[u8]) -> Result<ProjectPage, IndexError> {
+pub(crate) fn parse_html_page(
+    index: &str,
+    url: &str,
+    body: &[u8],
+) -> Result<ProjectPage, IndexError> {
     let base = url::Url::parse(url).map_err(|e| IndexError::NotJson {
         url: url.to_string(),
         detail: e.to_string(),
@@ -468,7 +476,7 @@ fn metadata_field(v: &serde_json::Value) -> Option<Option<String>> {
 }
 
 /// Parses a PEP 691 project page; relative file URLs resolve against `url`.
-pub fn parse_page(index: &str, url: &str, body: &[u8]) -> Result<ProjectPage, IndexError> {
+pub(crate) fn parse_page(index: &str, url: &str, body: &[u8]) -> Result<ProjectPage, IndexError> {
     let json: JsonPage = serde_json::from_slice(body).map_err(|e| IndexError::NotJson {
         url: url.to_string(),
         detail: e.to_string(),

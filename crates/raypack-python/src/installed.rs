@@ -205,7 +205,7 @@ fn clean(p: &str) -> String {
 }
 
 /// `base/rel` with `.` and `..` resolved; `None` if it leaves the root.
-pub fn join_normalized(base: &str, rel: &str) -> Option<String> {
+pub(crate) fn join_normalized(base: &str, rel: &str) -> Option<String> {
     let mut parts: Vec<&str> = base.split('/').filter(|s| !s.is_empty()).collect();
     for c in rel.split('/') {
         match c {

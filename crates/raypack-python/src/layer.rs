@@ -29,7 +29,7 @@ use raypack_pack::archive::pgzip;
 use raypack_pack::archive::tar::{LayerEntry, write_layer};
 
 /// Bumped whenever a fragment's content or encoding changes.
-pub const FRAGMENT_VERSION: &str = "raypack-fragment-v3";
+pub(crate) const FRAGMENT_VERSION: &str = "raypack-fragment-v3";
 
 /// One wheel to install: where it is, its file name and its SHA-256 (hex, as locks give it).
 #[derive(Debug, Clone)]

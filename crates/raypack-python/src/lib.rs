@@ -27,7 +27,7 @@ use raypack_pack::archive::tar::{EntryKind, LayerEntry};
 
 /// The image-side paths used for `raypack install --target DIR` (pip's `--target` layout:
 /// purelib at `DIR`, scripts at `DIR/bin`, RECORD paths relative to `<home>/lib/python`).
-pub const TARGET_HOME: &str = "/raypack-target";
+pub(crate) const TARGET_HOME: &str = "/raypack-target";
 
 /// The scheme `install --target` installs with, before relocation into the directory.
 pub fn target_scheme(python: &str, python_version: &str) -> wheel::Scheme {

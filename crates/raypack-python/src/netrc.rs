@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 /// `machine` → (login, password); `default` under the key `""`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Netrc {
+pub(crate) struct Netrc {
     pub machines: HashMap<String, (String, String)>,
 }
 
@@ -71,7 +71,7 @@ fn netrc_path() -> Option<PathBuf> {
 }
 
 /// The user's netrc, read once.
-pub fn user_netrc() -> &'static Netrc {
+pub(crate) fn user_netrc() -> &'static Netrc {
     static N: OnceLock<Netrc> = OnceLock::new();
     N.get_or_init(|| {
         netrc_path()
@@ -85,7 +85,7 @@ pub fn user_netrc() -> &'static Netrc {
 /// else the netrc entry for its host. `${NAME}` in the userinfo is replaced by the environment
 /// variable NAME, as pip does in requirements files, so a token can stay out of every file:
 /// `--extra-index-url https://__token__:${PRIVATE_INDEX_TOKEN}@pypi.corp.example/simple`.
-pub fn authed_get(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
+pub(crate) fn authed_get(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
     let Ok(mut u) = url::Url::parse(url) else {
         return http.get(url);
     };
@@ -146,7 +146,7 @@ fn remembered(u: &url::Url) -> Option<(String, Option<String>)> {
 
 /// Replaces every `${NAME}` (NAME of ASCII letters, digits and `_`, as pip accepts) whose
 /// variable is set; others stay as written.
-pub fn expand_env(s: &str) -> String {
+pub(crate) fn expand_env(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find("${") {

@@ -264,7 +264,7 @@ pub fn parse_hashed(path: &Path, target: &Target) -> Result<HashedRequirements, 
 
 /// A file listed by an index.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct IndexFile {
+pub(crate) struct IndexFile {
     pub filename: String,
     pub url: String,
     pub sha256: String,
@@ -327,7 +327,7 @@ fn no_wheel(name: &str, version: &str, target: &Target, available: &[WheelName])
 
 /// The files of one project on `index`: PEP 691 JSON, or a PEP 503 HTML page when that is
 /// what the index serves. A project the index does not have is an error naming it.
-pub async fn index_files(
+pub(crate) async fn index_files(
     client: &IndexClient,
     index: &str,
     name: &str,
@@ -342,7 +342,7 @@ pub async fn index_files(
 
 /// Like [`index_files`], but `None` when the index does not have the project (404, or the 403
 /// some private indexes send).
-pub async fn project_files(
+pub(crate) async fn project_files(
     client: &IndexClient,
     index: &str,
     name: &str,
@@ -356,7 +356,7 @@ pub async fn project_files(
 
 /// Wheels in `--find-links` locations: a local directory (hashed here) or an HTML page of
 /// links (`file://` or http(s)).
-pub async fn find_links_files(
+pub(crate) async fn find_links_files(
     client: &IndexClient,
     location: &str,
 ) -> Result<Vec<IndexFile>, PinnedError> {
@@ -403,7 +403,7 @@ impl Sources {
 
     /// The files of `name` from its pinned index, else from the first of `indexes` that has
     /// it; with the index they came from (`None`: no index has it).
-    pub async fn files_for(
+    pub(crate) async fn files_for(
         &self,
         client: &IndexClient,
         indexes: &[String],

@@ -35,11 +35,11 @@ use super::tags::marker_env;
 use super::wheel::{WheelName, normalize};
 
 /// A set of versions.
-pub type VersionRange = Ranges<Version>;
+pub(crate) type VersionRange = Ranges<Version>;
 
 /// A node of the resolution.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Pkg {
+pub(crate) enum Pkg {
     /// The user's requirements.
     Root,
     /// A distribution (normalized name).
@@ -619,7 +619,7 @@ impl DependencyProvider for Provider {
 }
 
 /// A version range in PEP 440 words: `>=1.2, <2`, `==1.0`, `any version`.
-pub fn fmt_range(r: &VersionRange) -> String {
+pub(crate) fn fmt_range(r: &VersionRange) -> String {
     if r == &VersionRange::full() {
         return "(any version)".into();
     }

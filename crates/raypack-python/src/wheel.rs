@@ -656,7 +656,7 @@ pub struct Shipped<'a> {
 
 /// How files that several distributions ship are resolved ([`plan_overlaps`]).
 #[derive(Debug, Clone, Default)]
-pub struct OverlapPlan {
+pub(crate) struct OverlapPlan {
     /// Indices of the distributions in the order pip installs them.
     pub order: Vec<usize>,
     /// Per distribution (input index): the paths it loses to a later one, each with whether
@@ -668,7 +668,7 @@ pub struct OverlapPlan {
 /// The order pip installs `items` in when two ship the same file: dependencies before their
 /// dependents (so a dependent's file replaces its dependency's), otherwise by name; a
 /// dependency cycle is broken by name.
-pub fn install_order(items: &[Shipped]) -> Vec<usize> {
+pub(crate) fn install_order(items: &[Shipped]) -> Vec<usize> {
     let by_name: std::collections::HashMap<String, usize> = items
         .iter()
         .enumerate()
@@ -712,7 +712,7 @@ pub fn install_order(items: &[Shipped]) -> Vec<usize> {
 /// Decides, as pip does, which distribution's file stays where several ship one path: in
 /// [`install_order`], the last one installed. The one place every output (bundle, `install
 /// --target`, image layers) takes this decision from.
-pub fn plan_overlaps(items: &[Shipped]) -> OverlapPlan {
+pub(crate) fn plan_overlaps(items: &[Shipped]) -> OverlapPlan {
     let order = install_order(items);
     let mut owner: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for &i in &order {
@@ -813,7 +813,7 @@ impl Installed {
     /// This distribution with bytecode for its `.py` files under site-packages, compiled by
     /// `compiler` (see [`crate::bytecode`]), as entries and RECORD rows (pip records
     /// the .pyc files it writes too). `scratch` is an empty directory.
-    pub fn with_bytecode(
+    pub(crate) fn with_bytecode(
         mut self,
         compiler: &crate::bytecode::Compiler,
         scratch: &Path,
@@ -887,7 +887,7 @@ impl Installed {
 /// Resolves files that several distributions ship ([`plan_overlaps`]) and returns the
 /// distributions in install order, each without the files it lost, and the overlaps found
 /// (byte-identical ones included, marked).
-pub fn resolve_overlaps(installed: &[Installed]) -> (Vec<Installed>, Vec<Overlap>) {
+pub(crate) fn resolve_overlaps(installed: &[Installed]) -> (Vec<Installed>, Vec<Overlap>) {
     let shipped: Vec<Shipped> = installed.iter().map(Installed::shipped).collect();
     let plan = plan_overlaps(&shipped);
     let out = plan
@@ -947,7 +947,7 @@ pub fn merge(
 
 /// Directory entries for every directory below one of `owned_roots` that holds one of `paths`
 /// (sorted, each once); the roots themselves belong to the base.
-pub fn owned_directories<'a>(
+pub(crate) fn owned_directories<'a>(
     paths: impl IntoIterator<Item = &'a str>,
     owned_roots: &[String],
     owner: (u32, u32),

@@ -60,7 +60,7 @@ impl FileStore {
     /// Removes raypack's temp files (`.raypack-*.partial`) last modified more than `max_age`
     /// ago, except this process's own: what killed runs left behind. Another live run's temp
     /// file is younger (written continuously, renamed within seconds). Returns how many.
-    pub fn sweep_partials(&self, max_age: std::time::Duration) -> usize {
+    pub(crate) fn sweep_partials(&self, max_age: std::time::Duration) -> usize {
         let Ok(dir) = std::fs::read_dir(&self.dir) else {
             return 0;
         };

@@ -202,7 +202,7 @@ impl S3Store {
     /// Aborts multipart uploads of raypack objects (`*.zip` directly under the prefix) that
     /// were started more than `max_age` ago and never completed (a killed run); returns how
     /// many. Failures only skip the clean-up.
-    pub async fn abort_stale_uploads(&self, max_age: std::time::Duration) -> usize {
+    pub(crate) async fn abort_stale_uploads(&self, max_age: std::time::Duration) -> usize {
         let prefix = if self.prefix.is_empty() {
             String::new()
         } else {
@@ -396,7 +396,7 @@ impl aws_sdk_s3::config::retry::ClassifyRetry for RetryAfter {
     }
 }
 
-pub trait HttpStatus {
+pub(crate) trait HttpStatus {
     fn status(&self) -> u16;
 }
 
