@@ -11,24 +11,34 @@ use tokio::io::AsyncWriteExt;
 
 use crate::digest::digest_hex;
 
+/// Why the blob cache could not read or store a blob.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// A file of the cache could not be read or written.
     #[error("blob cache {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A digest that is not `sha256:` and 64 lowercase hex digits.
     #[error("`{0}` is not a sha256 digest")]
     BadDigest(String),
+    /// Bytes whose digest is not the one they were stored or fetched under.
     #[error("{what}: content has digest {actual}, expected {expected}; the download is discarded")]
     Mismatch {
+        /// What the bytes are (a blob, a layer, a download).
         what: String,
+        /// The digest asked for.
         expected: String,
+        /// The digest the bytes have.
         actual: String,
     },
 }
 
+/// Blobs by digest under a root directory (`<root>/blobs/sha256/<hex>`), shared by every project; written to a temp file, verified, then renamed into place.
 #[derive(Debug, Clone)]
 pub struct BlobCache {
     root: PathBuf,
@@ -48,6 +58,7 @@ pub fn default_cache_dir() -> PathBuf {
 }
 
 impl BlobCache {
+    /// The cache rooted at `root` (created on first write).
     pub fn new(root: &Path) -> BlobCache {
         BlobCache {
             root: root.to_path_buf(),
@@ -69,6 +80,7 @@ impl BlobCache {
         Ok(self.dir().join(hex))
     }
 
+    /// Whether the blob is in the cache.
     pub fn contains(&self, digest: &str) -> bool {
         self.path(digest).map(|p| p.is_file()).unwrap_or(false)
     }

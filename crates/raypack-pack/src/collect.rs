@@ -71,7 +71,9 @@ pub fn largest_dirs<'p>(files: impl Iterator<Item = (&'p str, u64)>) -> String {
 /// What a package directory is shipped as; py_modules get only the recipe excludes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PackageKind {
+    /// The job's working directory (Ray's default excludes apply).
     WorkingDir,
+    /// A Python module shipped as a py_module.
     PyModule,
 }
 
@@ -82,8 +84,11 @@ pub struct FileEntry {
     pub rel: String,
     /// Where to read it (symlinks resolved).
     pub abs: PathBuf,
+    /// Size in bytes.
     pub size: u64,
+    /// Whether any execute bit is set (shipped as mode 755, else 644).
     pub executable: bool,
+    /// SHA-256 of the bytes.
     pub sha256: [u8; 32],
     /// CRC-32 of the bytes, computed in the same read (a stored zip entry needs nothing else).
     pub crc32: u32,
@@ -99,13 +104,16 @@ impl FileEntry {
 /// The sorted files of one package directory.
 #[derive(Debug, Clone)]
 pub struct FileSet {
+    /// The package directory.
     pub root: PathBuf,
+    /// Its files, sorted by relative path (byte order).
     pub files: Vec<FileEntry>,
     /// How many files were hashed (not served from the stat cache).
     pub hashed: usize,
 }
 
 impl FileSet {
+    /// The sum of the files' sizes.
     pub fn total_size(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }
@@ -117,23 +125,52 @@ pub enum CollectError {
     #[error(
         "{path}: symlink points outside the project (to {target}); copy the file in or exclude the link"
     )]
-    EscapingSymlink { path: PathBuf, target: PathBuf },
+    /// A symlink that points outside the project.
+    EscapingSymlink {
+        /// The link.
+        path: PathBuf,
+        /// Where it points.
+        target: PathBuf,
+    },
     #[error("{path}: symlink is broken (points to {target}); fix or exclude it")]
-    BrokenSymlink { path: PathBuf, target: PathBuf },
+    /// A symlink whose target does not exist.
+    BrokenSymlink {
+        /// The link.
+        path: PathBuf,
+        /// Where it points.
+        target: PathBuf,
+    },
+    /// A file or directory could not be read.
     #[error("{path}: cannot read: {source}")]
     Read {
+        /// What could not be read.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     #[error("{path}: {message}")]
-    Walk { path: PathBuf, message: String },
+    /// The directory walk failed.
+    Walk {
+        /// Where.
+        path: PathBuf,
+        /// What the walker said.
+        message: String,
+    },
     #[error("{path}: file name is not valid UTF-8; Ray's zip reader needs UTF-8 names")]
-    NonUtf8 { path: PathBuf },
+    /// A file name that is not UTF-8 (zip names and Ray's URIs are).
+    NonUtf8 {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The package is over the size limit (the walk stops as soon as it passes it).
     #[error("{dir}: package is {}{} (limit {}); Ray rejects packages this large. Largest directories: {largest}. Exclude large files in .rayignore or [code] excludes, or bake them into the image", if *partial { "at least " } else { "" }, crate::units::human_bytes(*size), crate::units::human_bytes(*limit))]
     TooLarge {
+        /// The package directory.
         dir: PathBuf,
+        /// Bytes seen when the walk stopped.
         size: u64,
+        /// The limit.
         limit: u64,
         /// The walk stopped as soon as the limit was passed.
         partial: bool,
@@ -143,13 +180,23 @@ pub enum CollectError {
     #[error(
         "{dir}: more than {limit} files found (the walk stopped there); is the working dir the project's directory? Largest directories: {largest}. Exclude them in .rayignore or [code] excludes"
     )]
+    /// The package has more files than the walk allows.
     TooManyFiles {
+        /// The package directory.
         dir: PathBuf,
+        /// The limit.
         limit: usize,
+        /// Its largest top-level directories, for the message.
         largest: String,
     },
     #[error("exclude pattern `{pattern}`: {message}")]
-    Pattern { pattern: String, message: String },
+    /// An exclude pattern that does not parse.
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// A file found by the walk: relative name, path as walked, path to read.
@@ -193,6 +240,7 @@ impl Listing {
 /// hashed are the bytes shipped and each file is read once. The listing is cut into runs of
 /// neighbouring files, each run handled by one thread through its own [`CopyRun`].
 pub trait CopySink: Sync {
+    /// A new run of files for one thread.
     fn run(&self) -> Box<dyn CopyRun + '_>;
 }
 
@@ -226,6 +274,7 @@ pub struct Collector<'a> {
 }
 
 impl<'a> Collector<'a> {
+    /// A collector for the package at `dir` of the given kind (ignore rules per kind).
     pub fn new(dir: &Path, kind: PackageKind) -> Self {
         Collector {
             dir: dir.to_path_buf(),
@@ -257,11 +306,13 @@ impl<'a> Collector<'a> {
         self
     }
 
+    /// Patterns to leave out, gitignore syntax, relative to the package root.
     pub fn excludes(mut self, patterns: &[String]) -> Self {
         self.excludes = patterns.to_vec();
         self
     }
 
+    /// Reuse the hashes of files whose stat stamp is unchanged.
     pub fn stat_cache(mut self, cache: &'a StatCache) -> Self {
         self.cache = Some(cache);
         self
@@ -753,13 +804,18 @@ impl InDir {
 /// What identifies an unchanged file: size, mtime, ctime (changes on chmod) and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stamp {
+    /// Size in bytes.
     pub size: u64,
+    /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i128,
+    /// Status-change time, nanoseconds since the epoch.
     pub ctime_ns: i128,
+    /// Inode number.
     pub ino: u64,
 }
 
 impl Stamp {
+    /// The stamp of a file's metadata.
     pub fn of(m: &std::fs::Metadata) -> Stamp {
         Stamp::new(
             m.len(),
@@ -932,6 +988,7 @@ impl StatCache {
         (r.stamp == *stamp).then_some((r.sha256, r.crc32))
     }
 
+    /// Records the hash and CRC-32 of `path` at `stamp`.
     pub fn put(&self, path: &Path, stamp: Stamp, sha256: [u8; 32], crc32: u32) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

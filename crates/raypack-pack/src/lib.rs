@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! Files → deterministic archives, with no network and no recipe.
 //!
 //! - [`collect`]: the walk of a package directory (ignore files, excludes, symlinks inside

@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! Object stores for runtime_env packages: S3, GCS and file/NFS paths.
 //!
 //! One [`Store`] per URL; every backend offers the same two operations: `exists` (a HEAD) and
@@ -19,33 +20,63 @@ pub enum StoreError {
     #[error(
         "{store}: bucket `{bucket}` does not exist (create it, or check the name and endpoint)"
     )]
-    NoBucket { store: String, bucket: String },
+    /// The bucket does not exist.
+    NoBucket {
+        /// The store, as `s3://bucket/prefix`.
+        store: String,
+        /// The bucket.
+        bucket: String,
+    },
+    /// The credentials were refused.
     #[error("{store}: access denied ({detail}); check the credentials raypack found ({hint})")]
     Denied {
+        /// The store, as `s3://bucket/prefix`.
         store: String,
+        /// What the service said.
         detail: String,
+        /// Where raypack found the credentials it used.
         hint: String,
     },
     #[error(
         "{store}: directory {path} does not exist; create it or check that the share is mounted"
     )]
-    NoDirectory { store: String, path: String },
+    /// A file store's directory does not exist.
+    NoDirectory {
+        /// The store.
+        store: String,
+        /// The directory.
+        path: String,
+    },
+    /// An operation on an object failed (after retries).
     #[error("{store}: {op} {object} failed: {detail}")]
     Failed {
+        /// The store.
         store: String,
+        /// What was attempted (`HEAD`, `PUT`, …).
         op: &'static str,
+        /// The object.
         object: String,
+        /// Why, one line.
         detail: String,
     },
     #[error("{store}: {detail}")]
-    Config { store: String, detail: String },
+    /// The store could not be set up (credentials, endpoint, client).
+    Config {
+        /// The store.
+        store: String,
+        /// Why.
+        detail: String,
+    },
 }
 
 /// A connected store.
 #[derive(Debug)]
 pub enum Store {
+    /// A directory (local or NFS).
     File(file::FileStore),
+    /// An S3 bucket (or an S3-compatible endpoint).
     S3(s3::S3Store),
+    /// A Google Cloud Storage bucket.
     Gcs(gcs::GcsStore),
 }
 
@@ -115,6 +146,7 @@ impl Store {
         }
     }
 
+    /// Publishes the file at `path` as object `name`; never visible under that name until complete.
     pub async fn put_file(&self, name: &str, path: &Path) -> Result<(), StoreError> {
         match self {
             Store::File(s) => s.put_file(name, path),

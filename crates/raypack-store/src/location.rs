@@ -6,24 +6,56 @@ use std::path::PathBuf;
 /// Where packages go; parsed from the recipe's `[env] store` or `--store`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
-    S3 { bucket: String, prefix: String },
-    Gcs { bucket: String, prefix: String },
-    File { path: PathBuf },
+    /// `s3://bucket/prefix`.
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix, without leading or trailing `/` (may be empty).
+        prefix: String,
+    },
+    /// `gs://bucket/prefix`.
+    Gcs {
+        /// The bucket.
+        bucket: String,
+        /// The object name prefix, without leading or trailing `/` (may be empty).
+        prefix: String,
+    },
+    /// `file:///absolute/path`.
+    File {
+        /// The directory.
+        path: PathBuf,
+    },
 }
 
 /// Why a store URL was rejected; the message says what to write instead.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StoreUrlError {
+    /// No `scheme://`.
     #[error("`{0}` is not a URL")]
     NotAUrl(String),
     #[error("unknown store scheme `{scheme}://` in `{url}`")]
-    UnknownScheme { scheme: String, url: String },
+    /// A scheme other than s3, gs and file.
+    UnknownScheme {
+        /// The scheme.
+        scheme: String,
+        /// The URL.
+        url: String,
+    },
+    /// `s3://` or `gs://` without a bucket.
     #[error("`{0}` has no bucket name")]
     NoBucket(String),
     #[error("`{bucket}` is not a valid bucket name: {why}")]
-    BadBucket { bucket: String, why: &'static str },
+    /// A bucket name S3/GCS would refuse.
+    BadBucket {
+        /// The name.
+        bucket: String,
+        /// The rule it breaks.
+        why: &'static str,
+    },
+    /// A `file://` URL with a relative path.
     #[error("`{0}`: a file store needs an absolute path (file:///mnt/nfs/raypack)")]
     RelativeFile(String),
+    /// Credentials, a query or a fragment in the URL.
     #[error("`{0}`: store URLs must not carry credentials, a query or a fragment")]
     Extra(String),
 }
@@ -36,6 +68,7 @@ impl StoreUrlError {
 }
 
 impl StoreUrl {
+    /// Parses and checks a store URL.
     pub fn parse(s: &str) -> Result<StoreUrl, StoreUrlError> {
         let (scheme, rest) = s
             .split_once("://")

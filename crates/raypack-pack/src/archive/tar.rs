@@ -14,6 +14,7 @@ use std::path::PathBuf;
 pub enum EntryKind {
     /// A regular file whose bytes come from `source`.
     File {
+        /// The file on disk.
         source: PathBuf,
     },
     /// A regular file with the given bytes (generated files: launchers, RECORD, .pth).
@@ -21,10 +22,14 @@ pub enum EntryKind {
     /// A regular file read straight from member `index` (of `size` bytes, uncompressed) of
     /// the zip archive `archive` — wheel contents go into a layer without being unpacked.
     ZipMember {
+        /// The wheel (or other zip) the member is in.
         archive: std::sync::Arc<PathBuf>,
+        /// The member's index in the archive's central directory.
         index: usize,
+        /// Its uncompressed size.
         size: u64,
     },
+    /// A directory.
     Dir,
     /// An OCI whiteout for `path` (written as `.wh.<name>` in the same directory).
     Whiteout,
@@ -35,9 +40,13 @@ pub enum EntryKind {
 pub struct LayerEntry {
     /// Path inside the image, '/'-separated, without a leading '/'.
     pub path: String,
+    /// What the entry is.
     pub kind: EntryKind,
+    /// Unix permission bits (e.g. `0o644`).
     pub mode: u32,
+    /// Numeric owner.
     pub uid: u32,
+    /// Numeric group.
     pub gid: u32,
 }
 
@@ -164,6 +173,7 @@ impl std::fmt::Debug for ZipReaders {
 }
 
 impl ZipReaders {
+    /// Opens `path` as a zip archive once and keeps it open for later members.
     pub fn get(
         &mut self,
         path: &std::path::Path,

@@ -34,6 +34,7 @@ pub struct ZipEntry {
     pub source: PathBuf,
     /// Unix permission bits (e.g. 0o644).
     pub mode: u32,
+    /// Size in bytes.
     pub size: u64,
     /// CRC-32 of the bytes when already known (required by [`write_stored_file`]).
     pub crc32: Option<u32>,
