@@ -23,13 +23,18 @@ use super::reference::DOCKER_HUB;
 /// Credentials for one registry.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
+    /// A username and password (HTTP basic auth, or exchanged for a bearer token).
     Basic {
+        /// The username.
         username: String,
+        /// The password.
         password: String,
     },
     /// An OAuth2 refresh token (docker's `identitytoken`), exchanged at the token endpoint.
     IdentityToken {
+        /// The username the token belongs to.
         username: String,
+        /// The identity token.
         token: String,
     },
 }
@@ -45,14 +50,25 @@ impl std::fmt::Debug for Credential {
     }
 }
 
+/// Why credentials could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("{file}: {message}")]
-    Config { file: PathBuf, message: String },
+    /// A docker or podman config file does not parse.
+    Config {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A credential helper failed.
     #[error("credential helper docker-credential-{helper} failed for {registry}: {message}")]
     Helper {
+        /// The helper (`docker-credential-<name>`).
         helper: String,
+        /// The registry asked about.
         registry: String,
+        /// What the helper said.
         message: String,
     },
 }

@@ -44,12 +44,14 @@ pub enum UploadMode {
     Chunked(u64),
 }
 
+/// How to reach registries.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Registries that may be reached over plain HTTP (localhost always may, as in docker).
     pub insecure: Vec<String>,
     /// Extra CA certificates (PEM) trusted in addition to the system store.
     pub ca_files: Vec<PathBuf>,
+    /// How blobs are uploaded.
     pub upload: UploadMode,
     /// Attempts per request (1 = no retry).
     pub attempts: u32,
@@ -75,40 +77,66 @@ impl Default for ClientOptions {
 /// Errors name the registry, repository and step.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// A request failed (after retries).
     #[error("{registry}/{repository}: {step}: {message}")]
     Failed {
+        /// The registry host.
         registry: String,
+        /// The repository.
         repository: String,
+        /// What raypack was doing (`pull manifest`, `upload blob`, …).
         step: String,
+        /// Why, one line.
         message: String,
     },
     #[error(
         "{registry}/{repository}: {step}: not authorized (HTTP {status}); run `raypack login {registry}` or check the credentials configured for it"
     )]
+    /// The registry refused the credentials (or none were found).
     Unauthorized {
+        /// The registry host.
         registry: String,
+        /// The repository.
         repository: String,
+        /// What raypack was doing.
         step: String,
+        /// The HTTP status (401 or 403).
         status: u16,
     },
+    /// The manifest or blob does not exist.
     #[error("{registry}/{repository}: {step}: not found")]
     NotFound {
+        /// The registry host.
         registry: String,
+        /// The repository.
         repository: String,
+        /// What raypack was looking for.
         step: String,
     },
+    /// The reference names an index without a manifest for the platform.
     #[error("{reference}: no manifest for platform {platform} (the index has: {available})")]
     NoPlatform {
+        /// The reference.
         reference: String,
+        /// The platform asked for.
         platform: String,
+        /// The platforms the index has.
         available: String,
     },
+    /// The blob cache failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// Credentials could not be read.
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error("cannot read CA file {path}: {message}")]
-    Ca { path: PathBuf, message: String },
+    /// A `--registry-ca` file could not be used.
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
 }
 
 /// A manifest resolved for one platform.
@@ -116,7 +144,9 @@ pub enum RegistryError {
 pub struct Resolved {
     /// The platform manifest's digest.
     pub digest: String,
+    /// The manifest's media type.
     pub media_type: String,
+    /// The manifest's raw bytes (its digest is `digest`).
     pub manifest: Vec<u8>,
     /// The index the manifest was selected from, when the reference named an index.
     pub index_digest: Option<String>,
@@ -125,11 +155,15 @@ pub struct Resolved {
 /// Per-operation counters (tests and `-v` output).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PushStats {
+    /// Blobs uploaded.
     pub uploaded: usize,
+    /// Blobs mounted from another repository of the same registry.
     pub mounted: usize,
+    /// Blobs the registry already had.
     pub skipped: usize,
 }
 
+/// A registry client: pull, push, resolve, with auth and retries; one per command.
 #[derive(Debug)]
 pub struct Registry {
     http: reqwest::Client,
@@ -166,6 +200,7 @@ impl Ctx<'_> {
 }
 
 impl Registry {
+    /// A client with these options (TLS roots, insecure registries, upload mode).
     pub fn new(opts: ClientOptions) -> Result<Registry, RegistryError> {
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("raypack/", env!("CARGO_PKG_VERSION")))

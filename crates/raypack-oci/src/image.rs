@@ -14,13 +14,18 @@ use raypack_pack::cache::{BlobCache, CacheError};
 /// A blob on disk, described as in a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blob {
+    /// `sha256:` of the bytes.
     pub digest: String,
+    /// Size in bytes.
     pub size: u64,
+    /// Its media type.
     pub media_type: String,
+    /// Where the bytes are (in the blob cache).
     pub path: PathBuf,
 }
 
 impl Blob {
+    /// The OCI descriptor (`mediaType`, `digest`, `size`).
     pub fn descriptor(&self) -> Value {
         json!({ "mediaType": self.media_type, "digest": self.digest, "size": self.size })
     }
@@ -29,9 +34,13 @@ impl Blob {
 /// A single-platform image ready to publish.
 #[derive(Debug, Clone)]
 pub struct Image {
+    /// The manifest's raw bytes.
     pub manifest: Vec<u8>,
+    /// The manifest's media type.
     pub manifest_media_type: String,
+    /// The config blob.
     pub config: Blob,
+    /// The layer blobs, bottom first.
     pub layers: Vec<Blob>,
 }
 

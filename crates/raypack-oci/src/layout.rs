@@ -9,10 +9,13 @@ use serde_json::json;
 use super::digest_hex;
 use super::image::Image;
 
+/// A layout or tar could not be written.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {source}")]
 pub struct LayoutError {
+    /// What was being written.
     pub path: String,
+    /// The I/O error.
     #[source]
     pub source: std::io::Error,
 }

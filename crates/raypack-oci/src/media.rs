@@ -2,14 +2,20 @@
 
 use serde_json::Value;
 
+/// OCI image index.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// OCI gzip layer.
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// OCI uncompressed layer.
 pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// Docker v2s2 image manifest.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker v2s2 image config.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// Docker v2s2 gzip layer.
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 /// Every manifest type raypack reads. Distribution answers 404 for an OCI manifest when the
@@ -19,11 +25,14 @@ pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+jso
 /// Which family a manifest belongs to; raypack never mixes them in one manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
+    /// OCI media types.
     Oci,
+    /// Docker v2s2 media types.
     Docker,
 }
 
 impl Family {
+    /// The family a manifest media type belongs to.
     pub fn of(media_type: &str) -> Option<Family> {
         if media_type.starts_with("application/vnd.oci.") {
             Some(Family::Oci)
@@ -33,18 +42,21 @@ impl Family {
             None
         }
     }
+    /// This family's manifest media type.
     pub fn manifest(self) -> &'static str {
         match self {
             Family::Oci => OCI_MANIFEST,
             Family::Docker => DOCKER_MANIFEST,
         }
     }
+    /// This family's config media type.
     pub fn config(self) -> &'static str {
         match self {
             Family::Oci => OCI_CONFIG,
             Family::Docker => DOCKER_CONFIG,
         }
     }
+    /// This family's gzip layer media type.
     pub fn layer_gzip(self) -> &'static str {
         match self {
             Family::Oci => OCI_LAYER_GZIP,
@@ -78,12 +90,16 @@ pub fn manifest_media_type(doc: &Value, header: Option<&str>) -> String {
 /// A target platform like `linux/amd64` or `linux/arm64/v8`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Platform {
+    /// `linux`.
     pub os: String,
+    /// `amd64`, `arm64`, …
     pub architecture: String,
+    /// `v8` and the like, when the index says.
     pub variant: Option<String>,
 }
 
 impl Platform {
+    /// Parses `os/arch[/variant]`.
     pub fn parse(s: &str) -> Option<Platform> {
         let mut it = s.split('/');
         let os = it.next()?.to_string();

@@ -8,33 +8,58 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+/// The registry host Docker Hub references resolve to.
 pub const DOCKER_HUB: &str = "index.docker.io";
 
 /// A parsed, normalised image reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Reference {
+    /// The registry host (`index.docker.io` for Docker Hub).
     pub registry: String,
+    /// The repository path (`library/` added for Docker Hub official images).
     pub repository: String,
+    /// The tag, if any.
     pub tag: Option<String>,
+    /// The digest, if any (`sha256:…`).
     pub digest: Option<String>,
 }
 
+/// Why a reference does not parse.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ReferenceError {
+    /// An empty reference.
     #[error("`{0}` is empty")]
     Empty(String),
     #[error(
         "`{reference}`: `{part}` is not a valid repository path (lowercase letters, digits, '.', '_', '-', separated by '/')"
     )]
-    BadRepository { reference: String, part: String },
+    /// A repository part docker would refuse.
+    BadRepository {
+        /// The reference.
+        reference: String,
+        /// The part.
+        part: String,
+    },
     #[error(
         "`{reference}`: `{tag}` is not a valid tag (up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-')"
     )]
-    BadTag { reference: String, tag: String },
+    /// A tag docker would refuse.
+    BadTag {
+        /// The reference.
+        reference: String,
+        /// The tag.
+        tag: String,
+    },
     #[error(
         "`{reference}`: `{digest}` is not a valid digest (sha256: and 64 lowercase hex digits)"
     )]
-    BadDigest { reference: String, digest: String },
+    /// A digest that is not `sha256:` and 64 lowercase hex digits.
+    BadDigest {
+        /// The reference.
+        reference: String,
+        /// The digest.
+        digest: String,
+    },
 }
 
 static REPO_COMPONENT: LazyLock<Regex> =
@@ -49,6 +74,7 @@ pub fn is_valid_tag(tag: &str) -> bool {
 }
 
 impl Reference {
+    /// Parses and normalises a reference as docker does.
     pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
         if s.is_empty() {
             return Err(ReferenceError::Empty(s.to_string()));

@@ -36,6 +36,7 @@ for rel in sys.stdin.buffer.read().decode("utf-8").split("\0"):
 /// A host CPython that compiles for the image's Python.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compiler {
+    /// The interpreter.
     pub python: PathBuf,
     /// `cpython-311`: the `__pycache__` file suffix.
     pub cache_tag: String,

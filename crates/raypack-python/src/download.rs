@@ -13,17 +13,31 @@ use std::path::{Path, PathBuf};
 /// Why a download failed (the caller adds which wheel).
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
+    /// The server answered with an error (after retries).
     #[error("{0}")]
     Http(String),
     #[error("sha256 {actual}, expected {expected}")]
-    Mismatch { expected: String, actual: String },
+    /// The downloaded bytes are not the pinned ones.
+    Mismatch {
+        /// The pinned SHA-256.
+        expected: String,
+        /// The downloaded SHA-256.
+        actual: String,
+    },
     #[error(
         "the server sent more than the {declared} bytes the lock declares; stopped there and discarded the download"
     )]
-    TooLong { declared: u64 },
+    /// The server sent more than the declared size.
+    TooLong {
+        /// The declared size.
+        declared: u64,
+    },
+    /// The partial or final file could not be written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },

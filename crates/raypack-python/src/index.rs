@@ -28,24 +28,44 @@ pub(crate) const ATTEMPTS: u32 = 3;
 /// Freshness of a cached project page when the index sends no `max-age` (PyPI sends 600).
 const DEFAULT_MAX_AGE: u64 = 600;
 
+/// Why an index request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
+    /// The index could not be reached (after retries).
     #[error("{}: {detail} (after {attempts} tries)", crate::netrc::redact(url))]
     Network {
+        /// The URL (printed without credentials).
         url: String,
+        /// Why, with its causes.
         detail: String,
+        /// How many tries were made.
         attempts: u32,
     },
     #[error("{}: HTTP {status}", crate::netrc::redact(url))]
-    Status { url: String, status: u16 },
+    /// The index answered with an HTTP error.
+    Status {
+        /// The URL (printed without credentials).
+        url: String,
+        /// The status.
+        status: u16,
+    },
     #[error(
         "{}: the index answered neither PEP 691 JSON nor PEP 503 HTML ({detail})",
         crate::netrc::redact(url)
     )]
-    NotJson { url: String, detail: String },
+    /// The page is neither PEP 691 JSON nor PEP 503 HTML.
+    NotJson {
+        /// The URL (printed without credentials).
+        url: String,
+        /// The parser's error.
+        detail: String,
+    },
+    /// A local file or directory could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// The path.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -54,17 +74,22 @@ pub enum IndexError {
 /// One file of a project as an index lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DistFile {
+    /// The file name as the index lists it.
     pub filename: String,
     /// Absolute URL.
     pub url: String,
+    /// SHA-256 (hex), when the index gives it.
     pub sha256: Option<String>,
+    /// `Requires-Python`, when the index gives it.
     pub requires_python: Option<String>,
+    /// Yanked (PEP 592).
     pub yanked: bool,
     /// PEP 592 reason, when the index gives one.
     #[serde(default)]
     pub yanked_reason: Option<String>,
     /// PEP 658/714 metadata: `None` = not offered; `Some(None)` = offered without a hash.
     pub core_metadata: Option<Option<String>>,
+    /// Size in bytes, when the index gives it.
     pub size: Option<u64>,
     /// ISO-8601 as the index wrote it (PEP 700).
     pub upload_time: Option<String>,
@@ -73,7 +98,9 @@ pub struct DistFile {
 /// A project's files on one index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectPage {
+    /// The index URL the page came from (no trailing slash).
     pub index: String,
+    /// The project's files.
     pub files: Vec<DistFile>,
 }
 
@@ -118,6 +145,7 @@ impl IndexClient {
         }
     }
 
+    /// raypack's cache root the client keeps its pages under.
     pub fn cache_dir(&self) -> &Path {
         &self.cache_dir
     }

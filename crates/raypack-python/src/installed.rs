@@ -23,10 +23,13 @@ const INDEX_VERSION: &str = "raypack-base-index-v1";
 pub struct InstalledDist {
     /// As METADATA spells it.
     pub name: String,
+    /// The version, as METADATA spells it.
     pub version: String,
     /// The `.dist-info` directory, image path without a leading '/'.
     pub dist_info: String,
+    /// Its `Requires-Dist` lines.
     pub requires_dist: Vec<String>,
+    /// Its `Requires-Python`.
     pub requires_python: Option<String>,
     /// Files from RECORD as image paths (no leading '/'), `..` resolved; paths that would leave
     /// the image root are dropped.
@@ -36,20 +39,28 @@ pub struct InstalledDist {
 /// The distributions of one base image, by normalized name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BaseIndex {
+    /// The index file's format version.
     pub format: String,
+    /// The base's site-packages directory (image path).
     pub site_packages: String,
+    /// Distributions by normalized name.
     pub dists: BTreeMap<String, InstalledDist>,
 }
 
+/// Why the base's layers could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
+    /// A layer could not be read.
     #[error("base layer {path}: {source}")]
     Layer {
+        /// The layer blob.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
     #[error("base layer {0}: compressed with zstd, which raypack cannot read yet; use a gzip base")]
+    /// A zstd layer (not read yet).
     Zstd(PathBuf),
 }
 

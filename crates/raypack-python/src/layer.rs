@@ -34,16 +34,22 @@ pub(crate) const FRAGMENT_VERSION: &str = "raypack-fragment-v3";
 /// One wheel to install: where it is, its file name and its SHA-256 (hex, as locks give it).
 #[derive(Debug, Clone)]
 pub struct WheelFile {
+    /// The wheel on disk.
     pub path: PathBuf,
+    /// Its file name (tags decide the install).
     pub filename: String,
+    /// SHA-256 (hex) of the wheel.
     pub sha256: String,
 }
 
 /// An installed wheel, compressed and cached.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fragment {
+    /// The distribution's name.
     pub name: String,
+    /// Its version.
     pub version: String,
+    /// Its `.dist-info` directory (image path).
     pub dist_info: String,
     /// The image paths of the files it installs (no leading '/'), sorted.
     pub paths: Vec<String>,
@@ -52,6 +58,7 @@ pub struct Fragment {
     pub lost: std::collections::BTreeMap<String, bool>,
     /// CRC-32 and length of the uncompressed tar fragment.
     pub crc32: u32,
+    /// Length of the uncompressed tar fragment.
     pub len: u64,
     /// Compressed length of each DEFLATE piece (each inflates on its own to
     /// [`pgzip::CHUNK`] bytes, the last to the rest), so fragments inflate in parallel.
@@ -69,8 +76,11 @@ pub struct Fragment {
 /// What a layer is: the digest and size of its gzip blob, and its diff_id.
 #[derive(Debug, Clone)]
 pub struct Assembled {
+    /// `sha256:` of the gzip blob.
     pub digest: String,
+    /// `sha256:` of the uncompressed tar.
     pub diff_id: String,
+    /// Size of the gzip blob.
     pub size: u64,
 }
 
@@ -78,9 +88,13 @@ pub struct Assembled {
 /// the wheel).
 #[derive(Debug, Clone)]
 pub struct Layout<'a> {
+    /// Where files go in the image.
     pub scheme: &'a Scheme,
+    /// Owner (uid, gid) of every entry.
     pub owner: (u32, u32),
+    /// Modification time of every entry.
     pub mtime: u64,
+    /// gzip level.
     pub level: u32,
     /// Compiles `.pyc` files into each fragment, when set.
     pub bytecode: Option<&'a super::bytecode::Compiler>,

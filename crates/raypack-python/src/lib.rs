@@ -1,9 +1,28 @@
-//! Python packaging for images, without Python: compatibility tags for a target interpreter
-//! and platform ([`tags`]), wheel filenames and installation into layer entries ([`wheel`]),
-//! and what a base image already has installed ([`installed`]).
+#![deny(missing_docs)]
+//! Python packaging for images, without Python and without a recipe: compatibility tags for a
+//! target interpreter and platform ([`tags`]), wheel filenames and installation into layer
+//! entries ([`wheel`]), cached per-wheel layer fragments ([`layer`], [`bytecode`]), what a base
+//! image already has installed ([`installed`]), the one index client ([`index`]: PEP 691 JSON,
+//! PEP 503 HTML, find-links) with its credentials ([`netrc`]), pins from pylock.toml or hashed
+//! requirements ([`pinned`]), the resolver ([`resolve`]) and the PEP 751 writer ([`pylock`]).
 //!
-//! `install` produces [`raypack_pack::archive::tar::LayerEntry`] lists and knows nothing of HTTP;
-//! fetching wheels and reading locks live elsewhere.
+//! ```no_run
+//! use raypack_python::{tags::Target, target_scheme, wheel};
+//! let target = Target::new("linux/amd64", "3.11", "2_35").unwrap();
+//! let name = wheel::WheelName::parse("six-1.17.0-py2.py3-none-any.whl").unwrap();
+//! assert!(name.priority(&target.priorities()).is_some());
+//! let scheme = target_scheme("/usr/bin/python3", "3.11");
+//! let installed = wheel::install(
+//!     "six-1.17.0-py2.py3-none-any.whl".as_ref(),
+//!     "six-1.17.0-py2.py3-none-any.whl",
+//!     &scheme,
+//!     (1000, 100),
+//!     true,
+//!     "/tmp/unpack".as_ref(),
+//! )
+//! .unwrap();
+//! println!("{} entries", installed.entries.len());
+//! ```
 
 pub mod bytecode;
 pub mod download;

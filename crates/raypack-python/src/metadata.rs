@@ -17,19 +17,32 @@ const MAX_METADATA: u64 = 64 << 20;
 /// The fields of METADATA the resolver reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CoreMetadata {
+    /// The distribution's name.
     pub name: String,
+    /// Its version.
     pub version: String,
+    /// `Requires-Dist` lines.
     pub requires_dist: Vec<String>,
+    /// `Requires-Python`.
     pub requires_python: Option<String>,
+    /// `Provides-Extra` names.
     pub provides_extra: Vec<String>,
 }
 
+/// Why METADATA could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
+    /// The index or file host failed.
     #[error(transparent)]
     Http(#[from] IndexError),
     #[error("{file}: {message}")]
-    Bad { file: String, message: String },
+    /// METADATA is missing or malformed.
+    Bad {
+        /// The wheel.
+        file: String,
+        /// Why.
+        message: String,
+    },
 }
 
 /// Parses METADATA (RFC 822 style headers; the body after the first blank line is ignored).
@@ -74,13 +87,18 @@ pub struct MetadataFetcher {
 /// How the METADATA was obtained (tests and `-v`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
+    /// From the disk cache.
     Cache,
+    /// From the index's PEP 658 `.metadata` file.
     Pep658,
+    /// From range requests on the wheel's zip central directory.
     Range,
+    /// From the whole wheel.
     WholeWheel,
 }
 
 impl MetadataFetcher {
+    /// A fetcher using `client` and its cache directory.
     pub fn new(client: IndexClient) -> MetadataFetcher {
         let dir = client.cache_dir().join("python-metadata");
         MetadataFetcher { client, dir }

@@ -19,72 +19,124 @@ use raypack_pack::cache::BlobCache;
 /// One wheel to install.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinnedWheel {
+    /// The distribution's name.
     pub name: String,
+    /// Its version.
     pub version: String,
+    /// The wheel's file name.
     pub filename: String,
+    /// Where it is downloaded from (no credentials).
     pub url: String,
+    /// SHA-256 (hex) of the wheel.
     pub sha256: String,
     /// The size the lock declares (pylock `size`); a download is cut off past it.
     pub size: Option<u64>,
 }
 
+/// Why pins could not be turned into wheels.
 #[derive(Debug, thiserror::Error)]
 pub enum PinnedError {
+    /// The requirements file could not be read.
     #[error(transparent)]
     Requirements(#[from] super::requirements_txt::RequirementsTxtError),
     #[error(
         "{file}:{line}: `{requirement}` is not pinned with == and --hash; installing takes fully pinned inputs only. Run `raypack lock` next to the recipe (it writes pylock.raypack.toml, which `bake` and `env` then use), or pin it yourself (e.g. `uv pip compile --generate-hashes --python-platform x86_64-manylinux_2_35 --python-version 3.11`)"
     )]
+    /// A requirements line without `==` and `--hash`.
     Unpinned {
+        /// The file.
         file: String,
+        /// The line number.
         line: usize,
+        /// The requirement.
         requirement: String,
     },
     #[error("{file}: {message}")]
-    Malformed { file: String, message: String },
+    /// A pylock.toml that does not parse.
+    Malformed {
+        /// The file (with line and column when known).
+        file: String,
+        /// Why.
+        message: String,
+    },
     #[error(
         "{recipe}: inline requirement `{requirement}` is not pinned with hashes; run `raypack lock`, or put a pylock.toml or a hashed requirements.txt in `requirements_file`"
     )]
-    InlineUnpinned { recipe: String, requirement: String },
+    /// An inline requirement where only pinned inputs are taken.
+    InlineUnpinned {
+        /// The recipe.
+        recipe: String,
+        /// The first inline requirement.
+        requirement: String,
+    },
     #[error(
         "{name} {version}: no wheel for {target} (available: {available}); sdists are not built"
     )]
+    /// No wheel of the pin fits the target.
     NoWheel {
+        /// The distribution.
         name: String,
+        /// The pinned version.
         version: String,
+        /// The target.
         target: String,
+        /// The wheels there are.
         available: String,
     },
     #[error("{index}: {message}")]
-    Index { index: String, message: String },
+    /// An index or find-links location failed.
+    Index {
+        /// The index (without credentials).
+        index: String,
+        /// Why, and what to check.
+        message: String,
+    },
     #[error(
         "{name}=={version}: every file of this version is yanked from {index} ({reason}); pin another version"
     )]
+    /// Every listed file of the pin is yanked.
     Yanked {
+        /// The distribution.
         name: String,
+        /// The version.
         version: String,
+        /// The index.
         index: String,
+        /// The reason the index gives.
         reason: String,
     },
     #[error(
         "{file}: {name}=={version}: none of its {hashes} --hash values matches a file {index} lists for this version; the pins are stale or the index serves other files (re-lock)"
     )]
+    /// None of the pin's hashes is listed by the index.
     UnknownHashes {
+        /// The requirements file.
         file: String,
+        /// The distribution.
         name: String,
+        /// The version.
         version: String,
+        /// How many hashes the line lists.
         hashes: usize,
+        /// The index asked.
         index: String,
     },
+    /// A downloaded file's SHA-256 is not the pinned one.
     #[error("{file}: sha256 {actual}, expected {expected}; the download is discarded")]
     HashMismatch {
+        /// The file.
         file: String,
+        /// The pinned SHA-256.
         expected: String,
+        /// The downloaded file's SHA-256.
         actual: String,
     },
+    /// A local file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -197,9 +249,13 @@ pub fn from_pylock(path: &Path, target: &Target) -> Result<Vec<PinnedWheel>, Pin
 pub struct HashedRequirements {
     /// The file the pins came from (for messages).
     pub source: String,
+    /// `--find-links` values.
     pub find_links: Vec<String>,
+    /// `--index-url`, when the file gives one.
     pub index_url: Option<String>,
+    /// `--extra-index-url` values.
     pub extra_index_urls: Vec<String>,
+    /// `(name, version, sha256 hashes)` per line.
     pub pins: Vec<(String, String, Vec<String>)>,
 }
 
@@ -384,14 +440,18 @@ pub(crate) async fn find_links_files(
 /// locations, and per-project index pins.
 #[derive(Debug, Clone)]
 pub struct Sources {
+    /// The default index.
     pub index_url: String,
+    /// Extra indexes (asked before the default).
     pub extra_index_urls: Vec<String>,
+    /// Find-links locations.
     pub find_links: Vec<String>,
     /// normalized project name → the only index it may come from.
     pub package_indexes: BTreeMap<String, String>,
 }
 
 impl Sources {
+    /// Only this index.
     pub fn index(url: &str) -> Sources {
         Sources {
             index_url: url.to_string(),

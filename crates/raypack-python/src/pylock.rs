@@ -25,6 +25,7 @@ pub const PYLOCK_FILE: &str = "pylock.raypack.toml";
 pub struct LockTarget {
     /// `linux/amd64`, `linux/arm64`.
     pub platform: String,
+    /// The interpreter and glibc of that platform's image.
     pub target: Target,
 }
 
@@ -47,7 +48,9 @@ impl LockTarget {
 pub struct ToolInfo {
     /// `sha256:` of the lock's inputs (requirements, indexes, targets, base contents).
     pub input_hash: String,
+    /// The base image the lock was made for.
     pub base_image: Option<String>,
+    /// Its digest.
     pub base_digest: Option<String>,
     /// How many installed distributions of the base were known when locking.
     pub base_distributions: usize,

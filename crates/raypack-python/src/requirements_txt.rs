@@ -26,16 +26,23 @@ const MAX_DEPTH: usize = 32;
 /// A requirements file that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
 pub enum RequirementsTxtError {
+    /// A requirements file could not be read.
     #[error("{}: cannot read: {source}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A line raypack refuses or cannot parse.
     #[error("{}:{line}: {message}", path.display())]
     Bad {
+        /// The file.
         path: PathBuf,
+        /// The line number.
         line: usize,
+        /// Why, and what to write instead.
         message: String,
     },
 }
@@ -44,7 +51,9 @@ pub enum RequirementsTxtError {
 /// options, the sha256 hashes it lists, and where it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
+    /// The file the line is in.
     pub file: PathBuf,
+    /// Its line number.
     pub line: usize,
     /// The requirement as written (normalised whitespace, options removed).
     pub spec: String,
@@ -61,10 +70,13 @@ pub struct RequirementsTxt {
     pub constraints: Vec<Line>,
     /// The last `--index-url` / `-i` given.
     pub index_url: Option<String>,
+    /// `--extra-index-url` values, in order.
     pub extra_index_urls: Vec<String>,
     /// `--find-links` values; a relative directory is made relative to the file naming it.
     pub find_links: Vec<String>,
+    /// `--no-index` was given.
     pub no_index: bool,
+    /// `--pre` was given.
     pub pre: bool,
 }
 

@@ -63,7 +63,9 @@ impl fmt::Display for Pkg {
 /// avoids dependency confusion).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexConfig {
+    /// The default index (`--index-url`).
     pub default: String,
+    /// Extra indexes, asked before the default.
     pub extra: Vec<String>,
     /// Normalized project name → index URL.
     pub per_package: BTreeMap<String, String>,
@@ -86,17 +88,32 @@ impl IndexConfig {
     }
 }
 
+/// Why a resolution failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     #[error("{explanation}")]
-    NoSolution { explanation: String },
+    /// No set of versions satisfies the requirements.
+    NoSolution {
+        /// The chain of requirements that conflict, in plain words.
+        explanation: String,
+    },
     #[error("{package}: {message}")]
-    Fetch { package: String, message: String },
-    #[error("`{requirement}`: {message}")]
-    Requirement {
-        requirement: String,
+    /// A project page or METADATA could not be fetched.
+    Fetch {
+        /// The project.
+        package: String,
+        /// Why.
         message: String,
     },
+    /// A requirement does not parse.
+    #[error("`{requirement}`: {message}")]
+    Requirement {
+        /// The requirement.
+        requirement: String,
+        /// Why.
+        message: String,
+    },
+    /// A bug: the solver thread failed.
     #[error("the resolver stopped: {0}")]
     Internal(String),
 }
@@ -104,8 +121,11 @@ pub enum ResolveError {
 /// What to resolve.
 #[derive(Debug, Clone)]
 pub struct ResolveRequest {
+    /// The requirements.
     pub requirements: Vec<Requirement<VerbatimUrl>>,
+    /// The target resolved for.
     pub target: Target,
+    /// Where projects come from.
     pub indexes: IndexConfig,
     /// Versions of the previous lock (normalized name → version), kept when still allowed.
     pub preferences: BTreeMap<String, Version>,
@@ -122,10 +142,13 @@ pub struct ResolveRequest {
 /// One locked distribution for one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Locked {
+    /// The distribution (normalized name).
     pub name: String,
+    /// The version chosen.
     pub version: Version,
     /// The wheel chosen for the target.
     pub wheel: DistFile,
+    /// The index it came from (empty: find-links only).
     pub index: String,
     /// The base image ships exactly this version.
     pub in_base: bool,
@@ -136,17 +159,24 @@ pub struct Locked {
 /// A distribution the base ships that the lock replaces with another version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replacement {
+    /// The distribution.
     pub name: String,
+    /// The version the base ships.
     pub base_version: String,
+    /// The version the lock chose.
     pub locked_version: String,
+    /// The requirement chains that exclude the base's version.
     pub required_by: Vec<String>,
 }
 
+/// One target's resolution.
 #[derive(Debug, Clone)]
 pub struct Resolution {
+    /// The target.
     pub target: Target,
     /// Sorted by name.
     pub packages: Vec<Locked>,
+    /// What the lock replaces in the base.
     pub replacements: Vec<Replacement>,
 }
 

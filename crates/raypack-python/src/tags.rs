@@ -10,8 +10,11 @@ use pep508_rs::{MarkerEnvironment, MarkerEnvironmentBuilder};
 /// A target: CPython `3.minor` on glibc `2.glibc_minor`, `arch` (`x86_64` or `aarch64`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// CPython 3.X: X.
     pub python_minor: u32,
+    /// glibc 2.N: N.
     pub glibc_minor: u32,
+    /// `x86_64` or `aarch64`.
     pub arch: String,
 }
 

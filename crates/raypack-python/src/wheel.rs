@@ -21,8 +21,11 @@ use raypack_pack::archive::tar::{EntryKind, LayerEntry};
 /// `{name}-{version}(-{build})?-{py}-{abi}-{plat}.whl`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WheelName {
+    /// The distribution name as the file spells it.
     pub name: String,
+    /// The version.
     pub version: String,
+    /// The build tag, if any: number and rest.
     pub build: Option<(u64, String)>,
     /// Expanded `py-abi-plat` tags (compressed tag sets multiplied out).
     pub tags: Vec<String>,
@@ -31,6 +34,7 @@ pub struct WheelName {
 pub use crate::requirement::normalize;
 
 impl WheelName {
+    /// Parses a wheel file name (PEP 427); `None` when it is not one.
     pub fn parse(filename: &str) -> Option<WheelName> {
         let stem = filename.strip_suffix(".whl")?;
         let parts: Vec<&str> = stem.split('-').collect();
@@ -92,8 +96,11 @@ pub fn best_wheel<'a>(
 /// Where an installation puts things (absolute paths inside the image).
 #[derive(Debug, Clone)]
 pub struct Scheme {
+    /// site-packages (purelib and platlib).
     pub site_packages: String,
+    /// Where console scripts go.
     pub scripts: String,
+    /// The `data` scheme root.
     pub data: String,
     /// `…/include/python3.X`; the distribution name is appended.
     pub headers: String,
@@ -119,17 +126,33 @@ impl Scheme {
     }
 }
 
+/// Why a wheel could not be installed.
 #[derive(Debug, thiserror::Error)]
 pub enum WheelError {
     #[error("{wheel}: {message}")]
-    Invalid { wheel: String, message: String },
+    /// The wheel is not a valid wheel.
+    Invalid {
+        /// The wheel.
+        wheel: String,
+        /// Why.
+        message: String,
+    },
     #[error(
         "{wheel}: entry `{entry}` would be installed outside its target directory; refusing the wheel"
     )]
-    Escape { wheel: String, entry: String },
+    /// An entry would be written outside the install scheme.
+    Escape {
+        /// The wheel.
+        wheel: String,
+        /// The entry.
+        entry: String,
+    },
+    /// The wheel could not be read.
     #[error("{wheel}: {source}")]
     Io {
+        /// The wheel.
         wheel: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
@@ -138,9 +161,13 @@ pub enum WheelError {
 /// One installed distribution.
 #[derive(Debug, Clone)]
 pub struct Installed {
+    /// The distribution's name.
     pub name: String,
+    /// Its version.
     pub version: String,
+    /// Its `.dist-info` directory (image path).
     pub dist_info: String,
+    /// The layer entries it installs.
     pub entries: Vec<LayerEntry>,
     /// Normalized names from `Requires-Dist` (markers and extras ignored): what must be
     /// installed before this distribution when two ship the same file.
@@ -177,8 +204,11 @@ impl Installed {
 /// A file two distributions ship (`replaced` is installed first, `by` replaces it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Overlap {
+    /// The image path both ship.
     pub path: String,
+    /// The distribution installed first.
     pub replaced: String,
+    /// The distribution whose file wins.
     pub by: String,
     /// Both ship the same bytes.
     pub identical: bool,
@@ -649,8 +679,11 @@ fn record_csv(record: &[(String, String, u64)], dist_info: &str) -> Vec<u8> {
 /// names, and each file's layer path with its RECORD hash (`None` when RECORD has none).
 #[derive(Debug, Clone)]
 pub struct Shipped<'a> {
+    /// The distribution's name.
     pub name: &'a str,
+    /// Its `Requires-Dist` names.
     pub requires: &'a [String],
+    /// Each file's image path and RECORD hash.
     pub files: Vec<(&'a str, Option<&'a str>)>,
 }
 

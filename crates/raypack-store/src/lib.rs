@@ -4,6 +4,18 @@
 //! One [`Store`] per URL; every backend offers the same two operations: `exists` (a HEAD) and
 //! `put_file` (an upload that is never visible under its final name until complete: S3 and GCS
 //! objects appear atomically, file stores write a temp name, fsync and rename).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use raypack_store::{Store, StoreUrl};
+//! let url = StoreUrl::parse("file:///mnt/nfs/raypack")?;
+//! let store = Store::connect(&url, false, &reqwest::Client::new()).await?;
+//! if !store.exists("demo-0123.zip").await? {
+//!     store.put_file("demo-0123.zip", "/tmp/demo.zip".as_ref()).await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod file;
 mod gcs;
