@@ -21,8 +21,8 @@ use crate::collect::StatCache;
 use crate::lockfile::LockError;
 use crate::oci::client::{ClientOptions, PushStats, Registry, RegistryError};
 use crate::oci::image::{Image, gzip_layer};
-use crate::oci::layout::{LayoutError, write_docker_tar, write_oci_layout};
 use crate::oci::media::{Family, Platform};
+use crate::oci::publish::{Destination, PublishError, Published};
 use crate::oci::reference::Reference;
 use crate::plan::{PackageRole, PlanError, plan_packages};
 use crate::recipe::Recipe;
@@ -61,7 +61,7 @@ pub enum BakeError {
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error(transparent)]
-    Layout(#[from] LayoutError),
+    Publish(#[from] PublishError),
     #[error("--platform {0}: write linux/amd64 or linux/arm64")]
     Platform(String),
     #[error(
@@ -517,9 +517,15 @@ pub async fn run(
             (true, None) => vec![default_tag(&digest)],
             _ => recipe.image.tags.clone(),
         };
-        let (_, stats) = registry
-            .push_image(&target, &image, &tags, Some(&base.reference))
-            .await?;
+        let dest = Destination::Registry {
+            registry: &registry,
+            target: &target,
+            tags: &tags,
+            mount_from: Some(&base.reference),
+        };
+        let Published::Pushed(stats) = dest.publish(&image).await? else {
+            unreachable!("a registry destination pushes")
+        };
         let mut report = PushReport::from((target.name().as_str(), tags.as_slice(), stats));
         report.default_tag = recipe.image.tags.is_empty() && target.tag.is_none();
         pushed = Some(report);
@@ -543,22 +549,27 @@ pub async fn run(
     }
     if let Some(dir) = &oci_layout {
         progress(&format!("writing the OCI layout {}", dir.display()));
-        write_oci_layout(
+        let ref_name = recipe
+            .image
+            .tags
+            .first()
+            .map(String::as_str)
+            .unwrap_or("latest");
+        Destination::OciLayout {
             dir,
-            &image,
-            Some(
-                recipe
-                    .image
-                    .tags
-                    .first()
-                    .map(String::as_str)
-                    .unwrap_or("latest"),
-            ),
-        )?;
+            ref_name: Some(ref_name),
+        }
+        .publish(&image)
+        .await?;
     }
     if let Some(t) = &opts.tar {
         progress(&format!("writing {}", t.display()));
-        write_docker_tar(t, &image, &[tag_ref])?;
+        Destination::DockerTar {
+            file: t,
+            repo_tags: &[tag_ref],
+        }
+        .publish(&image)
+        .await?;
     }
     Ok(BakeOutcome {
         reference: format!("{name}@{digest}"),

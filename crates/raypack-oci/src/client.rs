@@ -197,6 +197,42 @@ impl Ctx<'_> {
             message: message.to_string(),
         }
     }
+
+    /// The one place a registry answer becomes a typed error: a 2xx answer is passed on; a
+    /// 404 is [`RegistryError::NotFound`] naming `missing` when the caller says what may be
+    /// absent; anything else is [`RegistryError::Failed`] with `doing` (if given), the status
+    /// and, with `body`, the start of what the registry said.
+    async fn check(
+        &self,
+        resp: Response,
+        missing: Option<String>,
+        doing: Option<&str>,
+        body: bool,
+    ) -> Result<Response, RegistryError> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        if status == StatusCode::NOT_FOUND
+            && let Some(step) = missing
+        {
+            return Err(RegistryError::NotFound {
+                registry: self.registry.into(),
+                repository: self.repository.into(),
+                step,
+            });
+        }
+        let mut message = match doing {
+            Some(d) => format!("{d}: HTTP {status}"),
+            None => format!("HTTP {status}"),
+        };
+        if body {
+            let text = resp.text().await.unwrap_or_default();
+            message.push_str(": ");
+            message.extend(text.chars().take(300));
+        }
+        Err(self.failed(message))
+    }
 }
 
 impl Registry {
@@ -495,17 +531,9 @@ impl Registry {
                             .header("Accept", MANIFEST_ACCEPT)
                     })
                     .await?;
-                match resp.status() {
-                    s if s.is_success() => {}
-                    StatusCode::NOT_FOUND => {
-                        return Err(RegistryError::NotFound {
-                            registry: reference.registry.clone(),
-                            repository: reference.repository.clone(),
-                            step: format!("tag {tag}"),
-                        });
-                    }
-                    s => return Err(ctx.failed(format!("HTTP {s}"))),
-                }
+                let resp = ctx
+                    .check(resp, Some(format!("tag {tag}")), None, false)
+                    .await?;
                 match resp
                     .headers()
                     .get("docker-content-digest")
@@ -585,17 +613,9 @@ impl Registry {
                     .header("Accept", MANIFEST_ACCEPT)
             })
             .await?;
-        match resp.status() {
-            s if s.is_success() => {}
-            StatusCode::NOT_FOUND => {
-                return Err(RegistryError::NotFound {
-                    registry: r.registry.clone(),
-                    repository: r.repository.clone(),
-                    step: format!("manifest {reference}"),
-                });
-            }
-            s => return Err(ctx.failed(format!("HTTP {s}"))),
-        }
+        let resp = ctx
+            .check(resp, Some(format!("manifest {reference}")), None, false)
+            .await?;
         let ct = resp
             .headers()
             .get("content-type")
@@ -640,17 +660,9 @@ impl Registry {
                         .get(format!("{base}/v2/{}/blobs/{digest}", r.repository))
                 })
                 .await?;
-            match resp.status() {
-                s if s.is_success() => {}
-                StatusCode::NOT_FOUND => {
-                    return Err(RegistryError::NotFound {
-                        registry: r.registry.clone(),
-                        repository: r.repository.clone(),
-                        step: format!("blob {digest}"),
-                    });
-                }
-                s => return Err(ctx.failed(format!("HTTP {s}"))),
-            }
+            let resp = ctx
+                .check(resp, Some(format!("blob {digest}")), None, false)
+                .await?;
             let what = format!("{}/{}@{digest}", r.registry, r.repository);
             match cache
                 .insert_stream(digest, &what, resp.bytes_stream())
@@ -950,14 +962,7 @@ impl Registry {
                     .body(body.clone())
             })
             .await?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            return Err(ctx.failed(format!(
-                "HTTP {status}: {}",
-                text.chars().take(300).collect::<String>()
-            )));
-        }
+        let resp = ctx.check(resp, None, None, true).await?;
         if let Some(d) = resp
             .headers()
             .get("docker-content-digest")
@@ -1037,11 +1042,7 @@ impl Registry {
                 self.http.get(format!("{base}/v2/"))
             })
             .await?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(ctx.failed(format!("HTTP {}", resp.status())))
-        }
+        ctx.check(resp, None, None, false).await.map(drop)
     }
 
     /// Replaces the credential used for `registry` (login checks new credentials with it).
@@ -1060,16 +1061,9 @@ enum Outcome {
 }
 
 async fn expect_created(ctx: &Ctx<'_>, resp: Response) -> Result<(), RegistryError> {
-    if resp.status() == StatusCode::CREATED || resp.status().is_success() {
-        Ok(())
-    } else {
-        let s = resp.status();
-        let t = resp.text().await.unwrap_or_default();
-        Err(ctx.failed(format!(
-            "finishing the upload: HTTP {s}: {}",
-            t.chars().take(300).collect::<String>()
-        )))
-    }
+    ctx.check(resp, None, Some("finishing the upload"), true)
+        .await
+        .map(drop)
 }
 
 /// Exponential backoff with full jitter (base 200 ms, cap 10 s), or the server's Retry-After.

@@ -26,6 +26,7 @@ pub mod client;
 pub mod image;
 pub mod layout;
 pub mod media;
+pub mod publish;
 pub mod reference;
 
 pub use raypack_pack::digest::{digest_hex, sha256_digest};
