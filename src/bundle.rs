@@ -63,13 +63,15 @@ pub struct BundlePlan {
 
 /// Chooses the wheels (no download). `None` when the recipe has no dependencies; a plan with
 /// no `wheels` when the base ships them all.
-pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
+pub async fn plan(
+    recipe: &Recipe,
+    http: &reqwest::Client,
+) -> Result<Option<BundlePlan>, BundleError> {
     // The wheels' downloads carry the recipe's index credentials (files are often listed
     // without userinfo on the index's host).
     crate::requirements::remember_recipe_credentials(&recipe.dependencies);
     let target = crate::base::target_without_pull(&recipe.base)?;
     recipe.check_python(&format!("3.{}", target.python_minor))?;
-    let http = crate::submit::http_client()?;
     let base = crate::base::read_installed(recipe, &recipe.base.platform, Default::default())
         .await
         .map(|(index, _)| index)
@@ -81,7 +83,10 @@ pub async fn plan(recipe: &Recipe) -> Result<Option<BundlePlan>, BundleError> {
         );
         crate::requirements::recipe_wheels(recipe, &target, &client).await?
     } else {
-        pinned::from_pylock(&locked(recipe, &target, base.as_ref()).await?, &target)?
+        pinned::from_pylock(
+            &locked(recipe, &target, base.as_ref(), http).await?,
+            &target,
+        )?
     };
     let (mut wheels, mut kept, mut replaced) = (Vec::new(), Vec::new(), Vec::new());
     for w in locked_wheels {
@@ -130,6 +135,7 @@ async fn locked(
     recipe: &Recipe,
     target: &Target,
     base: Result<&crate::python::installed::BaseIndex, &std::sync::Arc<crate::base::BaseError>>,
+    http: &reqwest::Client,
 ) -> Result<std::path::PathBuf, BundleError> {
     use crate::lock::{BaseContents, LockOptions};
     let base_requires = base.map(|i| i.requirements()).unwrap_or_default();
@@ -156,7 +162,8 @@ async fn locked(
         base_requires,
         ..Default::default()
     };
-    let ensured = crate::lock::ensure_locked(recipe, &opts, |m| tracing::warn!("{m}")).await?;
+    let ensured =
+        crate::lock::ensure_locked(recipe, &opts, http, |m| tracing::warn!("{m}")).await?;
     Ok(ensured.path)
 }
 
@@ -177,9 +184,9 @@ pub async fn entries(
     plan: &BundlePlan,
     cache: &BlobCache,
     scratch: &std::path::Path,
+    http: &reqwest::Client,
 ) -> Result<Vec<ZipEntry>, BundleError> {
-    let http = crate::submit::http_client()?;
-    let fetched = pinned::fetch(&http, &plan.wheels, cache).await?;
+    let fetched = pinned::fetch(http, &plan.wheels, cache).await?;
     let scheme = scheme(&plan.target);
     let scratch = scratch.to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<Vec<ZipEntry>, BundleError> {

@@ -198,14 +198,14 @@ pub async fn run(
     }
     let requirements = if opts.deps == DepsMode::Bundle {
         Vec::new()
-    } else if let Some(pins) = locked_pins(recipe, &mut warnings).await? {
+    } else if let Some(pins) = locked_pins(recipe, &mut warnings, &opts.http).await? {
         pins
     } else {
         inline_list(recipe)?
     };
     let mut bundle = if opts.deps == DepsMode::Bundle {
         progress("choosing wheels for the dependency bundle");
-        crate::bundle::plan(recipe).await?
+        crate::bundle::plan(recipe, &opts.http).await?
     } else {
         None
     };
@@ -310,7 +310,7 @@ pub async fn run(
                     source,
                 })?;
                 let cache = crate::cache::BlobCache::new(&crate::cache::default_cache_dir());
-                let entries = crate::bundle::entries(b, &cache, scratch.path()).await?;
+                let entries = crate::bundle::entries(b, &cache, scratch.path(), &opts.http).await?;
                 if let Some(r) = reports.last_mut() {
                     r.files = entries.len();
                     r.bytes = entries.iter().map(|e| e.size).sum();
@@ -391,6 +391,7 @@ pub async fn run(
 async fn locked_pins(
     recipe: &Recipe,
     notes: &mut Vec<String>,
+    http: &reqwest::Client,
 ) -> Result<Option<Vec<String>>, EnvError> {
     use crate::bundle::BundleError;
     let path = crate::lock::lock_path(recipe);
@@ -409,7 +410,7 @@ async fn locked_pins(
                 ..Default::default()
             };
             let messages = std::sync::Mutex::new(Vec::new());
-            crate::lock::ensure_locked(recipe, &opts, |m| {
+            crate::lock::ensure_locked(recipe, &opts, http, |m| {
                 messages.lock().unwrap().push(m.to_string())
             })
             .await

@@ -22,6 +22,7 @@ pub mod bake;
 pub mod base;
 pub mod bundle;
 pub mod envpack;
+pub mod http;
 pub mod init;
 pub mod install;
 pub mod lock;

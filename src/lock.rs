@@ -273,6 +273,7 @@ fn installed_map(base: &BaseContents) -> Result<BTreeMap<String, Version>, LockE
 pub async fn lock(
     recipe: &Recipe,
     opts: &LockOptions,
+    http: &reqwest::Client,
     progress: impl Fn(&str),
 ) -> Result<LockOutcome, LockError> {
     let inputs = inputs(recipe)?;
@@ -286,7 +287,7 @@ pub async fn lock(
     let path = lock_path(recipe);
     let previous = std::fs::read_to_string(&path).ok();
     let upgrade: Vec<String> = opts.upgrade_packages.iter().map(|n| normalize(n)).collect();
-    let client = IndexClient::new(crate::submit::http_client()?, &cache_dir(opts));
+    let client = IndexClient::new(http.clone(), &cache_dir(opts));
     let mut resolutions = Vec::new();
     for t in &targets {
         progress(&format!("resolving for {}", t.target));
@@ -481,6 +482,7 @@ pub struct Ensured {
 pub async fn ensure_locked(
     recipe: &Recipe,
     opts: &LockOptions,
+    http: &reqwest::Client,
     progress: impl Fn(&str),
 ) -> Result<Ensured, LockError> {
     match check(recipe, opts).await {
@@ -494,7 +496,7 @@ pub async fn ensure_locked(
             } else {
                 format!("re-locking {PYLOCK_FILE}: {reason}")
             });
-            let out = lock(recipe, opts, &progress).await?;
+            let out = lock(recipe, opts, http, &progress).await?;
             Ok(Ensured {
                 path: out.path,
                 relocked: Some(reason),

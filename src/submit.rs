@@ -5,15 +5,6 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-/// An HTTP client that trusts the platform's roots (honours SSL_CERT_FILE / SSL_CERT_DIR),
-/// as users behind corporate proxies need.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .user_agent(concat!("raypack/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
     #[error("{address}: cannot reach the Ray dashboard: {detail}")]
@@ -57,6 +48,7 @@ struct JobInfo {
 
 /// Submits `entrypoint` with `runtime_env` and follows it; new log text goes to `on_log`.
 pub async fn submit_and_follow(
+    http: &reqwest::Client,
     address: &str,
     entrypoint: &str,
     runtime_env: &serde_json::Value,
@@ -65,10 +57,6 @@ pub async fn submit_and_follow(
     mut on_log: impl FnMut(&str),
 ) -> Result<JobOutcome, SubmitError> {
     let address = address.trim_end_matches('/').to_string();
-    let http = http_client().map_err(|e| SubmitError::Unreachable {
-        address: address.clone(),
-        detail: e.to_string(),
-    })?;
     let unreachable = |e: reqwest::Error| SubmitError::Unreachable {
         address: address.clone(),
         detail: e.without_url().to_string(),

@@ -517,10 +517,8 @@ fn range_request_metadata_equals_pep658() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let t = tempfile::tempdir().unwrap();
-        let client = raypack::python::index::IndexClient::new(
-            raypack::submit::http_client().unwrap(),
-            t.path(),
-        );
+        let client =
+            raypack::python::index::IndexClient::new(raypack::http::client().unwrap(), t.path());
         let page = client
             .project("https://pypi.org/simple", "idna")
             .await
@@ -757,7 +755,7 @@ mod local_index {
     ) -> Result<BTreeMap<String, String>, ResolveError> {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let client = IndexClient::new(raypack::submit::http_client().unwrap(), cache);
+            let client = IndexClient::new(raypack::http::client().unwrap(), cache);
             let req = ResolveRequest {
                 requirements: raypack::python::resolve::parse_requirements(
                     &reqs.iter().map(|s| s.to_string()).collect::<Vec<_>>(),

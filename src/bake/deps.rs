@@ -92,6 +92,7 @@ pub async fn dependency_layers(
     mtime: u64,
     base: (&str, &[PathBuf]),
     remote: Option<(&Registry, &Reference)>,
+    http: &reqwest::Client,
     progress: &mut impl FnMut(&str),
 ) -> Result<(Vec<BuiltLayer>, DepsReport), BakeError> {
     let deps = &recipe.dependencies;
@@ -111,7 +112,6 @@ pub async fn dependency_layers(
             platform: platform.to_string(),
             python: layout.python_version.clone(),
         })?;
-    let http = crate::submit::http_client()?;
     progress("reading what the base has installed");
     let (base_key, base_layers) = (base.0.to_string(), base.1.to_vec());
     let index_dir = cache.root().join("base-index");
@@ -137,7 +137,8 @@ pub async fn dependency_layers(
             cache_dir: Some(cache.root().to_path_buf()),
             ..Default::default()
         };
-        let ensured = crate::lock::ensure_locked(recipe, &opts, |m| tracing::info!("{m}")).await?;
+        let ensured =
+            crate::lock::ensure_locked(recipe, &opts, http, |m| tracing::info!("{m}")).await?;
         if let Some(reason) = &ensured.relocked {
             report.relocked = Some(reason.clone());
         }
@@ -177,7 +178,7 @@ pub async fn dependency_layers(
     }
 
     progress(&format!("downloading {} wheels", to_install.len()));
-    let fetched = pinned::fetch(&http, &to_install, cache).await?;
+    let fetched = pinned::fetch(http, &to_install, cache).await?;
     let sized = tokio::task::spawn_blocking(move || {
         fetched
             .into_iter()

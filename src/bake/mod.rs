@@ -370,6 +370,7 @@ fn layer_blob(
 pub async fn run(
     recipe: &Recipe,
     opts: &BakeOptions,
+    http: &reqwest::Client,
     mut progress: impl FnMut(&str),
 ) -> Result<BakeOutcome, BakeError> {
     let platform_s = opts
@@ -472,6 +473,7 @@ pub async fn run(
             mtime,
             (&base_image.config.digest, &base_paths),
             previous.as_ref().map(|t| (&registry, t)),
+            http,
             &mut progress,
         )
         .await?;

@@ -74,9 +74,10 @@ pub(super) fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
         skip_deps: args.skip_deps,
     };
     let rt = runtime()?;
+    let http = raypack::http::client()?;
     let bar = spinner(cli);
     let verbose = cli.verbose > 0;
-    let outcome = rt.block_on(raypack::bake::run(&recipe, &opts, |m| {
+    let outcome = rt.block_on(raypack::bake::run(&recipe, &opts, &http, |m| {
         bar.set_message(m.to_string());
         if verbose {
             eprintln!("{m}");

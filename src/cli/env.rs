@@ -60,7 +60,7 @@ pub(super) fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
         compression_level: args.compression_level,
         max_package_size: args.max_package_size,
         dry_run: args.dry_run,
-        http: raypack::submit::http_client()?,
+        http: raypack::http::client()?,
     };
     let rt = runtime()?;
     let show = !cli.quiet && std::io::stderr().is_terminal();
@@ -222,6 +222,7 @@ pub(super) fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
             .ok_or_else(|| CliError::Other("--submit needs `entrypoint` in [cluster] (e.g. entrypoint = \"python main.py\")".into()))?;
         let meta = serde_json::json!({"raypack.project": recipe.name});
         let result = rt.block_on(raypack::submit::submit_and_follow(
+            &opts.http,
             address,
             &entrypoint,
             &outcome.runtime_env,

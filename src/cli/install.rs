@@ -48,7 +48,7 @@ pub(super) fn install(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, CliErro
         platform: args.platform.clone(),
         manylinux: args.manylinux.clone(),
     };
-    let http = raypack::submit::http_client()?;
+    let http = raypack::http::client()?;
     let installed = runtime()?.block_on(raypack::install::install(&opts, &http))?;
     if !cli.quiet {
         for (name, version) in &installed {

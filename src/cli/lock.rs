@@ -147,7 +147,8 @@ fn lock_deps(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     let bar = spinner(cli);
-    let outcome = rt.block_on(raypack::lock::lock(&recipe, &opts, |m| {
+    let http = raypack::http::client()?;
+    let outcome = rt.block_on(raypack::lock::lock(&recipe, &opts, &http, |m| {
         bar.set_message(m.to_string())
     }));
     // Do not wait for stray blocking threads (a slow getaddrinfo for a connection the pool no
