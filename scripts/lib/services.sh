@@ -514,6 +514,7 @@ services_start() {
   svc_export RAYPACK_TEST_VENV "$venv"
   svc_export RAYPACK_TEST_PYTHON "$venv/bin/python"
   svc_export RAYPACK_TEST_UV "$(svc_tools_dir)/bin/uv"
+  svc_export RAYPACK_TEST_MATURIN "$(svc_tools_dir)/bin/maturin"
   svc_export RAYPACK_TEST_BUCKET "$SVC_BUCKET"
   svc_export RAYPACK_TEST_S3_ACCESS_KEY "$SVC_S3_ACCESS_KEY"
   svc_export RAYPACK_TEST_S3_SECRET_KEY "$SVC_S3_SECRET_KEY"

@@ -31,7 +31,7 @@ use raypack::store::StoreUrl;
 #[derive(Parser, Debug)]
 #[command(
     name = "raypack",
-    version,
+    version = env!("RAYPACK_LONG_VERSION"),
     about = "Ship Python projects to Ray clusters on Kubernetes",
     long_about = "Ship Python projects to Ray clusters on Kubernetes.\n\nDevelopment: `raypack env` packs the working dir and py_modules into content-hashed zips, uploads them to S3, GCS or a file/NFS path, and prints the runtime_env (or a RayJob).\nProduction: `raypack bake` builds the code and dependencies into an image on a rayproject/ray base."
 )]
@@ -100,6 +100,8 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print the man page (roff): `raypack man > ~/.local/share/man/man1/raypack.1`.
+    Man,
 }
 
 /// How to reach registries.
@@ -227,6 +229,10 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         } => login::login(&cli, registry.as_deref(), username, tls),
         Command::Logout { registry } => login::logout(&cli, registry.as_deref()),
         Command::Install(args) => install::install(&cli, args),
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,
