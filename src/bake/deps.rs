@@ -21,7 +21,7 @@ use sha2::Digest;
 
 use super::{BakeError, LAYOUT_VERSION};
 use crate::archive::tar::{EntryKind, LayerEntry};
-use crate::base::BaseLayout;
+use crate::base::PulledBase;
 use crate::cache::BlobCache;
 use crate::oci::client::Registry;
 use crate::oci::image::Blob;
@@ -86,15 +86,14 @@ pub type BuiltLayer = (Blob, String, String);
 pub async fn dependency_layers(
     recipe: &Recipe,
     platform: &Platform,
-    layout: &BaseLayout,
-    family: Family,
+    base: &PulledBase,
     cache: &BlobCache,
     mtime: u64,
-    base: (&str, &[PathBuf]),
     remote: Option<(&Registry, &Reference)>,
     http: &reqwest::Client,
     progress: &mut impl FnMut(&str),
 ) -> Result<(Vec<BuiltLayer>, DepsReport), BakeError> {
+    let (layout, family) = (&base.layout, base.family);
     let deps = &recipe.dependencies;
     let mut report = DepsReport::default();
     if deps.requirements.is_empty() && deps.requirements_file.is_none() {
@@ -113,14 +112,7 @@ pub async fn dependency_layers(
             python: layout.python_version.clone(),
         })?;
     progress("reading what the base has installed");
-    let (base_key, base_layers) = (base.0.to_string(), base.1.to_vec());
-    let index_dir = cache.root().join("base-index");
-    let sp = layout.site_packages.clone();
-    let index = tokio::task::spawn_blocking(move || {
-        BaseIndex::load_or_build(&index_dir, &base_key, &base_layers, &sp)
-    })
-    .await
-    .expect("indexing does not panic")?;
+    let index = base.installed(cache).await?;
 
     progress("choosing wheels");
     let wheels = if crate::requirements::is_pinned(recipe, &target) {
@@ -267,7 +259,7 @@ pub async fn dependency_layers(
         ));
         if !replaced_here.is_empty() {
             // Whiteouts depend on what the base ships.
-            key.update(format!("base {}\n", base.0));
+            key.update(format!("base {}\n", base.image.config.digest));
         }
         let (group_wheels, group_lost): (Vec<layer::WheelFile>, Vec<layer::Lost>) = g
             .iter()

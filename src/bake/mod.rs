@@ -91,8 +91,6 @@ pub enum BakeError {
     #[error(transparent)]
     Http(#[from] reqwest::Error),
     #[error(transparent)]
-    Installed(#[from] crate::python::installed::IndexError),
-    #[error(transparent)]
     Locking(#[from] crate::lock::LockError),
     #[error("{filename}: not a readable wheel: {source}")]
     UnreadableWheel {
@@ -450,7 +448,6 @@ pub async fn run(
     let mut layers = base_image.layers.clone();
     let mut dependencies = deps::DepsReport::default();
     if !opts.skip_deps {
-        let base_paths = pulled.layer_paths();
         // The image this push replaces (its first tag): dependency layers it already has
         // are fetched rather than built.
         let previous = target.as_ref().filter(|_| opts.push).map(|t| Reference {
@@ -467,11 +464,9 @@ pub async fn run(
         let (built, report) = deps::dependency_layers(
             recipe,
             &platform,
-            &layout,
-            family,
+            &pulled,
             &cache,
             mtime,
-            (&base_image.config.digest, &base_paths),
             previous.as_ref().map(|t| (&registry, t)),
             http,
             &mut progress,
