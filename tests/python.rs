@@ -474,6 +474,26 @@ fn html_page(files: &[(&str, &str)]) -> (String, Vec<u8>) {
     ("text/html; charset=utf-8".into(), s.into_bytes())
 }
 
+/// The dependency bundle in `store` holds each `(module, marker)`: module `pkg/<module>`
+/// whose `__init__.py` contains the marker its wheel was built with.
+fn assert_bundle_markers(store: &Path, markers: &[(&str, &str)]) {
+    use std::io::Read;
+    let zip = std::fs::read_dir(store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("-deps-"))
+        .expect("bundle zip");
+    let mut z = ::zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
+    for (module, marker) in markers {
+        let mut s = String::new();
+        z.by_name(&format!("pkg/{module}/__init__.py"))
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        assert!(s.contains(marker), "{module}: {s}");
+    }
+}
+
 #[test]
 fn html_indexes_credentials_find_links_and_per_package_pinning() {
     use std::collections::BTreeMap;
@@ -587,25 +607,14 @@ fn html_indexes_credentials_find_links_and_per_package_pinning() {
         public.requests()
     );
     // The bundle holds the right bytes for all three.
-    let zip = std::fs::read_dir(&store)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().contains("-deps-"))
-        .expect("bundle zip");
-    let mut z = ::zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
-    for (module, marker) in [
-        ("alpha", "private alpha"),
-        ("beta", "public beta"),
-        ("gamma", "find-links gamma"),
-    ] {
-        let mut s = String::new();
-        use std::io::Read;
-        z.by_name(&format!("pkg/{module}/__init__.py"))
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        assert!(s.contains(marker), "{module}: {s}");
-    }
+    assert_bundle_markers(
+        &store,
+        &[
+            ("alpha", "private alpha"),
+            ("beta", "public beta"),
+            ("gamma", "find-links gamma"),
+        ],
+    );
 }
 
 /// Issue 16: one index client for locking and pinning. `raypack lock` resolves from a PEP 503
@@ -766,25 +775,14 @@ fn lock_resolves_from_html_indexes_with_credentials_and_find_links() {
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     secret_free("stderr", &err);
-    let zip = std::fs::read_dir(&store)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().contains("-deps-"))
-        .expect("bundle zip");
-    let mut z = ::zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
-    for (module, marker) in [
-        ("alpha", "private alpha"),
-        ("beta", "public beta"),
-        ("gamma", "find-links gamma"),
-    ] {
-        let mut s = String::new();
-        use std::io::Read;
-        z.by_name(&format!("pkg/{module}/__init__.py"))
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        assert!(s.contains(marker), "{module}: {s}");
-    }
+    assert_bundle_markers(
+        &store,
+        &[
+            ("alpha", "private alpha"),
+            ("beta", "public beta"),
+            ("gamma", "find-links gamma"),
+        ],
+    );
 }
 
 #[test]

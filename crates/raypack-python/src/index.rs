@@ -424,11 +424,6 @@ fn slice_range<'a>(bytes: &'a [u8], range: &str) -> &'a [u8] {
     &bytes[start.min(end)..end]
 }
 
-/// A URL without its userinfo (credentials are sent from what [`crate::netrc`] remembers).
-fn without_userinfo(url: &str) -> String {
-    crate::netrc::redact(url)
-}
-
 /// Parses a PEP 503 HTML project page (anchors with `#sha256=`, `data-requires-python`,
 /// `data-yanked`, `data-dist-info-metadata` / `data-core-metadata`); relative links resolve
 /// against `url`.
@@ -445,7 +440,7 @@ pub(crate) fn parse_html_page(
         .into_iter()
         .map(|a| DistFile {
             filename: a.filename,
-            url: without_userinfo(&a.url),
+            url: crate::netrc::redact(&a.url),
             sha256: a.sha256,
             requires_python: a.requires_python.filter(|s| !s.trim().is_empty()),
             yanked: a.yanked.is_some(),
@@ -523,7 +518,7 @@ pub(crate) fn parse_page(index: &str, url: &str, body: &[u8]) -> Result<ProjectP
                 .or_else(|| metadata_field(&f.data_dist_info_metadata));
             Some(DistFile {
                 filename: f.filename,
-                url: without_userinfo(&abs),
+                url: crate::netrc::redact(&abs),
                 sha256: f.hashes.get("sha256").cloned(),
                 requires_python: f.requires_python.filter(|s| !s.trim().is_empty()),
                 yanked: matches!(

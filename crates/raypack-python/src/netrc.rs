@@ -182,7 +182,8 @@ fn percent(s: &str) -> String {
         .to_string()
 }
 
-/// `url` without userinfo, for messages (credentials are never printed).
+/// `url` without userinfo: for messages (credentials are never printed), and for the file URLs
+/// the index client returns (requests to their origin get the remembered credentials).
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
