@@ -36,17 +36,10 @@ fn the_wheel_installs_into_a_fresh_venv_and_runs_the_main_job() {
     let t = tempfile::tempdir().unwrap();
     let wheels = t.path().join("wheels");
 
-    // The dev profile: the same binary the other tests run, so nothing is rebuilt.
-    let out = run(Command::new(&maturin)
-        .current_dir(root())
-        .args(["build", "--out"])
-        .arg(&wheels));
-    assert!(out.status.success(), "maturin build:\n{}", stderr(&out));
-    let wheel = std::fs::read_dir(&wheels)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .expect("a wheel");
+    // scripts/release, on the dev profile (the same binary the other tests run, so nothing is
+    // rebuilt): maturin's wheel with the binary stripped, and the debug sections beside it.
+    let released = release(&maturin, &wheels);
+    let (wheel, debug) = (released[0].clone(), released[1].clone());
     let name = wheel.file_name().unwrap().to_string_lossy().into_owned();
     let version = env!("CARGO_PKG_VERSION");
     assert!(
@@ -73,6 +66,49 @@ fn the_wheel_installs_into_a_fresh_venv_and_runs_the_main_job() {
     assert!(
         needs <= tag_minor,
         "{name}: the binary needs GLIBC_2.{needs}, the tag promises 2.{tag_minor}"
+    );
+
+    // Stripped: no debug sections and no symbol table in what users install...
+    let sections = tool("readelf", &["-SW"], &binary);
+    for gone in [".debug_info", ".debug_line", ".symtab"] {
+        assert!(
+            !sections.contains(gone),
+            "{gone} left in the wheel's binary"
+        );
+    }
+    assert!(
+        std::fs::metadata(&binary).unwrap().len() < std::fs::metadata(&debug).unwrap().len(),
+        "the stripped binary is not smaller than its debug file"
+    );
+    // ...and the .debug file is that binary's: same GNU build-id, named by its debuglink, and
+    // it maps the binary's addresses to source lines.
+    let build_id = |p: &Path| {
+        let notes = tool("readelf", &["-n"], p);
+        notes
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Build ID: ").map(str::to_string))
+            .unwrap_or_else(|| panic!("no build-id in {}", p.display()))
+    };
+    assert_eq!(build_id(&binary), build_id(&debug));
+    let link = tool("readelf", &["-p", ".gnu_debuglink"], &binary);
+    let debug_name = debug.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(link.contains(&debug_name), "debuglink: {link}");
+    let symbols = tool("nm", &["-C"], &debug);
+    let main = symbols
+        .lines()
+        .find(|l| l.ends_with(" raypack::cli::main"))
+        .expect("raypack::cli::main in the debug file's symbols");
+    let addr = format!("0x{}", main.split_whitespace().next().unwrap());
+    let out = run(Command::new("addr2line").arg("-e").arg(&debug).arg(&addr));
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(line.contains("src/cli/mod.rs:"), "{addr} -> {line}");
+
+    // Reproducible: a second release of the same tree is the same wheel, byte for byte.
+    let again = release(&maturin, &t.path().join("again"));
+    assert_eq!(
+        std::fs::read(&again[0]).unwrap(),
+        std::fs::read(&wheel).unwrap(),
+        "two releases of one tree made different wheels"
     );
 
     // A fresh venv, no index: only the wheel.
@@ -125,6 +161,39 @@ fn the_wheel_installs_into_a_fresh_venv_and_runs_the_main_job() {
     let out = run(Command::new(&installed).arg("man"));
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(".TH raypack"));
+}
+
+/// Runs `scripts/release --dev OUT` with the harness's maturin (and the python of its venv, which
+/// has `wheel`); returns the wheel and the debug file it printed.
+fn release(maturin: &str, out: &Path) -> Vec<PathBuf> {
+    let tools = Path::new(maturin).parent().unwrap();
+    let out = run(Command::new(root().join("scripts/release"))
+        .arg("--dev")
+        .arg(out)
+        .env("MATURIN", maturin)
+        .env("TOOLS_PYTHON", tools.join("python")));
+    assert!(out.status.success(), "scripts/release:\n{}", stderr(&out));
+    let printed: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .collect();
+    assert_eq!(printed.len(), 2, "{printed:?}");
+    assert!(
+        printed[0].extension().is_some_and(|x| x == "whl"),
+        "{printed:?}"
+    );
+    assert!(
+        printed[1].extension().is_some_and(|x| x == "debug"),
+        "{printed:?}"
+    );
+    printed
+}
+
+/// `PROGRAM ARGS... FILE`'s stdout (binutils: readelf, nm).
+fn tool(program: &str, args: &[&str], file: &Path) -> String {
+    let out = run(Command::new(program).args(args).arg(file));
+    assert!(out.status.success(), "{program}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The commit the tests are built from, when this is a git checkout.
