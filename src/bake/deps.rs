@@ -77,6 +77,55 @@ pub struct DepsReport {
     pub bytecode: Option<String>,
     /// Why the layers have no bytecode although `[image] compile_bytecode` asks for it.
     pub no_bytecode: Option<String>,
+    /// The lock (or hashed requirements file) the wheels were chosen from.
+    pub lock: Option<LockRef>,
+    /// Every wheel installed (new or replacing the base's version), by name: what the SBOM
+    /// lists for them.
+    #[serde(skip)]
+    pub wheels: Vec<InstalledWheel>,
+}
+
+/// The file that pinned the wheels, for provenance: an image can be traced to it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LockRef {
+    /// Relative to the project root.
+    pub file: String,
+    /// `sha256:` of its bytes.
+    pub sha256: String,
+    /// The `[tool.raypack] input-hash` a pylock.toml written by `raypack lock` records.
+    pub input_hash: Option<String>,
+}
+
+/// A wheel a bake installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledWheel {
+    /// The distribution's name, as pinned.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// The wheel's file name.
+    pub filename: String,
+    /// Where it came from (no credentials).
+    pub url: String,
+    /// SHA-256 (hex) of the wheel.
+    pub sha256: String,
+    /// The license its METADATA declares.
+    pub license: Option<crate::python::metadata::DeclaredLicense>,
+}
+
+/// `file` (a lock or hashed requirements file) as a [`LockRef`].
+fn lock_ref(recipe: &Recipe, file: &std::path::Path) -> Option<LockRef> {
+    let bytes = std::fs::read(file).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    Some(LockRef {
+        file: file
+            .strip_prefix(&recipe.root)
+            .unwrap_or(file)
+            .to_string_lossy()
+            .into_owned(),
+        sha256: format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))),
+        input_hash: crate::python::pylock::recorded_input_hash(&text),
+    })
 }
 
 /// A built dependency layer: blob, diff_id, history text.
@@ -117,6 +166,10 @@ pub async fn dependency_layers(
     progress("choosing wheels");
     let wheels = if crate::requirements::is_pinned(recipe, &target) {
         let client = crate::python::index::IndexClient::new(http.clone(), cache.root());
+        report.lock = deps
+            .requirements_file
+            .as_ref()
+            .and_then(|f| lock_ref(recipe, &recipe.root.join(f)));
         crate::requirements::recipe_wheels(recipe, &target, &client).await?
     } else {
         // Unpinned requirements: the lock (re-locked only when its inputs changed).
@@ -134,6 +187,7 @@ pub async fn dependency_layers(
         if let Some(reason) = &ensured.relocked {
             report.relocked = Some(reason.clone());
         }
+        report.lock = lock_ref(recipe, &ensured.path);
         pinned::from_pylock(&ensured.path, &target)?
     };
     if wheels.is_empty() {
@@ -179,12 +233,31 @@ pub async fn dependency_layers(
                     filename: w.filename.clone(),
                     source,
                 })?;
-                Ok((w, p, n))
+                let license = std::fs::File::open(&p)
+                    .ok()
+                    .and_then(|f| crate::python::metadata::metadata_from_wheel(f).ok())
+                    .and_then(|m| {
+                        crate::python::metadata::declared_license(&String::from_utf8_lossy(&m))
+                    });
+                Ok((w, p, n, license))
             })
             .collect::<Result<Vec<_>, BakeError>>()
     })
     .await
     .expect("sizing does not panic")?;
+    report.wheels = sized
+        .iter()
+        .map(|(w, _, _, license)| InstalledWheel {
+            name: w.name.clone(),
+            version: w.version.clone(),
+            filename: w.filename.clone(),
+            url: w.url.clone(),
+            sha256: w.sha256.clone(),
+            license: license.clone(),
+        })
+        .collect();
+    report.wheels.sort_by(|a, b| a.name.cmp(&b.name));
+    let sized = sized.into_iter().map(|(w, p, n, _)| (w, p, n)).collect();
     let max_layers = recipe
         .dependencies
         .max_layers
@@ -665,6 +738,7 @@ mod tests {
                 "sp/click/__init__.py".into(),
                 "sp/click/old.py".into(),
             ],
+            license: None,
         };
         let shipped: BTreeSet<String> = ["sp/click/__init__.py".to_string()].into();
         let paths: Vec<String> = whiteouts_for(&old, &shipped, (1000, 100))

@@ -9,6 +9,7 @@
 //! each is just another list of [`LayerEntry`]s.
 
 pub mod deps;
+pub mod sbom;
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,10 @@ pub struct BakeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Bake the code only; the dependencies come from the base image.
     pub skip_deps: bool,
+    /// Also write the SBOM here (each further format beside it, with its suffix).
+    pub sbom_file: Option<PathBuf>,
+    /// Sign the pushed image with this key (cosign's format; see [`crate::oci::cosign`]).
+    pub sign_key: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +103,68 @@ pub enum BakeError {
         #[source]
         source: zip::result::ZipError,
     },
+    #[error("--sign {path}: {source}")]
+    Key {
+        path: PathBuf,
+        #[source]
+        source: crate::oci::cosign::KeyError,
+    },
+    #[error("--sign {0}: cannot read it: {1}")]
+    KeyFile(PathBuf, std::io::Error),
+    #[error("--sign needs --push: a signature names the image's digest in its repository")]
+    SignWithoutPush,
+    #[error("cannot write the SBOM {0}: {1}")]
+    SbomFile(PathBuf, std::io::Error),
+}
+
+/// One SBOM a bake produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct SbomReport {
+    pub format: sbom::SbomFormat,
+    pub media_type: String,
+    /// `sha256:` of the document's bytes.
+    pub sha256: String,
+    /// The referrer manifest's digest, when pushed.
+    pub referrer: Option<String>,
+    /// How the referrer is listed (the referrers API, or the tag of the tag schema).
+    pub attached: Option<crate::oci::referrers::Attached>,
+    /// Files it was written to.
+    pub files: Vec<PathBuf>,
+}
+
+/// `path` with `suffix` appended to its file name (`out/app.tar` → `out/app.tar.spdx.json`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Writes `bytes` to `path` through a temp file in its directory (never half-written).
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BakeError> {
+    let err = |e: std::io::Error| BakeError::SbomFile(path.to_path_buf(), e);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+    std::fs::write(tmp.path(), bytes).map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
+/// Reads the signing key before anything is built or pushed, so a bad key or a missing
+/// password fails first. The password comes from `COSIGN_PASSWORD`, as for cosign.
+fn load_key(path: &Path) -> Result<crate::oci::cosign::SigningKey, BakeError> {
+    use crate::oci::cosign::SigningKey;
+    let text = std::fs::read_to_string(path).map_err(|e| BakeError::KeyFile(path.into(), e))?;
+    let password = std::env::var("COSIGN_PASSWORD").ok();
+    SigningKey::from_pem(&text, password.as_deref().map(str::as_bytes)).map_err(|source| {
+        BakeError::Key {
+            path: path.into(),
+            source,
+        }
+    })
 }
 
 /// What a bake produced.
@@ -118,6 +185,10 @@ pub struct BakeOutcome {
     pub base_pinned_now: bool,
     /// Kept from the base, installed, replaced; the dependency layers.
     pub dependencies: deps::DepsReport,
+    /// The SBOMs, one per `[image] sbom` format.
+    pub sbom: Vec<SbomReport>,
+    /// The tag of the cosign signature (`sha256-<hex>.sig`), when signed.
+    pub signature: Option<String>,
     #[serde(skip)]
     pub image: Image,
 }
@@ -385,6 +456,11 @@ pub async fn run(
     };
     let registry = Registry::new(opts.registry.clone())?;
     let cache = cache_of(opts);
+    let key = match &opts.sign_key {
+        Some(_) if !opts.push => return Err(BakeError::SignWithoutPush),
+        Some(path) => Some(load_key(path)?),
+        None => None,
+    };
 
     progress("resolving the base image");
     let base = PinnedBase::pin(
@@ -487,6 +563,20 @@ pub async fn run(
         }
         None => layout.ray_version.clone(),
     };
+    // Provenance: the lock the wheels were chosen from.
+    if let Some(lock) = &dependencies.lock {
+        let mut pairs = vec![
+            ("dev.raypack.lock.file", lock.file.clone()),
+            ("dev.raypack.lock.sha256", lock.sha256.clone()),
+        ];
+        if let Some(h) = &lock.input_hash {
+            pairs.push(("dev.raypack.lock.input-hash", h.clone()));
+        }
+        for (k, v) in pairs {
+            labels.insert(k.into(), json!(v));
+            ann.insert(k.into(), json!(v));
+        }
+    }
     new_layers.push((
         code_diff,
         format!("raypack bake: code layer ({})", recipe.image.app_dir),
@@ -503,8 +593,59 @@ pub async fn run(
     layers.push(code_blob.clone());
     let image = Image::assemble(family, &cfg_bytes, layers, Some(&ann), &cache)?;
     let digest = image.digest();
+    let image_name = target
+        .as_ref()
+        .map(|t| t.name())
+        .unwrap_or_else(|| recipe.name.clone());
+
+    // The SBOMs: what is in the image and where it came from (see `sbom`).
+    let mut sboms: Vec<(SbomReport, Vec<u8>)> = Vec::new();
+    if !recipe.image.sbom.is_empty() {
+        progress("writing the SBOM");
+        let installed = pulled.installed(&cache).await?;
+        let revision = git(&recipe.root, &["rev-parse", "HEAD"]);
+        let source = source_url(&recipe.root);
+        let input = sbom::SbomInput {
+            image: &image_name,
+            image_digest: &digest,
+            base: &base_name,
+            base_digest: &pin.digest,
+            project: &recipe.name,
+            code_layer: &code_blob.digest,
+            revision: revision.as_deref(),
+            source: source.as_deref(),
+            created: &created,
+            installed: &installed,
+            deps: &dependencies,
+        };
+        for (n, format) in recipe.image.sbom.iter().enumerate() {
+            let bytes = sbom::render(*format, &input);
+            let mut files = Vec::new();
+            if let Some(f) = &opts.sbom_file {
+                let path = if n == 0 {
+                    f.clone()
+                } else {
+                    with_suffix(f, format.suffix())
+                };
+                write_atomic(&path, &bytes)?;
+                files.push(path);
+            }
+            sboms.push((
+                SbomReport {
+                    format: *format,
+                    media_type: format.media_type().into(),
+                    sha256: crate::oci::sha256_digest(&bytes),
+                    referrer: None,
+                    attached: None,
+                    files,
+                },
+                bytes,
+            ));
+        }
+    }
 
     let mut pushed = None;
+    let mut signature = None;
     if opts.push {
         let target = target.clone().expect("checked above");
         progress(&format!("pushing to {}", target.name()));
@@ -526,11 +667,27 @@ pub async fn run(
         let mut report = PushReport::from((target.name().as_str(), tags.as_slice(), stats));
         report.default_tag = recipe.image.tags.is_empty() && target.tag.is_none();
         pushed = Some(report);
+        // After the image: a referrer's subject must exist first.
+        let subject = crate::oci::referrers::Subject::of(&image);
+        for (report, bytes) in &mut sboms {
+            progress(&format!("attaching the {:?} SBOM", report.format));
+            let artifact = crate::oci::referrers::artifact(
+                &subject,
+                &report.media_type,
+                bytes,
+                &sbom_annotations(&created),
+                &cache,
+            )?;
+            let (d, how) = registry.attach(&target, &artifact).await?;
+            report.referrer = Some(d);
+            report.attached = Some(how);
+        }
+        if let Some(key) = &key {
+            progress("signing");
+            signature = Some(registry.sign(&target, &digest, key, &cache).await?);
+        }
     }
-    let name = target
-        .as_ref()
-        .map(|t| t.name())
-        .unwrap_or_else(|| recipe.name.clone());
+    let name = image_name;
     let tag_ref = format!(
         "{name}:{}",
         recipe
@@ -558,6 +715,11 @@ pub async fn run(
         }
         .publish(&image)
         .await?;
+        for (report, bytes) in &mut sboms {
+            let path = with_suffix(dir, report.format.suffix());
+            write_atomic(&path, bytes)?;
+            report.files.push(path);
+        }
     }
     if let Some(t) = &opts.tar {
         progress(&format!("writing {}", t.display()));
@@ -567,6 +729,11 @@ pub async fn run(
         }
         .publish(&image)
         .await?;
+        for (report, bytes) in &mut sboms {
+            let path = with_suffix(t, report.format.suffix());
+            write_atomic(&path, bytes)?;
+            report.files.push(path);
+        }
     }
     Ok(BakeOutcome {
         reference: format!("{name}@{digest}"),
@@ -581,8 +748,18 @@ pub async fn run(
         tar: opts.tar.clone(),
         base_pinned_now: pinned_now,
         dependencies,
+        sbom: sboms.into_iter().map(|(r, _)| r).collect(),
+        signature,
         image,
     })
+}
+
+/// The referrer manifest's annotations: its creation time (the image's, so the same image
+/// gets the same referrer digest).
+fn sbom_annotations(created: &str) -> Map<String, Value> {
+    let mut a = Map::new();
+    a.insert("org.opencontainers.image.created".into(), json!(created));
+    a
 }
 
 #[cfg(test)]

@@ -33,6 +33,14 @@ pub(super) struct BakeArgs {
     /// List the dependencies kept from the base, installed and replaced, and the layers.
     #[arg(long)]
     pub(super) explain: bool,
+    /// Also write the image's SBOM to FILE ([image] sbom formats: the first to FILE, each
+    /// further one beside it with its suffix, e.g. FILE.cdx.json).
+    #[arg(long, value_name = "FILE")]
+    pub(super) sbom: Option<PathBuf>,
+    /// Sign the pushed image with KEY (a `cosign generate-key-pair` key, its password in
+    /// COSIGN_PASSWORD; or a P-256 PKCS #8 / SEC1 PEM): `cosign verify --key` accepts it.
+    #[arg(long, value_name = "KEY", requires = "push")]
+    pub(super) sign: Option<PathBuf>,
     #[command(flatten)]
     pub(super) tls: RegistryArgs,
 }
@@ -72,6 +80,8 @@ pub(super) fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
         registry: args.tls.options(),
         cache_dir: None,
         skip_deps: args.skip_deps,
+        sbom_file: args.sbom.clone(),
+        sign_key: args.sign.clone(),
     };
     let rt = runtime()?;
     let http = raypack::http::client()?;
@@ -141,6 +151,23 @@ pub(super) fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
                     format!(", tags {}", p.tags.join(", "))
                 }
             );
+        }
+        for s in &outcome.sbom {
+            let mut line = format!("SBOM ({}, {})", s.media_type, s.sha256);
+            match (&s.referrer, &s.attached) {
+                (Some(d), Some(raypack::oci::referrers::Attached::TagSchema(tag))) => {
+                    line.push_str(&format!(": referrer {d}, listed under tag {tag}"))
+                }
+                (Some(d), _) => line.push_str(&format!(": referrer {d}")),
+                _ => {}
+            }
+            for f in &s.files {
+                line.push_str(&format!(", wrote {}", f.display()));
+            }
+            eprintln!("{line}");
+        }
+        if let Some(tag) = &outcome.signature {
+            eprintln!("signed: cosign signature under tag {tag}");
         }
         if let Some(d) = &outcome.oci_layout {
             eprintln!("wrote OCI layout {}", d.display());

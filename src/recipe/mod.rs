@@ -110,6 +110,43 @@ pub struct Base {
     pub manylinux: Option<String>,
 }
 
+/// An SBOM document format (`[image] sbom`); the documents are written by `bake::sbom`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SbomFormat {
+    /// SPDX 2.3 JSON.
+    Spdx,
+    /// CycloneDX 1.6 JSON.
+    CycloneDx,
+}
+
+impl SbomFormat {
+    /// `spdx` or `cyclonedx` (as the recipe and the CLI spell them).
+    pub fn parse(s: &str) -> Option<SbomFormat> {
+        match s.to_ascii_lowercase().as_str() {
+            "spdx" => Some(SbomFormat::Spdx),
+            "cyclonedx" | "cdx" => Some(SbomFormat::CycloneDx),
+            _ => None,
+        }
+    }
+
+    /// The media type: the referrer's `artifactType` and its layer's media type.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            SbomFormat::Spdx => "application/spdx+json",
+            SbomFormat::CycloneDx => "application/vnd.cyclonedx+json",
+        }
+    }
+
+    /// The file suffix (`.spdx.json`, `.cdx.json`).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            SbomFormat::Spdx => ".spdx.json",
+            SbomFormat::CycloneDx => ".cdx.json",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Image {
     pub repository: Option<String>,
@@ -119,6 +156,8 @@ pub struct Image {
     pub labels: BTreeMap<String, String>,
     /// Compile `.pyc` files into the dependency layers (default: yes).
     pub compile_bytecode: bool,
+    /// The SBOM formats every bake writes (default: SPDX; empty: none).
+    pub sbom: Vec<SbomFormat>,
 }
 
 #[derive(Debug, Clone)]
@@ -702,6 +741,24 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
         }
         r.get_ref().clone()
     });
+    let sbom = match &im.sbom {
+        None => vec![SbomFormat::Spdx],
+        Some(list) => {
+            let mut out = Vec::new();
+            for f in list {
+                match SbomFormat::parse(f.get_ref()) {
+                    Some(x) if !out.contains(&x) => out.push(x),
+                    Some(_) => {}
+                    None => rep.error(
+                        inner(f),
+                        format!("`{}` is not an SBOM format", f.get_ref()),
+                        Some("write \"spdx\" (SPDX 2.3 JSON) or \"cyclonedx\" (CycloneDX 1.6 JSON); `sbom = []` writes none".into()),
+                    ),
+                }
+            }
+            out
+        }
+    };
     let tags = im
         .tags
         .iter()
@@ -817,6 +874,7 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
             env,
             labels: im.labels.clone(),
             compile_bytecode: im.compile_bytecode.unwrap_or(true),
+            sbom,
         },
         env: env_settings,
         cluster,

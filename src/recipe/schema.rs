@@ -107,6 +107,8 @@ pub struct RawImage {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub compile_bytecode: Option<bool>,
+    #[serde(default)]
+    pub sbom: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -166,7 +166,7 @@ pub struct PushStats {
 /// A registry client: pull, push, resolve, with auth and retries; one per command.
 #[derive(Debug)]
 pub struct Registry {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     opts: ClientOptions,
     bases: Mutex<HashMap<String, String>>,
     /// Authorization header per (registry, scope set).
@@ -182,14 +182,14 @@ fn is_local(registry: &str) -> bool {
     host == "localhost" || host.starts_with("127.") || host == "[::1]" || host == "::1"
 }
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     registry: &'a str,
     repository: &'a str,
     step: String,
 }
 
 impl Ctx<'_> {
-    fn failed(&self, message: impl std::fmt::Display) -> RegistryError {
+    pub(crate) fn failed(&self, message: impl std::fmt::Display) -> RegistryError {
         RegistryError::Failed {
             registry: self.registry.into(),
             repository: self.repository.into(),
@@ -202,7 +202,7 @@ impl Ctx<'_> {
     /// 404 is [`RegistryError::NotFound`] naming `missing` when the caller says what may be
     /// absent; anything else is [`RegistryError::Failed`] with `doing` (if given), the status
     /// and, with `body`, the start of what the registry said.
-    async fn check(
+    pub(crate) async fn check(
         &self,
         resp: Response,
         missing: Option<String>,
@@ -421,7 +421,7 @@ impl Registry {
     }
 
     /// Sends a request built by `make(base)`, with auth and (if `retry`) retries.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         ctx: &Ctx<'_>,
         scopes: &[String],
@@ -499,7 +499,7 @@ impl Registry {
         }
     }
 
-    fn ctx<'a>(&self, r: &'a Reference, step: impl Into<String>) -> Ctx<'a> {
+    pub(crate) fn ctx<'a>(&self, r: &'a Reference, step: impl Into<String>) -> Ctx<'a> {
         Ctx {
             registry: &r.registry,
             repository: &r.repository,
@@ -598,7 +598,7 @@ impl Registry {
     }
 
     /// GET a manifest; with `expect`, its digest is verified.
-    async fn get_manifest(
+    pub(crate) async fn get_manifest(
         &self,
         r: &Reference,
         reference: &str,

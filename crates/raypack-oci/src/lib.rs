@@ -23,10 +23,12 @@
 
 pub mod auth;
 pub mod client;
+pub mod cosign;
 pub mod image;
 pub mod layout;
 pub mod media;
 pub mod publish;
 pub mod reference;
+pub mod referrers;
 
 pub use raypack_pack::digest::{digest_hex, sha256_digest};

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::wheel::normalize;
 
 /// Bumped when the index format or its extraction rules change.
-const INDEX_VERSION: &str = "raypack-base-index-v1";
+const INDEX_VERSION: &str = "raypack-base-index-v2";
 
 /// One distribution installed in the base.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +34,9 @@ pub struct InstalledDist {
     /// Files from RECORD as image paths (no leading '/'), `..` resolved; paths that would leave
     /// the image root are dropped.
     pub files: Vec<String>,
+    /// The license its METADATA declares.
+    #[serde(default)]
+    pub license: Option<super::metadata::DeclaredLicense>,
 }
 
 /// The distributions of one base image, by normalized name.
@@ -271,6 +274,7 @@ fn parse_dist(dir: &str, sp: &str, metadata: &str, record: Option<&str>) -> Opti
         requires_dist,
         requires_python,
         files,
+        license: super::metadata::declared_license(metadata),
     })
 }
 

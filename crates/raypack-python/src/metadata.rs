@@ -77,6 +77,74 @@ pub fn parse(text: &str) -> CoreMetadata {
     m
 }
 
+/// The license a distribution declares in its METADATA, in the order of precedence the core
+/// metadata spec gives: `License-Expression` (an SPDX expression, metadata 2.4), else the
+/// free-text `License` field (when it is one short line, not a whole licence text and not
+/// `UNKNOWN`), else the `License :: …` classifiers' last components joined by ` OR `
+/// (`License :: OSI Approved :: MIT License` → `MIT License`). `None` when it declares none.
+pub fn declared_license(text: &str) -> Option<DeclaredLicense> {
+    let mut expression = None;
+    let mut free = None;
+    let mut classifiers = Vec::new();
+    for (k, v) in headers(text) {
+        match k.as_str() {
+            "license-expression" if !v.is_empty() => expression = Some(v),
+            "license" => free = Some(v),
+            "classifier" => {
+                if let Some(rest) = v.strip_prefix("License ::") {
+                    let last = rest.rsplit("::").next().unwrap_or(rest).trim();
+                    if !last.is_empty() && last != "OSI Approved" {
+                        classifiers.push(last.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(e) = expression {
+        return Some(DeclaredLicense::Expression(e));
+    }
+    if let Some(f) = free.map(|f| f.trim().to_string()).filter(|f| {
+        !f.is_empty() && f.len() <= 120 && !f.contains('\n') && !f.eq_ignore_ascii_case("unknown")
+    }) {
+        return Some(DeclaredLicense::Text(f));
+    }
+    classifiers.dedup();
+    (!classifiers.is_empty()).then_some(DeclaredLicense::Classifiers(classifiers))
+}
+
+/// Where a distribution's license came from in METADATA; see [`declared_license`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DeclaredLicense {
+    /// `License-Expression`: an SPDX expression, as written.
+    Expression(String),
+    /// The `License` field's one line, as written.
+    Text(String),
+    /// The names of the `License ::` classifiers.
+    Classifiers(Vec<String>),
+}
+
+/// METADATA's headers (lower-case names), continuation lines joined; the body is not read.
+fn headers(text: &str) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = headers.last_mut() {
+                last.1.push('\n');
+                last.1.push_str(line.trim());
+            }
+            continue;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    headers
+}
+
 /// Reads METADATA for index files, caching the text by wheel sha256.
 #[derive(Debug, Clone)]
 pub struct MetadataFetcher {
@@ -326,8 +394,12 @@ pub(crate) fn local_member(local: &[u8], e: &CdEntry) -> Result<Vec<u8>, String>
 
 /// METADATA from a whole wheel in memory.
 pub fn metadata_from_zip(bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let mut z =
-        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| format!("not a zip: {e}"))?;
+    metadata_from_wheel(std::io::Cursor::new(bytes))
+}
+
+/// METADATA from a wheel file (only its central directory and METADATA are read).
+pub fn metadata_from_wheel<R: Read + std::io::Seek>(wheel: R) -> Result<Vec<u8>, String> {
+    let mut z = zip::ZipArchive::new(wheel).map_err(|e| format!("not a zip: {e}"))?;
     for i in 0..z.len() {
         let f = z.by_index(i).map_err(|e| e.to_string())?;
         if f.name().is_ok_and(|n| is_metadata_path(&n)) {
@@ -350,6 +422,37 @@ mod tests {
     use std::io::Write;
 
     const META: &str = "Metadata-Version: 2.1\nName: Foo.Bar\nVersion: 1.0\nRequires-Python: >=3.8\nProvides-Extra: socks\nRequires-Dist: idna<4,>=2.5\nRequires-Dist: PySocks!=1.5.7,>=1.5.6; extra == \"socks\"\nSummary: a\n  continued\n\nRequires-Dist: not-a-header\n";
+
+    #[test]
+    fn declared_licenses_in_order_of_precedence() {
+        let l = |t: &str| declared_license(t);
+        assert_eq!(
+            l("Name: a\nLicense-Expression: MIT OR Apache-2.0\nLicense: BSD\n"),
+            Some(DeclaredLicense::Expression("MIT OR Apache-2.0".into()))
+        );
+        assert_eq!(
+            l(
+                "Name: a\nLicense: BSD-3-Clause\nClassifier: License :: OSI Approved :: MIT License\n"
+            ),
+            Some(DeclaredLicense::Text("BSD-3-Clause".into()))
+        );
+        // A whole licence text in `License`, or UNKNOWN, falls through to the classifiers.
+        assert_eq!(
+            l(
+                "Name: a\nLicense: Copyright (c) 2020\n        Permission is hereby granted\nClassifier: License :: OSI Approved :: MIT License\n"
+            ),
+            Some(DeclaredLicense::Classifiers(vec!["MIT License".into()]))
+        );
+        assert_eq!(
+            l("Name: a\nLicense: UNKNOWN\nClassifier: License :: OSI Approved\n"),
+            None
+        );
+        assert_eq!(
+            l("Name: a\n\nLicense: MIT\n"),
+            None,
+            "the body is not metadata"
+        );
+    }
 
     #[test]
     fn parses_headers_until_the_body() {
