@@ -325,6 +325,18 @@ fn sboms_list_the_image_are_attached_and_the_image_is_signed() {
     ])
     .stdout;
     assert_eq!(raypack::oci::sha256_digest(&raw), digest);
+    // Provenance: the image names the lock its wheels came from.
+    let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        manifest["annotations"]["dev.raypack.lock.file"],
+        "pylock.toml"
+    );
+    assert_eq!(
+        manifest["annotations"]["dev.raypack.lock.sha256"],
+        serde_json::json!(raypack::oci::sha256_digest(
+            &std::fs::read(dir.join("pylock.toml")).unwrap()
+        ))
+    );
 
     // The signature: cosign's tag layout, verified with the public key.
     let sig: serde_json::Value = serde_json::from_slice(
