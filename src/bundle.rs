@@ -59,6 +59,8 @@ pub struct BundlePlan {
     pub base_unknown: Option<std::sync::Arc<crate::base::BaseError>>,
     pub digest: String,
     pub object_name: String,
+    /// The base's Python interpreter, when the base could be read.
+    pub interpreter: Option<String>,
 }
 
 /// Chooses the wheels (no download). `None` when the recipe has no dependencies; a plan with
@@ -72,10 +74,11 @@ pub async fn plan(
     crate::requirements::remember_recipe_credentials(&recipe.dependencies);
     let target = crate::base::target_without_pull(&recipe.base)?;
     recipe.check_python(&format!("3.{}", target.python_minor))?;
-    let base = crate::base::read_installed(recipe, &recipe.base.platform, Default::default())
+    let read = crate::base::read_installed(recipe, &recipe.base.platform, Default::default())
         .await
-        .map(|(index, _)| index)
         .map_err(std::sync::Arc::new);
+    let interpreter = read.as_ref().ok().map(|(_, layout)| layout.python.clone());
+    let base = read.map(|(index, _)| index);
     let locked_wheels = if crate::requirements::is_pinned(recipe, &target) {
         let client = crate::python::index::IndexClient::new(
             http.clone(),
@@ -125,6 +128,7 @@ pub async fn plan(
         base_unknown: base.err(),
         digest,
         object_name,
+        interpreter,
     }))
 }
 

@@ -27,6 +27,7 @@ pub mod init;
 pub mod install;
 pub mod lock;
 pub mod lockfile;
+pub mod nfs;
 pub mod plan;
 pub mod recipe;
 pub mod requirements;

@@ -43,10 +43,207 @@ pub(super) struct EnvArgs {
     /// replaced.
     #[arg(long)]
     pub(super) explain: bool,
+    /// Publish to a shared volume (NFS/EFS) mounted at PATH here and in every Ray pod (default:
+    /// [nfs] path): a code snapshot and an installed environment, no zips, no pip at job start.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "",
+          conflicts_with_all = ["store", "dry_run", "compression_level", "max_package_size"])]
+    pub(super) nfs: Option<PathBuf>,
+}
+
+/// The KubeRay manifest of `kind` for the recipe's `[cluster]`, with `env` as its runtime_env.
+fn cluster_doc(
+    recipe: &raypack::recipe::Recipe,
+    kind: ClusterKind,
+    env: &raypack::spec::runtime_env::RuntimeEnv,
+) -> Result<serde_json::Value, CliError> {
+    let c = recipe.cluster.as_ref().ok_or_else(|| {
+        CliError::Other(raypack::spec::kuberay::SpecError::NoCluster(kind).to_string())
+    })?;
+    let compatible = c.kind == kind
+        || (kind == ClusterKind::RayJob && c.kind == ClusterKind::RayCluster)
+        || (kind == ClusterKind::RayCluster && c.kind == ClusterKind::RayJob);
+    if !compatible {
+        return Err(CliError::Other(
+            raypack::spec::kuberay::SpecError::KindMismatch {
+                kind: c.kind,
+                wanted: kind.to_string().to_lowercase(),
+                wanted_kind: kind,
+            }
+            .to_string(),
+        ));
+    }
+    let image = c.image.clone().unwrap_or_else(|| recipe.base.image.clone());
+    let ray_version =
+        raypack::spec::kuberay::ray_version(Some(c), None, &image).ok_or_else(|| {
+            CliError::Other(
+                raypack::spec::kuberay::SpecError::UnknownRayVersion {
+                    image: image.clone(),
+                }
+                .to_string(),
+            )
+        })?;
+    Ok(manifest(&ManifestInput {
+        kind,
+        cluster: c,
+        image: &image,
+        ray_version: &ray_version,
+        runtime_env: Some(env),
+    })?)
+}
+
+fn emitted_kind(emit: Option<Emit>) -> Option<ClusterKind> {
+    match emit {
+        None | Some(Emit::RuntimeEnv) => None,
+        Some(Emit::Rayjob) => Some(ClusterKind::RayJob),
+        Some(Emit::Rayservice) => Some(ClusterKind::RayService),
+        Some(Emit::Raycluster) => Some(ClusterKind::RayCluster),
+    }
+}
+
+/// `env --nfs`: the snapshot and environment on the shared volume, then the same outputs.
+fn env_nfs(
+    cli: &Cli,
+    args: &EnvArgs,
+    recipe: &raypack::recipe::Recipe,
+    flag: &std::path::Path,
+) -> Result<ExitCode, CliError> {
+    let flag = (!flag.as_os_str().is_empty()).then_some(flag);
+    let path =
+        raypack::nfs::mount_path(recipe, flag).map_err(|e| CliError::Other(e.to_string()))?;
+    let http = raypack::http::client()?;
+    let rt = runtime()?;
+    let bar = spinner(cli);
+    let verbose = cli.verbose > 0;
+    let outcome = rt.block_on(raypack::nfs::run(recipe, &path, &http, |m| {
+        bar.set_message(m.to_string());
+        if verbose {
+            eprintln!("{m}");
+        }
+    }));
+    bar.finish_and_clear();
+    let outcome = outcome.map_err(|e| CliError::Other(e.to_string()))?;
+    if !cli.quiet {
+        let c = &outcome.code;
+        eprintln!(
+            "{:>9} code {} ({} files, {}{})",
+            if c.created { "published" } else { "unchanged" },
+            c.dir.display(),
+            c.files,
+            raypack::units::human_bytes(c.bytes),
+            if c.linked > 0 {
+                format!("; {} hard-linked from the previous snapshot", c.linked)
+            } else {
+                String::new()
+            }
+        );
+        if let Some(e) = &outcome.env {
+            eprintln!(
+                "{:>9} environment {} ({} distributions; {} kept from the base image)",
+                if e.created { "installed" } else { "unchanged" },
+                e.dir.display(),
+                e.wheels,
+                e.kept
+            );
+        }
+    }
+    let doc = match emitted_kind(args.emit) {
+        None => None,
+        Some(kind) => {
+            let mut d = cluster_doc(recipe, kind, &outcome.env_spec)?;
+            let volume = recipe
+                .nfs
+                .as_ref()
+                .and_then(|n| n.volume.as_ref())
+                .ok_or_else(|| {
+                    CliError::Other(
+                        "--emit with --nfs needs the volume in [nfs]: `claim = \"PVC\"`, or `server` + `export`".into(),
+                    )
+                })?;
+            raypack::spec::kuberay::with_nfs(
+                &mut d,
+                volume,
+                &path.display().to_string(),
+                &outcome.entrypoint_prefix,
+            );
+            Some(d)
+        }
+    };
+    let text = match (&doc, args.format, cli.output) {
+        (_, _, Output::Json) => {
+            serde_json::to_string_pretty(&serde_json::json!({"nfs": outcome, "manifest": doc}))?
+                + "\n"
+        }
+        (Some(d), Format::Yaml, _) => raypack::spec::to_yaml(d),
+        (Some(d), Format::Json, _) => serde_json::to_string_pretty(d)? + "\n",
+        (None, Format::Yaml, _) => outcome.env_spec.to_yaml(),
+        (None, Format::Json, _) => serde_json::to_string(&outcome.runtime_env)? + "\n",
+    };
+    print!("{text}");
+    let _ = std::io::stdout().flush();
+    if let Some(address) = &args.submit {
+        let entrypoint = recipe
+            .cluster
+            .as_ref()
+            .and_then(|c| c.entrypoint.clone())
+            .ok_or_else(|| CliError::Other("--submit needs `entrypoint` in [cluster] (e.g. entrypoint = \"python main.py\")".into()))?;
+        let entrypoint = format!("{}{entrypoint}", outcome.entrypoint_prefix);
+        return submit(
+            &rt,
+            &http,
+            address,
+            &entrypoint,
+            &outcome.runtime_env,
+            recipe,
+            args.timeout,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Submits to a Ray dashboard and follows the job to its end.
+fn submit(
+    rt: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    address: &str,
+    entrypoint: &str,
+    runtime_env: &serde_json::Value,
+    recipe: &raypack::recipe::Recipe,
+    timeout: u64,
+) -> Result<ExitCode, CliError> {
+    let meta = serde_json::json!({"raypack.project": recipe.name});
+    let result = rt.block_on(raypack::submit::submit_and_follow(
+        http,
+        address,
+        entrypoint,
+        runtime_env,
+        &meta,
+        Duration::from_secs(timeout),
+        |log| {
+            eprint!("{log}");
+        },
+    ))?;
+    eprintln!(
+        "job {}: {}{}",
+        result.submission_id,
+        result.status,
+        result
+            .message
+            .as_ref()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default()
+    );
+    Ok(if result.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub(super) fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
     let recipe = load_recipe(cli)?;
+    if let Some(flag) = &args.nfs {
+        return env_nfs(cli, args, &recipe, flag);
+    }
     let store = args
         .store
         .as_deref()
@@ -147,44 +344,9 @@ pub(super) fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
         }
     }
 
-    let cluster_doc = |kind: ClusterKind| -> Result<serde_json::Value, CliError> {
-        let c = recipe.cluster.as_ref().ok_or_else(|| {
-            CliError::Other(raypack::spec::kuberay::SpecError::NoCluster(kind).to_string())
-        })?;
-        if c.kind != kind && !(kind == ClusterKind::RayJob && c.kind == ClusterKind::RayCluster) {
-            return Err(CliError::Other(
-                raypack::spec::kuberay::SpecError::KindMismatch {
-                    kind: c.kind,
-                    wanted: kind.to_string().to_lowercase(),
-                    wanted_kind: kind,
-                }
-                .to_string(),
-            ));
-        }
-        let image = c.image.clone().unwrap_or_else(|| recipe.base.image.clone());
-        let ray_version =
-            raypack::spec::kuberay::ray_version(Some(c), None, &image).ok_or_else(|| {
-                CliError::Other(
-                    raypack::spec::kuberay::SpecError::UnknownRayVersion {
-                        image: image.clone(),
-                    }
-                    .to_string(),
-                )
-            })?;
-        Ok(manifest(&ManifestInput {
-            kind,
-            cluster: c,
-            image: &image,
-            ray_version: &ray_version,
-            runtime_env: Some(&outcome.env),
-        })?)
-    };
-
-    let doc = match args.emit {
-        None | Some(Emit::RuntimeEnv) => None,
-        Some(Emit::Rayjob) => Some(cluster_doc(ClusterKind::RayJob)?),
-        Some(Emit::Rayservice) => Some(cluster_doc(ClusterKind::RayService)?),
-    };
+    let doc = emitted_kind(args.emit)
+        .map(|kind| cluster_doc(&recipe, kind, &outcome.env))
+        .transpose()?;
     let resolved = if args.resolve.is_empty() {
         None
     } else {
@@ -220,31 +382,15 @@ pub(super) fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
             .as_ref()
             .and_then(|c| c.entrypoint.clone())
             .ok_or_else(|| CliError::Other("--submit needs `entrypoint` in [cluster] (e.g. entrypoint = \"python main.py\")".into()))?;
-        let meta = serde_json::json!({"raypack.project": recipe.name});
-        let result = rt.block_on(raypack::submit::submit_and_follow(
+        return submit(
+            &rt,
             &opts.http,
             address,
             &entrypoint,
             &outcome.runtime_env,
-            &meta,
-            Duration::from_secs(args.timeout),
-            |log| {
-                eprint!("{log}");
-            },
-        ))?;
-        eprintln!(
-            "job {}: {}{}",
-            result.submission_id,
-            result.status,
-            result
-                .message
-                .as_ref()
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default()
+            &recipe,
+            args.timeout,
         );
-        if !result.succeeded() {
-            return Ok(ExitCode::from(1));
-        }
     }
     Ok(ExitCode::SUCCESS)
 }

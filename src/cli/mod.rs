@@ -13,6 +13,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 mod bake;
 mod check;
 mod env;
+mod gc;
 mod init;
 mod install;
 mod lock;
@@ -95,6 +96,9 @@ enum Command {
     /// Install wheels the way bake does, into a directory (as `pip install --no-deps --target`)
     /// or a gzip layer: a debugging aid for what bake puts into images, and its benchmark.
     Install(install::InstallArgs),
+    /// List (and with --delete remove) code snapshots and environments on the shared volume
+    /// that no project uses any more.
+    Gc(gc::GcArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -136,6 +140,8 @@ enum Emit {
     RuntimeEnv,
     Rayjob,
     Rayservice,
+    /// A RayCluster (no runtime_env in it; with `--nfs`, the shared volume in every pod).
+    Raycluster,
 }
 
 /// Parses the command line, runs the command, reports an error.
@@ -229,6 +235,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         } => login::login(&cli, registry.as_deref(), username, tls),
         Command::Logout { registry } => login::logout(&cli, registry.as_deref()),
         Command::Install(args) => install::install(&cli, args),
+        Command::Gc(args) => gc::gc(&cli, args),
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)

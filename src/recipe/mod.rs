@@ -74,6 +74,32 @@ pub struct Recipe {
     pub image: Image,
     pub env: EnvSettings,
     pub cluster: Option<Cluster>,
+    /// `[nfs]`: the shared volume `raypack env --nfs` publishes to.
+    pub nfs: Option<Nfs>,
+}
+
+/// `[nfs]`: where a shared volume is mounted (on the build host and in every Ray pod, at the
+/// same path) and the Kubernetes volume behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nfs {
+    /// The mount path (absolute); `env --nfs PATH` overrides it.
+    pub path: Option<PathBuf>,
+    /// The volume's source, for `--emit`.
+    pub volume: Option<NfsVolume>,
+}
+
+/// The Kubernetes volume behind `[nfs] path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NfsVolume {
+    /// An existing PersistentVolumeClaim.
+    Claim(String),
+    /// An NFS export.
+    Server {
+        /// The NFS server.
+        server: String,
+        /// The exported path.
+        export: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -824,6 +850,59 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
             Some("e.g. setup_timeout_seconds = 600".into()),
         );
     }
+    let nfs = raw.nfs.as_ref().map(|n| {
+        let n = n.get_ref();
+        let abs = |rep: &mut Reporter, v: &Spanned<String>, what: &str| {
+            if !v.get_ref().starts_with('/') {
+                rep.error(
+                    inner(v),
+                    format!("[nfs] {what} `{}` is not an absolute path", v.get_ref()),
+                    Some(
+                        "write the path where the volume is mounted, e.g. \"/mnt/shared/raypack\""
+                            .into(),
+                    ),
+                );
+            }
+        };
+        if let Some(p) = &n.path {
+            abs(rep, p, "path");
+        }
+        let volume = match (&n.claim, &n.server, &n.export) {
+            (Some(c), None, None) => Some(NfsVolume::Claim(c.get_ref().clone())),
+            (None, Some(s), Some(e)) => {
+                abs(rep, e, "export");
+                Some(NfsVolume::Server {
+                    server: s.get_ref().clone(),
+                    export: e.get_ref().clone(),
+                })
+            }
+            (None, None, None) => None,
+            (Some(c), _, _) => {
+                rep.error(
+                    inner(c),
+                    "[nfs] takes either `claim` or `server` + `export`, not both".to_string(),
+                    Some("a PVC (`claim`) already names its NFS server".into()),
+                );
+                None
+            }
+            (None, Some(s), None) => {
+                rep.error(
+                    inner(s),
+                    "[nfs] `server` needs `export` (the exported path)".to_string(),
+                    None,
+                );
+                None
+            }
+            (None, None, Some(e)) => {
+                rep.error(inner(e), "[nfs] `export` needs `server`".to_string(), None);
+                None
+            }
+        };
+        Nfs {
+            path: n.path.as_ref().map(|p| PathBuf::from(p.get_ref())),
+            volume,
+        }
+    });
     let env_settings = EnvSettings {
         store,
         env_vars,
@@ -878,6 +957,7 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
         },
         env: env_settings,
         cluster,
+        nfs,
     }
 }
 

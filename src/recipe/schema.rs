@@ -25,6 +25,21 @@ pub struct RawRecipe {
     pub env: RawEnv,
     #[serde(default)]
     pub cluster: Option<Spanned<RawCluster>>,
+    #[serde(default)]
+    pub nfs: Option<Spanned<RawNfs>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNfs {
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub claim: Option<Spanned<String>>,
+    #[serde(default)]
+    pub server: Option<Spanned<String>>,
+    #[serde(default)]
+    pub export: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -251,6 +251,81 @@ pub fn manifest(input: &ManifestInput) -> Result<Value, SpecError> {
     Ok(Value::Object(doc))
 }
 
+/// The name of the shared volume in emitted pods (`env --nfs`).
+pub const NFS_VOLUME: &str = "raypack-nfs";
+
+/// Mounts the shared volume at `mount_path` in every pod of `doc` (head, each worker group, a
+/// RayJob's submitter) and runs a RayJob's entrypoint after `entrypoint_prefix` (`cd SNAPSHOT
+/// && `).
+pub fn with_nfs(
+    doc: &mut Value,
+    volume: &crate::recipe::NfsVolume,
+    mount_path: &str,
+    entrypoint_prefix: &str,
+) {
+    let source = match volume {
+        crate::recipe::NfsVolume::Claim(c) => {
+            json!({ "name": NFS_VOLUME, "persistentVolumeClaim": { "claimName": c } })
+        }
+        crate::recipe::NfsVolume::Server { server, export } => {
+            json!({ "name": NFS_VOLUME, "nfs": { "server": server, "path": export } })
+        }
+    };
+    let mount = json!({ "name": NFS_VOLUME, "mountPath": mount_path });
+    let add = |pod: &mut Value| {
+        if !pod.is_object() {
+            return;
+        }
+        let vols = pod
+            .as_object_mut()
+            .expect("object")
+            .entry("volumes")
+            .or_insert_with(|| json!([]));
+        if let Some(v) = vols.as_array_mut() {
+            v.push(source.clone());
+        }
+        for c in pod["containers"].as_array_mut().into_iter().flatten() {
+            let mounts = c
+                .as_object_mut()
+                .expect("container object")
+                .entry("volumeMounts")
+                .or_insert_with(|| json!([]));
+            if let Some(m) = mounts.as_array_mut() {
+                m.push(mount.clone());
+            }
+        }
+    };
+    if let Some(e) = doc.pointer_mut("/spec/entrypoint")
+        && let Some(text) = e.as_str()
+    {
+        *e = json!(format!("{entrypoint_prefix}{text}"));
+    }
+    // RayJob: the submitter and rayClusterSpec; RayService: rayClusterConfig; RayCluster: spec.
+    for pod in [
+        "/spec/submitterPodTemplate/spec",
+        "/spec/rayClusterSpec/headGroupSpec/template/spec",
+        "/spec/rayClusterConfig/headGroupSpec/template/spec",
+        "/spec/headGroupSpec/template/spec",
+    ] {
+        if let Some(p) = doc.pointer_mut(pod) {
+            add(p);
+        }
+    }
+    for groups in [
+        "/spec/rayClusterSpec/workerGroupSpecs",
+        "/spec/rayClusterConfig/workerGroupSpecs",
+        "/spec/workerGroupSpecs",
+    ] {
+        if let Some(gs) = doc.pointer_mut(groups).and_then(Value::as_array_mut) {
+            for g in gs {
+                if let Some(p) = g.pointer_mut("/template/spec") {
+                    add(p);
+                }
+            }
+        }
+    }
+}
+
 /// Values for the kuberay/ray-cluster Helm chart.
 pub fn helm_values(cluster: &Cluster, image: &str) -> Value {
     let (repo, tag) = match image.split_once('@') {

@@ -39,6 +39,9 @@ pub struct RuntimeEnv {
     pub uv: Option<Vec<String>>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub env_vars: BTreeMap<String, String>,
+    /// `module.function` every worker runs at start-up (`env --nfs`: enter the snapshot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_process_setup_hook: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<RuntimeEnvConfig>,
 }
