@@ -200,10 +200,12 @@ fn bakes_are_reproducible_and_an_edit_changes_only_the_code_layer() {
     );
     assert_ne!(la.last(), lc.last(), "code layer changed");
     assert_eq!(c["bake"]["pushed"]["uploaded"], 2, "code layer + config");
+    // The image's two, and the new image's SBOM (its referrer's empty config is already there).
+    assert_eq!(c["bake"]["sbom"].as_array().unwrap().len(), 1);
     assert_eq!(
         uploads(&repo_path) - before,
-        2,
-        "registry saw exactly two blob uploads"
+        3,
+        "registry saw exactly three blob uploads"
     );
 }
 

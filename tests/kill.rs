@@ -226,7 +226,8 @@ fn curl(args: &[&str], url: &str) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
-/// The registry's view of `repo_path`: every tag's manifest has all its blobs.
+/// The registry's view of `repo_path`: every tag's manifest has all its blobs, and every tag's
+/// index (the SBOM referrers' tag) lists only manifests the registry has.
 fn assert_registry_complete(registry: &str, repo_path: &str) {
     let (code, body) = curl(&[], &format!("http://{registry}/v2/{repo_path}/tags/list"));
     if code != 200 {
@@ -238,12 +239,30 @@ fn assert_registry_complete(registry: &str, repo_path: &str) {
         let (code, body) = curl(
             &[
                 "-H",
-                "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+                "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json",
             ],
             &format!("http://{registry}/v2/{repo_path}/manifests/{tag}"),
         );
         assert_eq!(code, 200, "{repo_path}:{tag}: {body}");
         let m: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if let Some(listed) = m["manifests"].as_array() {
+            for d in listed {
+                let digest = d["digest"].as_str().unwrap();
+                let (code, _) = curl(
+                    &[
+                        "-I",
+                        "-H",
+                        "Accept: application/vnd.oci.image.manifest.v1+json",
+                    ],
+                    &format!("http://{registry}/v2/{repo_path}/manifests/{digest}"),
+                );
+                assert_eq!(
+                    code, 200,
+                    "{repo_path}:{tag} lists manifest {digest}, which the registry lacks"
+                );
+            }
+            continue;
+        }
         let blobs =
             std::iter::once(&m["config"]).chain(m["layers"].as_array().into_iter().flatten());
         for b in blobs {

@@ -214,7 +214,13 @@ fn concurrent_installs_of_one_lock_share_one_environment() {
         .args(["env", "--deps", "bundle", "--dry-run"]);
     let _ = run(&mut c);
     let children: Vec<_> = (0..2)
-        .map(|_| nfs_env(&dir, &m, &cache).spawn().unwrap())
+        .map(|_| {
+            nfs_env(&dir, &m, &cache)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     let mut created = 0;
     for ch in children {
@@ -253,7 +259,11 @@ fn a_killed_install_leaves_nothing_under_a_final_name() {
         .unwrap()
         .replace("requirements.txt", "pylock.toml");
     std::fs::write(dir.join("raypack.toml"), recipe).unwrap();
-    let mut child = nfs_env(&dir, &m, &cache).spawn().unwrap();
+    let mut child = nfs_env(&dir, &m, &cache)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let envs = m.join("envs");
     let started = std::time::Instant::now();
     let mut caught = false;

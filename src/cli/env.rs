@@ -45,9 +45,9 @@ pub(super) struct EnvArgs {
     pub(super) explain: bool,
     /// Publish to a shared volume (NFS/EFS) mounted at PATH here and in every Ray pod (default:
     /// [nfs] path): a code snapshot and an installed environment, no zips, no pip at job start.
-    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "",
-          conflicts_with_all = ["store", "dry_run", "compression_level", "max_package_size"])]
-    pub(super) nfs: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", num_args = 0..=1,
+          conflicts_with_all = ["store", "dry_run", "compression_level", "max_package_size", "resolve", "explain"])]
+    pub(super) nfs: Option<Option<PathBuf>>,
 }
 
 /// The KubeRay manifest of `kind` for the recipe's `[cluster]`, with `env` as its runtime_env.
@@ -105,9 +105,8 @@ fn env_nfs(
     cli: &Cli,
     args: &EnvArgs,
     recipe: &raypack::recipe::Recipe,
-    flag: &std::path::Path,
+    flag: Option<&std::path::Path>,
 ) -> Result<ExitCode, CliError> {
-    let flag = (!flag.as_os_str().is_empty()).then_some(flag);
     let path =
         raypack::nfs::mount_path(recipe, flag).map_err(|e| CliError::Other(e.to_string()))?;
     let http = raypack::http::client()?;
@@ -181,17 +180,11 @@ fn env_nfs(
     print!("{text}");
     let _ = std::io::stdout().flush();
     if let Some(address) = &args.submit {
-        let entrypoint = recipe
-            .cluster
-            .as_ref()
-            .and_then(|c| c.entrypoint.clone())
-            .ok_or_else(|| CliError::Other("--submit needs `entrypoint` in [cluster] (e.g. entrypoint = \"python main.py\")".into()))?;
-        let entrypoint = format!("{}{entrypoint}", outcome.entrypoint_prefix);
         return submit(
             &rt,
             &http,
             address,
-            &entrypoint,
+            &outcome.entrypoint_prefix,
             &outcome.runtime_env,
             recipe,
             args.timeout,
@@ -200,21 +193,33 @@ fn env_nfs(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Submits to a Ray dashboard and follows the job to its end.
+/// Submits `[cluster] entrypoint` (after `prefix`) to a Ray dashboard and follows the job to
+/// its end.
 fn submit(
     rt: &tokio::runtime::Runtime,
     http: &reqwest::Client,
     address: &str,
-    entrypoint: &str,
+    prefix: &str,
     runtime_env: &serde_json::Value,
     recipe: &raypack::recipe::Recipe,
     timeout: u64,
 ) -> Result<ExitCode, CliError> {
+    let entrypoint = recipe
+        .cluster
+        .as_ref()
+        .and_then(|c| c.entrypoint.clone())
+        .ok_or_else(|| {
+            CliError::Other(
+                "--submit needs `entrypoint` in [cluster] (e.g. entrypoint = \"python main.py\")"
+                    .into(),
+            )
+        })?;
+    let entrypoint = format!("{prefix}{entrypoint}");
     let meta = serde_json::json!({"raypack.project": recipe.name});
     let result = rt.block_on(raypack::submit::submit_and_follow(
         http,
         address,
-        entrypoint,
+        &entrypoint,
         runtime_env,
         &meta,
         Duration::from_secs(timeout),
@@ -242,7 +247,7 @@ fn submit(
 pub(super) fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
     let recipe = load_recipe(cli)?;
     if let Some(flag) = &args.nfs {
-        return env_nfs(cli, args, &recipe, flag);
+        return env_nfs(cli, args, &recipe, flag.as_deref());
     }
     let store = args
         .store
@@ -377,16 +382,11 @@ pub(super) fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
     let _ = std::io::stdout().flush();
 
     if let Some(address) = &args.submit {
-        let entrypoint = recipe
-            .cluster
-            .as_ref()
-            .and_then(|c| c.entrypoint.clone())
-            .ok_or_else(|| CliError::Other("--submit needs `entrypoint` in [cluster] (e.g. entrypoint = \"python main.py\")".into()))?;
         return submit(
             &rt,
             &opts.http,
             address,
-            &entrypoint,
+            "",
             &outcome.runtime_env,
             &recipe,
             args.timeout,

@@ -5,8 +5,8 @@ use super::*;
 #[derive(clap::Args, Debug)]
 pub(super) struct GcArgs {
     /// The shared volume's mount path (default: [nfs] path of the recipe).
-    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "", required = true)]
-    pub(super) nfs: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", num_args = 0..=1, required = true)]
+    pub(super) nfs: Option<Option<PathBuf>>,
     /// Remove what is listed as removable (without it: a dry run that only lists).
     #[arg(long)]
     pub(super) delete: bool,
@@ -17,9 +17,9 @@ pub(super) struct GcArgs {
 }
 
 pub(super) fn gc(cli: &Cli, args: &GcArgs) -> Result<ExitCode, CliError> {
-    let flag = args.nfs.as_deref().filter(|p| !p.as_os_str().is_empty());
+    let flag = args.nfs.clone().flatten();
     let path = match flag {
-        Some(p) => p.to_path_buf(),
+        Some(p) => p,
         None => raypack::nfs::mount_path(&load_recipe(cli)?, None)
             .map_err(|e| CliError::Other(e.to_string()))?,
     };

@@ -48,23 +48,9 @@ pub enum MetadataError {
 /// Parses METADATA (RFC 822 style headers; the body after the first blank line is ignored).
 pub fn parse(text: &str) -> CoreMetadata {
     let mut m = CoreMetadata::default();
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        if line.is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some(last) = headers.last_mut() {
-                last.1.push(' ');
-                last.1.push_str(line.trim());
-            }
-            continue;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    for (k, v) in headers {
+    for (k, v) in headers(text) {
+        // Continuation lines of these fields read as one line.
+        let v = v.replace('\n', " ");
         match k.as_str() {
             "name" => m.name = v,
             "version" => m.version = v,
