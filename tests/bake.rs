@@ -279,6 +279,16 @@ fn tar_and_layout_outputs_are_readable() {
             .unwrap()
             .starts_with("sha256:")
     );
+    // The SBOM (SPDX by default) beside each output, naming this image.
+    for beside in [
+        t.path().join("img.tar.spdx.json"),
+        t.path().join("layout.spdx.json"),
+    ] {
+        let sbom: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&beside).unwrap()).unwrap();
+        assert_eq!(sbom["spdxVersion"], "SPDX-2.3", "{}", beside.display());
+        assert_eq!(sbom["packages"][0]["versionInfo"], serde_json::json!(digest));
+    }
 }
 
 #[test]
