@@ -242,6 +242,37 @@ fn emitted_manifests_validate_and_pin_one_digest() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_norway::from_str(&stdout(&out)).unwrap();
     assert!(v["image"]["tag"].as_str().unwrap().starts_with("sha256:"));
+
+    // The prepull DaemonSet: valid against Kubernetes' own apps/v1 schema (kubernetes-validate,
+    // strict: no unknown fields), pulling the image by the same digest.
+    let out = bake(&dir, &["--emit", "prepull"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = stdout(&out);
+    let file = dir.join("prepull.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let validator = std::path::Path::new(&service("RAYPACK_TEST_UV"))
+        .parent()
+        .unwrap()
+        .join("kubernetes-validate");
+    let check = run(Command::new(validator).arg("--strict").arg(&file));
+    assert!(
+        check.status.success()
+            && format!("{}{}", stdout(&check), stderr(&check))
+                .contains(" passed for resource daemonset/"),
+        "{}{}\n{yaml}",
+        stdout(&check),
+        stderr(&check)
+    );
+    let ds: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+    assert_eq!(ds["kind"], "DaemonSet");
+    let init = ds["spec"]["template"]["spec"]["initContainers"][0]["image"]
+        .as_str()
+        .unwrap();
+    assert!(init.starts_with(&format!("{repo}@sha256:")), "{init}");
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["tolerations"][0]["operator"],
+        "Exists"
+    );
 }
 
 #[test]
@@ -287,7 +318,10 @@ fn tar_and_layout_outputs_are_readable() {
         let sbom: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&beside).unwrap()).unwrap();
         assert_eq!(sbom["spdxVersion"], "SPDX-2.3", "{}", beside.display());
-        assert_eq!(sbom["packages"][0]["versionInfo"], serde_json::json!(digest));
+        assert_eq!(
+            sbom["packages"][0]["versionInfo"],
+            serde_json::json!(digest)
+        );
     }
 }
 

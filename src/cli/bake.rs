@@ -51,12 +51,19 @@ pub(super) enum BakeEmit {
     Rayjob,
     Rayservice,
     HelmValues,
+    /// A DaemonSet that pre-pulls the image by digest on every node.
+    Prepull,
 }
 
 pub(super) fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
     let recipe = load_recipe(cli)?;
     // Check what will be printed before building anything.
-    if let Some(e) = args.emit {
+    if args.emit == Some(BakeEmit::Prepull) && recipe.image.repository.is_none() {
+        return Err(CliError::Other(
+            "--emit prepull needs [image] repository: nodes pull the image from a registry".into(),
+        ));
+    }
+    if let Some(e) = args.emit.filter(|e| *e != BakeEmit::Prepull) {
         let c = recipe.cluster.as_ref().ok_or_else(|| {
             CliError::Other("--emit needs [cluster] in the recipe (see recipes/README.md)".into())
         })?;
@@ -178,6 +185,11 @@ pub(super) fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
     }
     let doc = match args.emit {
         None => None,
+        Some(BakeEmit::Prepull) => Some(raypack::spec::kuberay::prepull(
+            recipe.cluster.as_ref(),
+            &recipe.name,
+            &outcome.reference,
+        )),
         Some(e) => {
             let c = recipe.cluster.as_ref().expect("checked above");
             let ray_version = raypack::spec::kuberay::ray_version(

@@ -326,6 +326,59 @@ pub fn with_nfs(
     }
 }
 
+/// A DaemonSet that pulls `image` onto every node before Ray pods need it, as Ray's docs
+/// recommend for large images: an init container of the image (it runs `true` and exits, so
+/// the kubelet has pulled the image), then a pause container that keeps the pod, and the image,
+/// in place. Tolerates every taint, so GPU and other dedicated nodes pull too. `cluster` gives
+/// the name, namespace and pull secrets when the recipe has one.
+pub fn prepull(cluster: Option<&Cluster>, project: &str, image: &str) -> Value {
+    let name = format!(
+        "{}-prepull",
+        cluster.map(|c| c.name.as_str()).unwrap_or(project)
+    );
+    let labels = json!({"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "raypack"});
+    let mut meta = Map::new();
+    meta.insert("name".into(), json!(name));
+    if let Some(ns) = cluster.and_then(|c| c.namespace.as_ref()) {
+        meta.insert("namespace".into(), json!(ns));
+    }
+    meta.insert("labels".into(), labels.clone());
+    let small = json!({"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}});
+    let mut pod = Map::new();
+    pod.insert(
+        "initContainers".into(),
+        json!([{ "name": "prepull", "image": image, "command": ["sh", "-c", "true"], "resources": small }]),
+    );
+    pod.insert(
+        "containers".into(),
+        json!([{ "name": "pause", "image": PAUSE_IMAGE, "resources": small }]),
+    );
+    pod.insert("tolerations".into(), json!([{ "operator": "Exists" }]));
+    if let Some(c) = cluster
+        && !c.image_pull_secrets.is_empty()
+    {
+        let s: Vec<Value> = c
+            .image_pull_secrets
+            .iter()
+            .map(|n| json!({ "name": n }))
+            .collect();
+        pod.insert("imagePullSecrets".into(), Value::Array(s));
+    }
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": meta,
+        "spec": {
+            "selector": { "matchLabels": { "app.kubernetes.io/name": name } },
+            "updateStrategy": { "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": "100%" } },
+            "template": { "metadata": { "labels": labels }, "spec": pod },
+        },
+    })
+}
+
+/// The pause image of the prepull DaemonSet's long-running container (Kubernetes' own).
+pub const PAUSE_IMAGE: &str = "registry.k8s.io/pause:3.10";
+
 /// Values for the kuberay/ray-cluster Helm chart.
 pub fn helm_values(cluster: &Cluster, image: &str) -> Value {
     let (repo, tag) = match image.split_once('@') {
