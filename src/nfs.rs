@@ -125,9 +125,10 @@ pub struct NfsOutcome {
     pub env_spec: crate::spec::runtime_env::RuntimeEnv,
 }
 
-/// The mount path: `--nfs PATH`, else `[nfs] path`.
+/// The mount path: `--nfs PATH` (made absolute: the printed paths are read on the cluster),
+/// else `[nfs] path`.
 pub fn mount_path(recipe: &Recipe, flag: Option<&Path>) -> Result<PathBuf, NfsError> {
-    flag.map(Path::to_path_buf)
+    flag.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
         .or_else(|| recipe.nfs.as_ref().and_then(|n| n.path.clone()))
         .ok_or(NfsError::NoPath)
 }
@@ -175,6 +176,15 @@ pub async fn run(
     ];
     if let Some(e) = &env {
         pythonpath.push(e.dir.join("site-packages").display().to_string());
+    }
+    // A PYTHONPATH of the recipe's own comes after raypack's.
+    if let Some(own) = recipe
+        .env
+        .env_vars
+        .get("PYTHONPATH")
+        .filter(|p| !p.is_empty())
+    {
+        pythonpath.push(own.clone());
     }
     let mut env_vars = recipe.env.env_vars.clone();
     env_vars.insert("PYTHONPATH".into(), pythonpath.join(":"));

@@ -411,3 +411,33 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_relative_mount_path_is_made_absolute_and_the_recipes_pythonpath_comes_last() {
+    let (t, dir) = hello_copy();
+    let m = mount(t.path());
+    let recipe = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace("requirements_file = \"requirements.txt\"\n", "")
+        .replace(
+            "env_vars = { GREETING_MODE = \"dev\" }",
+            "env_vars = { GREETING_MODE = \"dev\", PYTHONPATH = \"/opt/extra\" }",
+        );
+    std::fs::write(dir.join("raypack.toml"), recipe).unwrap();
+    let out = run(raypack()
+        .current_dir(t.path())
+        .env("RAYPACK_CACHE_DIR", t.path().join("cache"))
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "env", "--nfs", "mnt/shared"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pp = v["nfs"]["runtime_env"]["env_vars"]["PYTHONPATH"]
+        .as_str()
+        .unwrap();
+    assert!(
+        pp.starts_with(&format!("{}/code/hello/", m.display())),
+        "{pp}"
+    );
+    assert!(pp.ends_with(":/opt/extra"), "{pp}");
+}
