@@ -174,47 +174,29 @@ fn requirements_txt_lines(f: &Path) -> Result<Vec<String>, RequirementsError> {
 }
 
 fn pylock_pins(path: &Path) -> Result<Vec<String>, RequirementsError> {
+    use crate::python::pylock::{PylockError, read};
     let text = std::fs::read_to_string(path).map_err(|source| RequirementsError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| RequirementsError::Bad {
-            path: path.to_path_buf(),
-            line: e
-                .span()
-                .map(|s| text[..s.start].matches('\n').count() + 1)
-                .unwrap_or(1),
-            message: e.message().to_string(),
-        })?;
-    let mut out = Vec::new();
-    for p in doc
-        .get("packages")
-        .and_then(|p| p.as_array())
+    let packages = read(&text).map_err(|e| RequirementsError::Bad {
+        path: path.to_path_buf(),
+        line: match &e {
+            PylockError::Toml { line, .. } => *line,
+            PylockError::Invalid(_) => 1,
+        },
+        message: match e {
+            PylockError::Toml { message, .. } => message,
+            PylockError::Invalid(m) => m,
+        },
+    })?;
+    Ok(packages
         .into_iter()
-        .flatten()
-    {
-        let name = p.get("name").and_then(|v| v.as_str());
-        let version = p.get("version").and_then(|v| v.as_str());
-        match (name, version) {
-            (Some(n), Some(v)) => {
-                let marker = p.get("marker").and_then(|m| m.as_str());
-                out.push(match marker {
-                    Some(m) => format!("{n}=={v}; {m}"),
-                    None => format!("{n}=={v}"),
-                });
-            }
-            _ => {
-                return Err(RequirementsError::Bad {
-                    path: path.to_path_buf(),
-                    line: 1,
-                    message: "a [[packages]] entry lacks `name` or `version`".into(),
-                });
-            }
-        }
-    }
-    Ok(out)
+        .map(|p| match p.marker {
+            Some(m) => format!("{}=={}; {m}", p.name, p.version),
+            None => format!("{}=={}", p.name, p.version),
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -142,96 +142,61 @@ pub enum PinnedError {
     },
 }
 
-/// Wheels from a pylock.toml for `target`.
+/// Wheels from a pylock.toml for `target` (read by [`super::pylock::read`]).
 pub fn from_pylock(path: &Path, target: &Target) -> Result<Vec<PinnedWheel>, PinnedError> {
+    use super::pylock::PylockError;
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| PinnedError::Io {
         path: path.into(),
         source,
     })?;
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| PinnedError::Malformed {
-            file: match e.span() {
-                Some(span) => {
-                    let before = &text[..span.start.min(text.len())];
-                    let line = before.matches('\n').count() + 1;
-                    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
-                    format!("{file}:{line}:{col}")
-                }
-                None => file.clone(),
-            },
-            message: format!("not valid TOML: {}", e.message()),
-        })?;
-    if doc
-        .get("lock-version")
-        .and_then(|v| v.as_str())
-        .is_none_or(|v| !v.starts_with("1."))
-    {
-        return Err(PinnedError::Malformed {
-            file,
-            message: "missing or unsupported lock-version (expected 1.x)".into(),
-        });
-    }
-    let env = marker_env(target);
+    let bad = |m: String| PinnedError::Malformed {
+        file: file.clone(),
+        message: m,
+    };
+    let packages = super::pylock::read(&text).map_err(|e| match e {
+        PylockError::Toml {
+            line,
+            column,
+            message,
+        } => PinnedError::Malformed {
+            file: format!("{file}:{line}:{column}"),
+            message: format!("not valid TOML: {message}"),
+        },
+        PylockError::Invalid(m) => bad(m),
+    })?;
     let prio = target.priorities();
     let mut out = Vec::new();
-    for p in doc
-        .get("packages")
-        .and_then(|p| p.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let bad = |m: &str| PinnedError::Malformed {
-            file: file.clone(),
-            message: m.to_string(),
-        };
-        let name = p
-            .get("name")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| bad("a [[packages]] entry has no name"))?;
-        let version = p
-            .get("version")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| bad(&format!("package {name} has no version")))?;
-        if let Some(m) = p.get("marker").and_then(|m| m.as_str()) {
-            let req = super::requirement::parse(&format!("{name}; {m}"))
-                .map_err(|e| bad(&format!("package {name}: bad marker: {e}")))?;
-            if !req.marker.evaluate(&env, &[]) {
-                continue;
-            }
+    for p in packages {
+        if !p.applies_to(target).map_err(bad)? {
+            continue;
         }
-        let wheels = p.get("wheels").and_then(|w| w.as_array()).ok_or_else(|| {
-            bad(&format!(
+        let (name, version) = (p.name.as_str(), p.version.as_str());
+        if p.wheels.is_empty() {
+            return Err(bad(format!(
                 "package {name} {version} has no wheels (sdists are not built)"
-            ))
-        })?;
+            )));
+        }
         let mut cands = Vec::new();
-        for w in wheels {
+        for w in &p.wheels {
             let url = w
-                .get("url")
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| bad(&format!("a wheel of {name} has no url")))?;
-            let fname = w
-                .get("name")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| url.rsplit('/').next().unwrap_or_default().to_string());
+                .url
+                .clone()
+                .ok_or_else(|| bad(format!("a wheel of {name} has no url")))?;
             let sha = w
-                .get("hashes")
-                .and_then(|h| h.get("sha256"))
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| bad(&format!("{fname} has no sha256 hash")))?;
-            if let Some(wn) = WheelName::parse(&fname) {
+                .sha256
+                .clone()
+                .ok_or_else(|| bad(format!("{} has no sha256 hash", w.filename)))?;
+            if let Some(wn) = WheelName::parse(&w.filename) {
                 cands.push((
                     wn,
                     PinnedWheel {
                         name: name.into(),
                         version: version.into(),
-                        filename: fname.clone(),
-                        url: url.into(),
-                        sha256: sha.into(),
-                        size: w.get("size").and_then(|v| v.as_integer()).map(|n| n as u64),
+                        filename: w.filename.clone(),
+                        url,
+                        sha256: sha,
+                        size: w.size,
                     },
                 ));
             }

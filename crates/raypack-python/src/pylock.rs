@@ -194,6 +194,138 @@ pub fn render(targets: &[LockTarget], resolutions: &[Resolution], tool: &ToolInf
     out
 }
 
+/// One `[[packages]]` entry of a pylock.toml, as every reader needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedPackage {
+    /// The distribution's name, as the lock spells it.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Its environment marker, if any.
+    pub marker: Option<String>,
+    /// Its wheels (empty when the entry lists none).
+    pub wheels: Vec<LockedWheel>,
+}
+
+impl LockedPackage {
+    /// Whether the package applies to `target` (no marker, or a marker that holds for it).
+    /// A marker that does not parse is an error naming the package.
+    pub fn applies_to(&self, target: &Target) -> Result<bool, String> {
+        let Some(m) = &self.marker else {
+            return Ok(true);
+        };
+        let req = crate::requirement::parse(&format!("{}; {m}", self.name))
+            .map_err(|e| format!("package {}: bad marker: {e}", self.name))?;
+        Ok(req.marker.evaluate(&marker_env(target), &[]))
+    }
+}
+
+/// One wheel of a [`LockedPackage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedWheel {
+    /// Its file name (`name`, else the URL's last segment).
+    pub filename: String,
+    /// Where it is downloaded from; `None` when the entry has none.
+    pub url: Option<String>,
+    /// Its sha256 (hex), when listed.
+    pub sha256: Option<String>,
+    /// Its size, when listed.
+    pub size: Option<u64>,
+}
+
+/// Why a pylock.toml could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PylockError {
+    /// Not TOML: the line and column of the problem.
+    #[error("{line}:{column}: not valid TOML: {message}")]
+    Toml {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser said.
+        message: String,
+    },
+    /// TOML, but not a PEP 751 lock raypack can read.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The packages of a PEP 751 lock (`lock-version` 1.x), in file order: the one reader of
+/// pylock files (bake, the bundle, env's pins, re-locking preferences).
+pub fn read(text: &str) -> Result<Vec<LockedPackage>, PylockError> {
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let start = e.span().map(|s| s.start.min(text.len())).unwrap_or(0);
+        let before = &text[..start];
+        PylockError::Toml {
+            line: before.matches('\n').count() + 1,
+            column: before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1,
+            message: e.message().to_string(),
+        }
+    })?;
+    if doc
+        .get("lock-version")
+        .and_then(|v| v.as_str())
+        .is_none_or(|v| !v.starts_with("1."))
+    {
+        return Err(PylockError::Invalid(
+            "missing or unsupported lock-version (expected 1.x)".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for p in doc
+        .get("packages")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let bad = |m: String| PylockError::Invalid(m);
+        let name = p
+            .get("name")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad("a [[packages]] entry has no name".into()))?;
+        let version = p
+            .get("version")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad(format!("package {name} has no version")))?;
+        let wheels = p
+            .get("wheels")
+            .and_then(|w| w.as_array())
+            .into_iter()
+            .flatten()
+            .map(|w| {
+                let url = w.get("url").and_then(|v| v.as_str()).map(str::to_string);
+                LockedWheel {
+                    filename: w
+                        .get("name")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                        .or_else(|| {
+                            url.as_deref()
+                                .and_then(|u| u.rsplit('/').next())
+                                .map(str::to_string)
+                        })
+                        .unwrap_or_default(),
+                    url,
+                    sha256: w
+                        .get("hashes")
+                        .and_then(|h| h.get("sha256"))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string),
+                    size: w.get("size").and_then(|v| v.as_integer()).map(|n| n as u64),
+                }
+            })
+            .collect();
+        out.push(LockedPackage {
+            name: name.into(),
+            version: version.into(),
+            marker: p.get("marker").and_then(|m| m.as_str()).map(str::to_string),
+            wheels,
+        });
+    }
+    Ok(out)
+}
+
 /// The `input-hash` recorded in a lock's `[tool.raypack]`, if any.
 pub fn recorded_input_hash(text: &str) -> Option<String> {
     let doc: toml::Table = text.parse().ok()?;
@@ -207,39 +339,42 @@ pub fn recorded_input_hash(text: &str) -> Option<String> {
 /// The versions an existing lock has for `target` (normalized name → version), used as
 /// preferences so re-locking keeps what still fits.
 pub fn locked_versions(text: &str, target: &Target) -> BTreeMap<String, Version> {
-    let Ok(doc) = text.parse::<toml::Table>() else {
+    let Ok(packages) = read(text) else {
         return BTreeMap::new();
     };
-    let env = marker_env(target);
-    let mut out = BTreeMap::new();
-    for p in doc
-        .get("packages")
-        .and_then(|p| p.as_array())
+    packages
         .into_iter()
-        .flatten()
-    {
-        let (Some(name), Some(version)) = (
-            p.get("name").and_then(|v| v.as_str()),
-            p.get("version").and_then(|v| v.as_str()),
-        ) else {
-            continue;
-        };
-        if let Some(m) = p.get("marker").and_then(|m| m.as_str()) {
-            match crate::requirement::parse(&format!("{name}; {m}")) {
-                Ok(r) if r.marker.evaluate(&env, &[]) => {}
-                _ => continue,
-            }
-        }
-        if let Ok(v) = Version::from_str(version) {
-            out.insert(normalize(name), v);
-        }
-    }
-    out
+        .filter(|p| p.applies_to(target).unwrap_or(false))
+        .filter_map(|p| Some((normalize(&p.name), Version::from_str(&p.version).ok()?)))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_reader_for_every_use() {
+        let text = "lock-version = \"1.0\"\n[[packages]]\nname = \"a\"\nversion = \"1\"\nmarker = \"platform_machine == 'aarch64'\"\nwheels = [{ url = \"https://f/a-1-py3-none-any.whl\", hashes = { sha256 = \"ab\" } }]\n[[packages]]\nname = \"b\"\nversion = \"2\"\n";
+        let p = read(text).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].wheels[0].filename, "a-1-py3-none-any.whl");
+        assert_eq!(p[0].wheels[0].sha256.as_deref(), Some("ab"));
+        assert!(p[1].wheels.is_empty());
+        let amd = Target::new("linux/amd64", "3.11", "2_28").unwrap();
+        assert_eq!(p[0].applies_to(&amd), Ok(false));
+        assert_eq!(p[1].applies_to(&amd), Ok(true));
+        let v = locked_versions(text, &amd);
+        assert_eq!(v.keys().collect::<Vec<_>>(), ["b"]);
+        assert!(matches!(
+            read("[[packages]]\nname = \"a\"\n"),
+            Err(PylockError::Invalid(m)) if m.contains("lock-version")
+        ));
+        assert!(matches!(
+            read("lock-version = \"1.0\"\n[[packages]\n"),
+            Err(PylockError::Toml { line: 2, .. })
+        ));
+    }
     use crate::index::DistFile;
     use crate::resolve::{Locked, Replacement};
 
