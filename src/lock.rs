@@ -421,19 +421,14 @@ fn broken_base_distributions(
     broken
 }
 
+/// The lock is committed by users like any source file: 0644, written whole.
 fn write_atomic(path: &Path, text: &str) -> Result<(), LockError> {
-    let err = |source| LockError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    std::fs::write(tmp.path(), text).map_err(err)?;
-    // Committed by users like any source file (a temp file is 0600).
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    crate::archive::write_file_atomically(path, text.as_bytes()).map_err(|source| {
+        LockError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// The staleness reason of a lock that was never written (a first lock is not news).

@@ -83,17 +83,13 @@ impl LockFile {
         if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
             return Ok(false);
         }
-        let err = |source| LockError::Write {
-            path: path.clone(),
-            source,
-        };
-        let tmp = tempfile::NamedTempFile::new_in(root).map_err(err)?;
-        std::fs::write(tmp.path(), text).map_err(err)?;
-        // Committed by users like any source file (a temp file is 0600).
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-            .map_err(err)?;
-        tmp.persist(&path).map_err(|e| err(e.error))?;
+        // Committed by users like any source file: 0644, written whole.
+        crate::archive::write_file_atomically(&path, text.as_bytes()).map_err(|source| {
+            LockError::Write {
+                path: path.clone(),
+                source,
+            }
+        })?;
         Ok(true)
     }
 

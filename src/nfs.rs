@@ -314,16 +314,9 @@ fn publish(tmp: tempfile::TempDir, final_dir: &Path) -> Result<bool, NfsError> {
     }
 }
 
-/// Writes `bytes` to `path` through a temp file beside it and a rename.
+/// Writes a small file of the volume whole, readable by every user of the volume.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NfsError> {
-    let dir = path.parent().expect("has a parent");
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
-    std::fs::write(tmp.path(), bytes).map_err(io(path))?;
-    tmp.persist(path).map_err(|e| io(path)(e.error))?;
-    Ok(())
+    crate::archive::write_file_atomically(path, bytes).map_err(io(path))
 }
 
 /// One file of a snapshot: its path in it, sha256 (hex) and whether it is executable.

@@ -139,18 +139,13 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes `bytes` to `path` through a temp file in its directory (never half-written).
+/// Writes an SBOM file whole (its directory made if need be).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BakeError> {
     let err = |e: std::io::Error| BakeError::SbomFile(path.to_path_buf(), e);
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    std::fs::write(tmp.path(), bytes).map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    crate::archive::write_file_atomically(path, bytes).map_err(err)
 }
 
 /// Reads the signing key before anything is built or pushed, so a bad key or a missing
