@@ -490,6 +490,9 @@ pub async fn run(
     let mut labels = Map::new();
     let mut ann = Map::new();
     let base_name = format!("{}", recipe.base.reference);
+    // Asked of git once: the labels and the SBOM name them.
+    let revision = git(&recipe.root, &["rev-parse", "HEAD"]);
+    let source = source_url(&recipe.root);
     for (k, v) in [
         ("org.opencontainers.image.created", Some(created.clone())),
         (
@@ -500,11 +503,8 @@ pub async fn run(
             "org.opencontainers.image.base.digest",
             Some(pin.digest.clone()),
         ),
-        ("org.opencontainers.image.source", source_url(&recipe.root)),
-        (
-            "org.opencontainers.image.revision",
-            git(&recipe.root, &["rev-parse", "HEAD"]),
-        ),
+        ("org.opencontainers.image.source", source.clone()),
+        ("org.opencontainers.image.revision", revision.clone()),
         ("org.opencontainers.image.title", Some(recipe.name.clone())),
     ] {
         if let Some(v) = v {
@@ -598,8 +598,6 @@ pub async fn run(
     if !recipe.image.sbom.is_empty() {
         progress("writing the SBOM");
         let installed = pulled.installed(&cache).await?;
-        let revision = git(&recipe.root, &["rev-parse", "HEAD"]);
-        let source = source_url(&recipe.root);
         let input = sbom::SbomInput {
             image: &image_name,
             image_digest: &digest,

@@ -81,6 +81,8 @@ pub struct PulledBase {
     pub layout: BaseLayout,
     /// Docker v2s2 or OCI media types (the image built on it uses the same).
     pub family: Family,
+    /// What it has installed, read once per command ([`PulledBase::installed`]).
+    installed: tokio::sync::OnceCell<std::sync::Arc<BaseIndex>>,
 }
 
 impl<'a> PinnedBase<'a> {
@@ -181,6 +183,7 @@ impl<'a> PinnedBase<'a> {
             config,
             layout,
             family,
+            installed: Default::default(),
         })
     }
 }
@@ -191,19 +194,29 @@ impl PulledBase {
         self.image.layers.iter().map(|l| l.path.clone()).collect()
     }
 
-    /// What the base has installed, indexed once per base config digest under the cache.
-    pub async fn installed(&self, cache: &BlobCache) -> Result<BaseIndex, BaseError> {
+    /// What the base has installed: indexed once per base config digest under the cache, and
+    /// read once per command (bake's dependency layers and its SBOM share it).
+    pub async fn installed(
+        &self,
+        cache: &BlobCache,
+    ) -> Result<std::sync::Arc<BaseIndex>, BaseError> {
         let (key, dir, layers, sp) = (
             self.image.config.digest.clone(),
             cache.root().join("base-index"),
             self.layer_paths(),
             self.layout.site_packages.clone(),
         );
-        Ok(
-            tokio::task::spawn_blocking(move || BaseIndex::load_or_build(&dir, &key, &layers, &sp))
+        self.installed
+            .get_or_try_init(|| async move {
+                let index = tokio::task::spawn_blocking(move || {
+                    BaseIndex::load_or_build(&dir, &key, &layers, &sp)
+                })
                 .await
-                .expect("indexing does not panic")?,
-        )
+                .expect("indexing does not panic")?;
+                Ok(std::sync::Arc::new(index))
+            })
+            .await
+            .cloned()
     }
 }
 
@@ -227,5 +240,5 @@ pub async fn read_installed(
     let base = PinnedBase::pin(recipe, p, &registry, &cache, false).await?;
     let pulled = base.pull().await?;
     let index = pulled.installed(&cache).await?;
-    Ok((index, pulled.layout))
+    Ok((std::sync::Arc::unwrap_or_clone(index), pulled.layout))
 }
