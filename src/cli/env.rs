@@ -91,6 +91,20 @@ fn cluster_doc(
     })?)
 }
 
+/// What `env` prints without `--output json`: the manifest, else the runtime_env, as `format`.
+fn printed(
+    doc: Option<&serde_json::Value>,
+    format: Format,
+    env: &raypack::spec::runtime_env::RuntimeEnv,
+) -> Result<String, CliError> {
+    Ok(match (doc, format) {
+        (Some(d), Format::Yaml) => raypack::spec::to_yaml(d),
+        (Some(d), Format::Json) => serde_json::to_string_pretty(d)? + "\n",
+        (None, Format::Yaml) => env.to_yaml(),
+        (None, Format::Json) => serde_json::to_string(&env.to_json())? + "\n",
+    })
+}
+
 fn emitted_kind(emit: Option<Emit>) -> Option<ClusterKind> {
     match emit {
         None | Some(Emit::RuntimeEnv) => None,
@@ -167,15 +181,10 @@ fn env_nfs(
             Some(d)
         }
     };
-    let text = match (&doc, args.format, cli.output) {
-        (_, _, Output::Json) => {
-            serde_json::to_string_pretty(&serde_json::json!({"nfs": outcome, "manifest": doc}))?
-                + "\n"
-        }
-        (Some(d), Format::Yaml, _) => raypack::spec::to_yaml(d),
-        (Some(d), Format::Json, _) => serde_json::to_string_pretty(d)? + "\n",
-        (None, Format::Yaml, _) => outcome.env_spec.to_yaml(),
-        (None, Format::Json, _) => serde_json::to_string(&outcome.runtime_env)? + "\n",
+    let text = if cli.output == Output::Json {
+        serde_json::to_string_pretty(&serde_json::json!({"nfs": outcome, "manifest": doc}))? + "\n"
+    } else {
+        printed(doc.as_ref(), args.format, &outcome.env_spec)?
     };
     print!("{text}");
     let _ = std::io::stdout().flush();
@@ -373,10 +382,7 @@ pub(super) fn env(cli: &Cli, args: &EnvArgs) -> Result<ExitCode, CliError> {
                 &serde_json::json!({"store": outcome.store, "packages": outcome.packages, "runtime_env": outcome.runtime_env, "bundle": outcome.bundle, "manifest": doc}),
             )? + "\n"
         }
-        (Some(d), Format::Yaml, _) => raypack::spec::to_yaml(d),
-        (Some(d), Format::Json, _) => serde_json::to_string_pretty(d)? + "\n",
-        (None, Format::Yaml, _) => outcome.env.to_yaml(),
-        (None, Format::Json, _) => serde_json::to_string(&outcome.runtime_env)? + "\n",
+        _ => printed(doc.as_ref(), args.format, &outcome.env)?,
     };
     print!("{text}");
     let _ = std::io::stdout().flush();

@@ -101,20 +101,25 @@ fn container(name: &str, image: &str, r: &Resources, ports: Option<Value>) -> Va
     Value::Object(c)
 }
 
-fn pod_spec(cluster: &Cluster, container: Value) -> Value {
-    let mut spec = Map::new();
-    spec.insert("containers".into(), json!([container]));
-    if let Some(sa) = &cluster.service_account {
-        spec.insert("serviceAccountName".into(), json!(sa));
-    }
+/// Sets `imagePullSecrets` in a pod spec from `[cluster] image_pull_secrets`, if it names any.
+fn insert_pull_secrets(pod: &mut Map<String, Value>, cluster: &Cluster) {
     if !cluster.image_pull_secrets.is_empty() {
         let s: Vec<Value> = cluster
             .image_pull_secrets
             .iter()
             .map(|n| json!({ "name": n }))
             .collect();
-        spec.insert("imagePullSecrets".into(), Value::Array(s));
+        pod.insert("imagePullSecrets".into(), Value::Array(s));
     }
+}
+
+fn pod_spec(cluster: &Cluster, container: Value) -> Value {
+    let mut spec = Map::new();
+    spec.insert("containers".into(), json!([container]));
+    if let Some(sa) = &cluster.service_account {
+        spec.insert("serviceAccountName".into(), json!(sa));
+    }
+    insert_pull_secrets(&mut spec, cluster);
     json!({ "spec": spec })
 }
 
@@ -218,14 +223,7 @@ pub fn manifest(input: &ManifestInput) -> Result<Value, SpecError> {
                     "resources": {"requests": {"cpu": "500m", "memory": "200Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
                 }]),
             );
-            if !c.image_pull_secrets.is_empty() {
-                let secrets: Vec<Value> = c
-                    .image_pull_secrets
-                    .iter()
-                    .map(|n| json!({ "name": n }))
-                    .collect();
-                submitter.insert("imagePullSecrets".into(), Value::Array(secrets));
-            }
+            insert_pull_secrets(&mut submitter, c);
             s.insert("submitterPodTemplate".into(), json!({ "spec": submitter }));
             Value::Object(s)
         }
@@ -354,15 +352,8 @@ pub fn prepull(cluster: Option<&Cluster>, project: &str, image: &str) -> Value {
         json!([{ "name": "pause", "image": PAUSE_IMAGE, "resources": small }]),
     );
     pod.insert("tolerations".into(), json!([{ "operator": "Exists" }]));
-    if let Some(c) = cluster
-        && !c.image_pull_secrets.is_empty()
-    {
-        let s: Vec<Value> = c
-            .image_pull_secrets
-            .iter()
-            .map(|n| json!({ "name": n }))
-            .collect();
-        pod.insert("imagePullSecrets".into(), Value::Array(s));
+    if let Some(c) = cluster {
+        insert_pull_secrets(&mut pod, c);
     }
     json!({
         "apiVersion": "apps/v1",
