@@ -425,19 +425,14 @@ fn pinned_dependencies_are_installed_as_their_own_layer_and_work() {
     let (t, dir, repo) = project("deps");
     // A PEP 751 lock with real PyPI wheels: a console script, a PEP 420 namespace package and
     // its dependency.
-    let lock = pypi_pylock(&[
-        ("tabulate", "0.9.0"),
-        ("jaraco.functools", "4.1.0"),
-        ("more-itertools", "10.5.0"),
-    ]);
-    std::fs::write(dir.join("pylock.toml"), lock).unwrap();
-    let text = std::fs::read_to_string(dir.join("raypack.toml"))
-        .unwrap()
-        .replace(
-            "requirements_file = \"requirements.txt\"",
-            "requirements_file = \"pylock.toml\"",
-        );
-    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    use_pypi_pylock(
+        &dir,
+        &[
+            ("tabulate", "0.9.0"),
+            ("jaraco.functools", "4.1.0"),
+            ("more-itertools", "10.5.0"),
+        ],
+    );
     let cache = t.path().join("blob-cache");
     let out = run(raypack()
         .env("RAYPACK_CACHE_DIR", &cache)
@@ -648,14 +643,7 @@ fn acceptance_set_installs_what_the_base_lacks_and_runs() {
 #[test]
 fn downgrading_a_base_package_leaves_one_version_visible() {
     let (t, dir, _repo) = project("downgrade");
-    std::fs::write(dir.join("pylock.toml"), pypi_pylock(&[("click", "8.1.7")])).unwrap();
-    let text = std::fs::read_to_string(dir.join("raypack.toml"))
-        .unwrap()
-        .replace(
-            "requirements_file = \"requirements.txt\"",
-            "requirements_file = \"pylock.toml\"",
-        );
-    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    use_pypi_pylock(&dir, &[("click", "8.1.7")]);
     let out = run(raypack()
         .env("RAYPACK_CACHE_DIR", t.path().join("blob-cache"))
         .arg("-C")

@@ -333,16 +333,14 @@ fn ray_imports_a_dependency_bundle_without_pip() {
     let ray = service("RAYPACK_TEST_RAY");
     let (_t, dir) = hello_copy();
     // Packages the Ray venv lacks: a plain one, a PEP 420 namespace package and its dependency.
-    let lock = pypi_pylock(&[
-        ("tabulate", "0.9.0"),
-        ("jaraco.functools", "4.1.0"),
-        ("more-itertools", "10.5.0"),
-    ]);
-    std::fs::write(dir.join("pylock.toml"), lock).unwrap();
-    let recipe = std::fs::read_to_string(dir.join("raypack.toml"))
-        .unwrap()
-        .replace("requirements.txt", "pylock.toml");
-    std::fs::write(dir.join("raypack.toml"), recipe).unwrap();
+    use_pypi_pylock(
+        &dir,
+        &[
+            ("tabulate", "0.9.0"),
+            ("jaraco.functools", "4.1.0"),
+            ("more-itertools", "10.5.0"),
+        ],
+    );
     std::fs::write(
         dir.join("main.py"),
         r#"import ray

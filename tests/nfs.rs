@@ -18,16 +18,14 @@ use std::process::Command;
 /// examples/hello with a lock of packages the Ray venv lacks (one a PEP 420 namespace).
 fn project() -> (tempfile::TempDir, PathBuf) {
     let (t, dir) = hello_copy();
-    let lock = pypi_pylock(&[
-        ("tabulate", "0.9.0"),
-        ("jaraco.functools", "4.1.0"),
-        ("more-itertools", "10.5.0"),
-    ]);
-    std::fs::write(dir.join("pylock.toml"), lock).unwrap();
-    let recipe = std::fs::read_to_string(dir.join("raypack.toml"))
-        .unwrap()
-        .replace("requirements.txt", "pylock.toml");
-    std::fs::write(dir.join("raypack.toml"), recipe).unwrap();
+    use_pypi_pylock(
+        &dir,
+        &[
+            ("tabulate", "0.9.0"),
+            ("jaraco.functools", "4.1.0"),
+            ("more-itertools", "10.5.0"),
+        ],
+    );
     (t, dir)
 }
 
@@ -246,19 +244,17 @@ fn a_killed_install_leaves_nothing_under_a_final_name() {
     let m = mount(t.path());
     let cache = t.path().join("cache");
     // Large enough that the install takes a while: numpy and pandas.
-    let lock = pypi_pylock(&[
-        ("numpy", "2.2.6"),
-        ("pandas", "2.2.3"),
-        ("python-dateutil", "2.9.0.post0"),
-        ("pytz", "2025.2"),
-        ("tzdata", "2025.2"),
-        ("six", "1.17.0"),
-    ]);
-    std::fs::write(dir.join("pylock.toml"), lock).unwrap();
-    let recipe = std::fs::read_to_string(dir.join("raypack.toml"))
-        .unwrap()
-        .replace("requirements.txt", "pylock.toml");
-    std::fs::write(dir.join("raypack.toml"), recipe).unwrap();
+    use_pypi_pylock(
+        &dir,
+        &[
+            ("numpy", "2.2.6"),
+            ("pandas", "2.2.3"),
+            ("python-dateutil", "2.9.0.post0"),
+            ("pytz", "2025.2"),
+            ("tzdata", "2025.2"),
+            ("six", "1.17.0"),
+        ],
+    );
     let mut child = nfs_env(&dir, &m, &cache)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

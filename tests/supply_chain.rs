@@ -35,6 +35,17 @@ fn py(script: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     )
 }
 
+/// The manifest or index at `reference` (`registry/repo:tag`), read with skopeo.
+fn raw_manifest(reference: &str) -> serde_json::Value {
+    let out = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// GET from the harness registry (plain HTTP on 127.0.0.1).
 fn registry_get(path: &str, accept: &str) -> Vec<u8> {
     let registry = service("RAYPACK_TEST_REGISTRY");
@@ -109,16 +120,9 @@ fn project(tag: &str) -> (tempfile::TempDir, PathBuf, String) {
             "image = \"rayproject/ray:2.60.0-py311-cpu\"",
             &format!("image = \"{base}\"\n\n[image]\nrepository = \"{repo}\"\ntags = [\"v1\"]\nsbom = [\"spdx\", \"cyclonedx\"]"),
         )
-        .replace(
-            "requirements_file = \"requirements.txt\"",
-            "requirements_file = \"pylock.toml\"",
-        );
+        ;
     std::fs::write(dir.join("raypack.toml"), text).unwrap();
-    std::fs::write(
-        dir.join("pylock.toml"),
-        pypi_pylock(&[("click", "8.1.7"), ("iniconfig", "2.1.0")]),
-    )
-    .unwrap();
+    use_pypi_pylock(&dir, &[("click", "8.1.7"), ("iniconfig", "2.1.0")]);
     (t, dir, repo)
 }
 
@@ -279,16 +283,7 @@ fn sboms_list_the_image_are_attached_and_the_image_is_signed() {
     // Attached as referrers: the tag schema's index lists both, each names the image as its
     // subject and carries the document's bytes.
     let tag = digest.replacen(':', "-", 1);
-    let index: serde_json::Value = serde_json::from_slice(
-        &skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{repo}:{tag}"),
-        ])
-        .stdout,
-    )
-    .unwrap();
+    let index: serde_json::Value = raw_manifest(&format!("{repo}:{tag}"));
     let listed_types: Vec<&str> = index["manifests"]
         .as_array()
         .unwrap()
@@ -339,16 +334,7 @@ fn sboms_list_the_image_are_attached_and_the_image_is_signed() {
     );
 
     // The signature: cosign's tag layout, verified with the public key.
-    let sig: serde_json::Value = serde_json::from_slice(
-        &skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{repo}:{tag}.sig"),
-        ])
-        .stdout,
-    )
-    .unwrap();
+    let sig: serde_json::Value = raw_manifest(&format!("{repo}:{tag}.sig"));
     let layer = &sig["layers"][0];
     assert_eq!(
         layer["mediaType"],
@@ -384,16 +370,7 @@ fn sboms_list_the_image_are_attached_and_the_image_is_signed() {
         .args(["bake", "--push", "--sign"])
         .arg(&key));
     assert!(out.status.success(), "{}", stderr(&out));
-    let again: serde_json::Value = serde_json::from_slice(
-        &skopeo(&[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{repo}:{tag}.sig"),
-        ])
-        .stdout,
-    )
-    .unwrap();
+    let again: serde_json::Value = raw_manifest(&format!("{repo}:{tag}.sig"));
     assert_eq!(again["layers"].as_array().unwrap().len(), 1, "{again}");
 
     // A copy of the project, another cache: the same SBOM bytes.

@@ -341,6 +341,20 @@ pub fn pypi_pylock(pins: &[(&str, &str)]) -> String {
     pylock_text(&rows)
 }
 
+/// Makes the project in `dir` take its dependencies from a `pylock.toml` of real PyPI wheels
+/// for `pins` ([`pypi_pylock`]) instead of its requirements.txt.
+pub fn use_pypi_pylock(dir: &Path, pins: &[(&str, &str)]) {
+    std::fs::write(dir.join("pylock.toml"), pypi_pylock(pins)).unwrap();
+    let recipe = std::fs::read_to_string(dir.join("raypack.toml")).unwrap();
+    let from = "requirements_file = \"requirements.txt\"";
+    assert!(
+        recipe.contains(from),
+        "no `{from}` to replace in the recipe"
+    );
+    let recipe = recipe.replace(from, "requirements_file = \"pylock.toml\"");
+    std::fs::write(dir.join("raypack.toml"), recipe).unwrap();
+}
+
 /// Runs skopeo (the independent registry client) and asserts it succeeded.
 pub fn skopeo(args: &[&str]) -> Output {
     let out = Command::new("skopeo")
