@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::archive::zip::{write_stored_file, write_zip};
 use crate::collect::StatCache;
-use crate::plan::{Built, Package, PackageRole, PlanError, plan_packages_into};
+use crate::plan::{Built, Package, PlanError, plan_packages_into};
 use crate::recipe::Recipe;
 use crate::requirements::{RequirementsError, inline_list};
 use crate::spec::runtime_env::{DepsMode, RuntimeEnv, RuntimeEnvConfig};
@@ -239,10 +239,7 @@ pub async fn run(
     let mut reports: Vec<PackageReport> = packages
         .iter()
         .map(|p| PackageReport {
-            role: match &p.role {
-                PackageRole::WorkingDir => "working_dir".into(),
-                PackageRole::PyModule { name } => format!("py_module:{name}"),
-            },
+            role: p.role.label(),
             dir: p.files.root.clone(),
             uri: url.uri_for(&p.object_name),
             digest: p.digest.clone(),

@@ -38,7 +38,7 @@ use sha2::Digest;
 
 use crate::archive::tar::EntryKind;
 use crate::collect::StatCache;
-use crate::plan::{PackageRole, PlanError, plan_packages};
+use crate::plan::{PlanError, plan_packages};
 use crate::python::wheel::{self, Scheme};
 use crate::recipe::Recipe;
 
@@ -169,7 +169,7 @@ pub async fn run(
     )?;
     let mut pythonpath = vec![
         code.dir
-            .join(crate::bake::PY_MODULES_DIR)
+            .join(crate::plan::PY_MODULES_DIR)
             .display()
             .to_string(),
         code.dir.display().to_string(),
@@ -331,12 +331,7 @@ fn snapshot(recipe: &Recipe, mount: &Path) -> Result<Snapshot, NfsError> {
     let mut files: Vec<(Listed, PathBuf, u64)> = Vec::new();
     for p in &packages {
         h.update(format!("{}\n", p.digest));
-        let prefix = match &p.role {
-            PackageRole::WorkingDir => String::new(),
-            PackageRole::PyModule { name } => {
-                format!("{}/{name}/", crate::bake::PY_MODULES_DIR)
-            }
-        };
+        let prefix = p.role.tree_prefix();
         for f in &p.files.files {
             files.push((
                 (

@@ -21,11 +21,55 @@ pub const ZIP_WRAPPER: &str = "pkg";
 /// Ray's package limit (GCS_STORAGE_MAX_SIZE, 512 MiB in Ray 2.50/2.60).
 pub const RAY_MAX_PACKAGE_SIZE: u64 = 512 * 1024 * 1024;
 
+/// Where py_modules go below the root of an unpacked tree (a baked image's app dir, an NFS
+/// snapshot); the working dir never ships `.raypack/`, so nothing clashes.
+pub const PY_MODULES_DIR: &str = ".raypack/py_modules";
+
 /// What a package is shipped as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PackageRole {
     WorkingDir,
-    PyModule { name: String },
+    /// A package directory, imported as `name`.
+    PyModule {
+        name: String,
+    },
+    /// A single-file module `name.py`, imported as `name`.
+    PyFile {
+        name: String,
+    },
+}
+
+impl PackageRole {
+    /// The role of a recipe's py_module.
+    pub fn of(module: &crate::recipe::PyModule) -> PackageRole {
+        let name = module.name.clone();
+        if module.file {
+            PackageRole::PyFile { name }
+        } else {
+            PackageRole::PyModule { name }
+        }
+    }
+
+    /// Where the package's files sit below the root of an unpacked tree: the working dir at
+    /// the root, a package in its own directory under [`PY_MODULES_DIR`], a single-file
+    /// module directly in it. Empty or ending in `/`.
+    pub fn tree_prefix(&self) -> String {
+        match self {
+            PackageRole::WorkingDir => String::new(),
+            PackageRole::PyModule { name } => format!("{PY_MODULES_DIR}/{name}/"),
+            PackageRole::PyFile { .. } => format!("{PY_MODULES_DIR}/"),
+        }
+    }
+
+    /// How reports name it: `working_dir`, `py_module:<name>`.
+    pub fn label(&self) -> String {
+        match self {
+            PackageRole::WorkingDir => "working_dir".into(),
+            PackageRole::PyModule { name } | PackageRole::PyFile { name } => {
+                format!("py_module:{name}")
+            }
+        }
+    }
 }
 
 /// One content-addressed package.
@@ -102,7 +146,7 @@ impl Package {
     ) -> Result<(Package, Option<Built>), PlanError> {
         let kind = match role {
             PackageRole::WorkingDir => PackageKind::WorkingDir,
-            PackageRole::PyModule { .. } => PackageKind::PyModule,
+            PackageRole::PyModule { .. } | PackageRole::PyFile { .. } => PackageKind::PyModule,
         };
         let mut c = Collector::new(dir, kind)
             .project_root(project_root)
@@ -150,7 +194,7 @@ impl Package {
         let short = &digest[..32];
         let object_name = match &role {
             PackageRole::WorkingDir => format!("{project}-{short}.zip"),
-            PackageRole::PyModule { name } => {
+            PackageRole::PyModule { name } | PackageRole::PyFile { name } => {
                 format!("{project}-{}-{short}.zip", name.replace('_', "-"))
             }
         };
@@ -183,10 +227,11 @@ impl Package {
     }
 }
 
-/// Where a package's files sit in its zip: `pkg/` or `pkg/<module>/`.
+/// Where a package's files sit in its zip: `pkg/`, `pkg/<module>/`, or `pkg/` for a
+/// single-file module (`pkg/<module>.py`; Ray strips `pkg/` and puts the rest on `sys.path`).
 fn zip_prefix(role: &PackageRole) -> String {
     match role {
-        PackageRole::WorkingDir => format!("{ZIP_WRAPPER}/"),
+        PackageRole::WorkingDir | PackageRole::PyFile { .. } => format!("{ZIP_WRAPPER}/"),
         PackageRole::PyModule { name } => format!("{ZIP_WRAPPER}/{name}/"),
     }
 }
@@ -200,6 +245,11 @@ pub fn package_digest(role: &PackageRole, files: &FileSet) -> String {
         PackageRole::WorkingDir => h.update(b"working_dir\n"),
         PackageRole::PyModule { name } => {
             h.update(b"py_module ");
+            h.update(name.as_bytes());
+            h.update(b"\n");
+        }
+        PackageRole::PyFile { name } => {
+            h.update(b"py_file ");
             h.update(name.as_bytes());
             h.update(b"\n");
         }
@@ -257,16 +307,22 @@ pub fn plan_packages_into(
         stage,
     )?];
     for m in &recipe.code.py_modules {
-        let name = m
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let role = PackageRole::of(m);
+        // A single-file module is its directory with everything else left out.
+        let (dir, excludes) = if m.file {
+            let dir = m.path.parent().unwrap_or(Path::new("/"));
+            let mut ex = vec!["/*".to_string(), format!("!/{}.py", m.name)];
+            ex.extend(recipe.code.excludes.iter().cloned());
+            (dir, ex)
+        } else {
+            (m.path.as_path(), recipe.code.excludes.clone())
+        };
         out.push(Package::plan_into(
             &recipe.name,
             &recipe.root,
-            m,
-            PackageRole::PyModule { name },
-            &with_kept_out(m, recipe.code.excludes.clone()),
+            dir,
+            role,
+            &with_kept_out(dir, excludes),
             cache,
             max_size,
             stage,
@@ -281,10 +337,11 @@ fn with_py_module_excludes(recipe: &Recipe) -> Vec<String> {
     let mut ex = recipe.code.excludes.clone();
     ex.push("/.raypack/".into());
     for m in &recipe.code.py_modules {
-        if let Ok(rel) = m.strip_prefix(&recipe.code.working_dir)
+        if let Ok(rel) = m.path.strip_prefix(&recipe.code.working_dir)
             && !rel.as_os_str().is_empty()
         {
-            ex.push(format!("/{}/", rel.display()));
+            let slash = if m.file { "" } else { "/" };
+            ex.push(format!("/{}{slash}", rel.display()));
         }
     }
     ex

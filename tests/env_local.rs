@@ -85,6 +85,110 @@ fn zips_have_ray_layouts_and_modes() {
     assert_eq!(v["runtime_env"]["env_vars"]["GREETING_MODE"], "dev");
 }
 
+/// Issue 14 (a monorepo): a py_module may be a single `.py` file or a glob over a source root
+/// (`src/*`); each ships as its own zip in Ray's layout, and the working dir does not repeat
+/// them. Two entries with one import name are refused, naming both.
+#[test]
+fn py_modules_take_single_files_and_source_root_globs() {
+    let (_t, dir) = hello_copy();
+    for (f, text) in [
+        ("tools/helper_mod.py", "X = 1\n"),
+        ("lib/src/alpha/__init__.py", ""),
+        ("lib/src/beta.py", "B = 2\n"),
+        ("lib/src/README.md", "docs\n"),
+        ("lib/src/beta_pkg.egg-info/PKG-INFO", ""),
+        ("other/beta.py", ""),
+    ] {
+        std::fs::create_dir_all(dir.join(f).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(f), text).unwrap();
+    }
+    let recipe = std::fs::read_to_string(dir.join("raypack.toml")).unwrap();
+    let line = "py_modules = [\"libs/common\"]";
+    assert!(recipe.contains(line));
+    std::fs::write(
+        dir.join("raypack.toml"),
+        recipe.replace(
+            line,
+            "py_modules = [\"libs/common\", \"tools/helper_mod.py\", \"lib/src/*\"]",
+        ),
+    )
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let v = env_json(&dir, store.path());
+    let modules: Vec<Vec<String>> = v["runtime_env"]["py_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            zip_names(&uri_path(u.as_str().unwrap()))
+                .into_iter()
+                .map(|n| n.0)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        modules,
+        vec![
+            vec!["pkg/common/__init__.py", "pkg/common/greeting.py"],
+            vec!["pkg/helper_mod.py"],
+            vec!["pkg/alpha/__init__.py"],
+            vec!["pkg/beta.py"],
+        ]
+    );
+    let roles: Vec<&str> = v["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "working_dir",
+            "py_module:common",
+            "py_module:helper_mod",
+            "py_module:alpha",
+            "py_module:beta"
+        ]
+    );
+    let wd: Vec<String> = zip_names(&uri_path(v["runtime_env"]["working_dir"].as_str().unwrap()))
+        .into_iter()
+        .map(|n| n.0)
+        .collect();
+    for shipped in [
+        "pkg/tools/helper_mod.py",
+        "pkg/lib/src/beta.py",
+        "pkg/lib/src/alpha/__init__.py",
+    ] {
+        assert!(
+            !wd.contains(&shipped.to_string()),
+            "{shipped} repeated in {wd:?}"
+        );
+    }
+    assert!(wd.contains(&"pkg/lib/src/README.md".to_string()), "{wd:?}");
+
+    std::fs::write(
+        dir.join("raypack.toml"),
+        recipe.replace(
+            line,
+            "py_modules = [\"lib/src/*\", \"other/beta.py\", \"lib/nope/*\"]",
+        ),
+    )
+    .unwrap();
+    let out = env_into(raypack(), &dir, store.path(), false);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("two py_modules are named `beta`"), "{err}");
+    assert!(
+        err.contains("lib/src/beta.py") && err.contains("other/beta.py"),
+        "{err}"
+    );
+    assert!(
+        err.contains("py_module `lib/nope/*` matches nothing importable"),
+        "{err}"
+    );
+}
+
 #[test]
 fn one_edit_changes_one_uri_and_rerun_uploads_nothing() {
     let (_t, dir) = hello_copy();

@@ -717,3 +717,201 @@ fn ray_data_lab_runs_on_ray_from_a_bundle() {
         out_dir.display()
     );
 }
+
+/// IBM/data-prep-kit (Apache-2.0), a monorepo: the NOOP transform's Ray project
+/// (`transforms/universal/noop/ray`) depends by name on three other projects of the repository
+/// (the transform's pure-Python half and the two data-processing libraries), each a src layout
+/// of single-file modules or namespace packages.
+const DPK: &str = "tests/data/projects/data-prep-kit";
+const DPK_NOOP: &str = "transforms/universal/noop/ray";
+
+/// A copy of the monorepo as a git checkout (init finds the repository by `.git`), with the
+/// NOOP transform's recipe as `init` wrote it; returns the transform's directory and the recipe.
+fn dpk_init() -> (tempfile::TempDir, PathBuf, String) {
+    let (t, root) = copy_project(DPK);
+    let git = run(std::process::Command::new("git")
+        .args(["init", "-q"])
+        .arg(&root));
+    assert!(git.status.success(), "{}", stderr(&git));
+    let dir = root.join(DPK_NOOP);
+    let recipe = init(&dir);
+    (t, dir, recipe)
+}
+
+/// The NOOP transform's recipe on the stand-in base, without the project's `ray[default]`
+/// pin (Ray comes from the cluster's image): what a user moving it to Ray 2.60 writes.
+fn dpk_on_standin(dir: &Path, recipe: &str, extra: &str) {
+    let text: String = recipe
+        .lines()
+        .map(|l| {
+            if l.starts_with("image = ") {
+                format!("image = \"{}\"\n", service("RAYPACK_TEST_BASE"))
+            } else {
+                format!("{}\n", l.replace("\"ray[default]==2.36.1\", ", ""))
+            }
+        })
+        .collect::<String>()
+        + extra;
+    assert!(!text.contains("2.36.1"), "{text}");
+    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+}
+
+/// `init` in a monorepo's project: the dependencies that are projects of the repository ship
+/// from source as py_modules (src layouts as `src/*`, single-file modules and namespace
+/// packages), their own requirements take their place, the base follows the project's Ray pin;
+/// `check` accepts it and `lock` agrees with uv on the merged requirements.
+#[test]
+fn data_prep_kit_monorepo_init_ships_local_projects_and_locks_like_uv() {
+    let (_t, dir, recipe) = dpk_init();
+    for want in [
+        "name = \"dpk-noop-transform-ray\"",
+        "py_modules = [\"src/*\", \"../python/src/*\", \"../../../../data-processing-lib/ray/src/*\", \"../../../../data-processing-lib/python/src/*\"]",
+        "#   data-prep-toolkit-ray: ../../../../data-processing-lib/ray",
+        "#   dpk-noop-transform-python: ../python",
+        "requirements = [\"ray[default]==2.36.1\", \"fastapi>=0.110.2\", \"pillow>=10.3.0\", \"numpy < 1.29.0\", \"pyarrow==16.1.0\", \"boto3==1.34.69\", \"argparse\", \"mmh3\", \"psutil\"]",
+        "image = \"rayproject/ray:2.36.1-py311-cpu\"",
+        "entrypoint = \"python src/noop_local_ray.py\"",
+    ] {
+        assert!(recipe.contains(want), "{want} missing from:\n{recipe}");
+    }
+    assert!(!recipe.contains("data-prep-toolkit=="), "{recipe}");
+    let out = run(raypack()
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "check"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<String> = v["py_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            Path::new(p.as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_string()
+        })
+        .collect();
+    for want in [
+        "noop_transform_ray.py",
+        "noop_transform.py",
+        "data_processing_ray",
+        "data_processing",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    let doc: toml::Table = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let reqs: Vec<String> = doc["dependencies"]["requirements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    lock_matches_uv(&dir, &reqs);
+}
+
+/// The monorepo project baked on the stand-in: the project's Ray pin is refused with the
+/// base's Ray named; without it, the image imports every shipped module (the transform's
+/// single-file modules, the namespace package `data_processing_ray`) and passes `pip check`.
+#[test]
+fn data_prep_kit_monorepo_bakes_and_imports_in_the_image() {
+    let registry = service("RAYPACK_TEST_REGISTRY");
+    let repo_name = format!("{registry}/projects/{}", unique("dpk-noop"));
+    let (t, dir, recipe) = dpk_init();
+    let image_table = format!("\n[image]\nrepository = \"{repo_name}\"\n");
+    let bake = || {
+        run(raypack()
+            .env("RAYPACK_CACHE_DIR", shared_cache())
+            .arg("-C")
+            .arg(&dir)
+            .args(["--output", "json", "bake", "--push"]))
+    };
+    let pinned = recipe.replace(
+        "image = \"rayproject/ray:2.36.1-py311-cpu\"",
+        &format!("image = \"{}\"", service("RAYPACK_TEST_BASE")),
+    ) + &image_table;
+    std::fs::write(dir.join("raypack.toml"), pinned).unwrap();
+    let out = bake();
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("ray[default]==2.36.1") || err.contains("ray ==2.36.1"),
+        "{err}"
+    );
+    assert!(err.contains("2.60.0"), "{err}");
+
+    std::fs::remove_file(dir.join("pylock.raypack.toml")).ok();
+    dpk_on_standin(&dir, &recipe, &image_table);
+    let out = bake();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let image = v["bake"]["reference"].as_str().unwrap().to_string();
+    let bundle = pull_and_unpack(t.path(), &image);
+    let (ok, text) = sandbox(
+        t.path(),
+        &bundle,
+        "python -c 'import noop_transform_ray, noop_transform, data_processing.utils, data_processing_ray.runtime.ray, pyarrow, mmh3; print(\"imports ok\")' && python -m pip check",
+    );
+    assert!(
+        ok && text.contains("imports ok") && text.contains("No broken requirements"),
+        "{text}"
+    );
+}
+
+/// The NOOP transform runs on the real Ray head through the project's own launcher CLI, its
+/// modules from py_modules zips and its dependencies from a base-aware bundle, and copies its
+/// input to the output folder with the run's metadata (the launcher exits 0 even when the
+/// transform fails, so the output is what is checked).
+#[test]
+fn data_prep_kit_noop_runs_on_ray_from_a_bundle() {
+    let ray = service("RAYPACK_TEST_RAY");
+    let (t, dir, recipe) = dpk_init();
+    let out_dir = t.path().join("noop-out");
+    dpk_on_standin(&dir, &recipe, "");
+    let text = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace(
+            "entrypoint = \"python src/noop_local_ray.py\"",
+            &format!(
+                "entrypoint = \"python src/noop_transform_ray.py --run_locally True --data_local_config \\\"{{'input_folder': 'test-data/input', 'output_folder': '{}'}}\\\" --runtime_worker_options \\\"{{'num_cpus': 0.5}}\\\" --runtime_num_workers 1 --noop_sleep_sec 0\"",
+                out_dir.display()
+            ),
+        );
+    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    let store = t.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", shared_cache())
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "env", "--deps", "bundle"])
+        .args(["--store", &format!("file://{}", store.display())])
+        .args(["--submit", &ray, "--timeout", "600"]));
+    let err = stderr(&out);
+    assert!(out.status.success(), "job failed:\n{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["runtime_env"]["py_modules"].as_array().unwrap().len(),
+        11,
+        "10 modules and the bundle: {v}"
+    );
+    let written: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap_or_else(|e| panic!("no output in {}: {e}\n{err}", out_dir.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        written.contains(&"test1.parquet".to_string())
+            && written.contains(&"metadata.json".to_string()),
+        "{written:?}\n{err}"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["job details"]["status"], "success", "{meta}");
+    assert_eq!(meta["job_output_stats"]["result_files"], 1, "{meta}");
+    assert_eq!(meta["job_output_stats"]["nrows"], 5, "{meta}");
+}

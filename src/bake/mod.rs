@@ -25,15 +25,14 @@ use crate::oci::image::{Image, gzip_layer};
 use crate::oci::media::{Family, Platform};
 use crate::oci::publish::{Destination, PublishError, Published};
 use crate::oci::reference::Reference;
-use crate::plan::{PackageRole, PlanError, plan_packages};
+use crate::plan::{PlanError, plan_packages};
 use crate::recipe::Recipe;
 
 use crate::base::{BaseError, BaseLayout, PinnedBase};
 
 /// Bumped when the code layer's layout changes.
 pub const LAYOUT_VERSION: &str = "raypack-bake-v1";
-/// Where py_modules go under app_dir (the working dir never ships `.raypack/`, so no clash).
-pub const PY_MODULES_DIR: &str = ".raypack/py_modules";
+pub use crate::plan::PY_MODULES_DIR;
 
 #[derive(Debug, Clone, Default)]
 pub struct BakeOptions {
@@ -293,12 +292,9 @@ pub fn code_entries(
     let mut dirs = std::collections::BTreeSet::new();
     dirs.insert(app.clone());
     for p in &packages {
-        let prefix = match &p.role {
-            PackageRole::WorkingDir => app.clone(),
-            PackageRole::PyModule { name } => format!("{app}/{PY_MODULES_DIR}/{name}"),
-        };
+        let prefix = format!("{app}/{}", p.role.tree_prefix());
         for f in &p.files.files {
-            let path = format!("{prefix}/{}", f.rel);
+            let path = format!("{prefix}{}", f.rel);
             let mut d = path.as_str();
             while let Some((parent, _)) = d.rsplit_once('/') {
                 if parent.len() < app.len() {

@@ -30,7 +30,7 @@ pub(super) fn check(cli: &Cli) -> Result<ExitCode, CliError> {
         "recipe": recipe.path,
         "name": recipe.name,
         "working_dir": recipe.code.working_dir,
-        "py_modules": recipe.code.py_modules,
+        "py_modules": recipe.code.py_modules.iter().map(|m| &m.path).collect::<Vec<_>>(),
         "requirements": recipe.dependencies.requirements,
         "requirements_file": recipe.dependencies.requirements_file,
         "base": recipe.base.image,
@@ -46,7 +46,7 @@ pub(super) fn check(cli: &Cli) -> Result<ExitCode, CliError> {
         let _ = writeln!(out, "  project      {}", recipe.name);
         let _ = writeln!(out, "  working_dir  {}", recipe.code.working_dir.display());
         for m in &recipe.code.py_modules {
-            let _ = writeln!(out, "  py_module    {}", m.display());
+            let _ = writeln!(out, "  py_module    {}", m.path.display());
         }
         let n = recipe.dependencies.requirements.len();
         let _ = writeln!(

@@ -11,6 +11,7 @@
 //! ```
 
 mod diag;
+pub mod py_modules;
 pub mod schema;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use std::str::FromStr;
 
 pub use diag::{Problem, display_path};
 use diag::{Reporter, explain_toml_error};
+pub use py_modules::PyModule;
 pub use schema::ClusterKind;
 use schema::*;
 use toml::Spanned;
@@ -105,7 +107,8 @@ pub enum NfsVolume {
 #[derive(Debug, Clone)]
 pub struct Code {
     pub working_dir: PathBuf,
-    pub py_modules: Vec<PathBuf>,
+    /// Shipped modules, globs expanded, in recipe order.
+    pub py_modules: Vec<PyModule>,
     pub excludes: Vec<String>,
 }
 
@@ -313,12 +316,6 @@ impl Recipe {
                 problems: rep.problems,
             }),
         }
-    }
-
-    /// Every local directory that is shipped: the working dir, then each py_module.
-    pub fn package_dirs(&self) -> impl Iterator<Item = &Path> {
-        std::iter::once(self.code.working_dir.as_path())
-            .chain(self.code.py_modules.iter().map(|p| p.as_path()))
     }
 
     /// The project's `requires-python` (PEP 621 `[project]`, else poetry's
@@ -538,37 +535,72 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
             ),
         );
     }
-    let mut py_modules = Vec::new();
-    let mut module_names = BTreeMap::new();
+    let mut py_modules: Vec<PyModule> = Vec::new();
     for m in &raw.code.py_modules {
-        let p = resolve_dir(rep, m, "py_module");
-        let modname = p
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        if !modname
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            || modname.starts_with(|c: char| c.is_ascii_digit())
-            || modname.is_empty()
-        {
-            rep.error(
-                inner(m),
-                format!("py_module directory name `{modname}` is not an importable Python name"),
-                Some(format!(
-                    "Python imports a py_module by its directory name; rename it, e.g. `{}`",
-                    modname.replace(['-', '.', ' '], "_")
-                )),
-            );
+        let entry = m.get_ref();
+        let paths = if py_modules::is_glob(entry) {
+            match py_modules::expand(&root, entry) {
+                Ok(paths) => paths,
+                Err(e) => {
+                    rep.error(
+                        inner(m),
+                        format!("py_module `{entry}` {e}"),
+                        Some("paths are relative to the recipe's directory; a source root is written `src/*`".into()),
+                    );
+                    continue;
+                }
+            }
+        } else {
+            let p = normalize(&std::path::absolute(root.join(entry)).unwrap_or(root.join(entry)));
+            if !p.exists() {
+                rep.error(
+                    inner(m),
+                    format!(
+                        "py_module `{entry}` does not exist (looked for {})",
+                        p.display()
+                    ),
+                    Some("paths are relative to the recipe's directory".into()),
+                );
+                continue;
+            }
+            vec![p]
+        };
+        for p in paths {
+            let p = normalize(&std::path::absolute(&p).unwrap_or(p));
+            let module = match py_modules::classify(&p) {
+                Ok(module) => module,
+                Err(why) => {
+                    let stem = p
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .to_string();
+                    rep.error(
+                        inner(m),
+                        why,
+                        Some(format!(
+                            "Python imports a py_module by its directory or file name; rename it, e.g. `{}`",
+                            stem.replace(['-', '.', ' '], "_")
+                        )),
+                    );
+                    continue;
+                }
+            };
+            if let Some(other) = py_modules.iter().find(|o| o.name == module.name) {
+                rep.error(
+                    inner(m),
+                    format!(
+                        "two py_modules are named `{}` ({} and {})",
+                        module.name,
+                        other.path.display(),
+                        module.path.display()
+                    ),
+                    Some("each py_module needs its own import name: Ray puts every one on sys.path, so one would shadow the other".into()),
+                );
+                continue;
+            }
+            py_modules.push(module);
         }
-        if module_names.insert(modname.clone(), ()).is_some() {
-            rep.error(
-                inner(m),
-                format!("two py_modules are named `{modname}`"),
-                Some("each py_module needs its own directory name".into()),
-            );
-        }
-        py_modules.push(p);
     }
     let mut excludes = Vec::new();
     for e in &raw.code.excludes {
@@ -1262,7 +1294,7 @@ fn check_serve_module(
     rep: &mut Reporter,
     ip: &Spanned<String>,
     working_dir: &Path,
-    py_modules: &[PathBuf],
+    py_modules: &[PyModule],
 ) {
     let text = ip.get_ref();
     let module = match text.split_once(':') {
@@ -1301,7 +1333,12 @@ fn check_serve_module(
     };
     let in_working_dir = found_under(working_dir, &parts);
     let in_py_module = py_modules.iter().any(|m| {
-        m.file_name().is_some_and(|n| n.to_str() == Some(parts[0])) && found_under(m, &parts[1..])
+        m.name == parts[0]
+            && (if m.file {
+                parts.len() == 1
+            } else {
+                found_under(&m.path, &parts[1..])
+            })
     });
     if !(in_working_dir || in_py_module) {
         let rel = parts.join("/");

@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 
 use crate::recipe::{self, suggest_dns1035};
 
+mod local;
+
 /// Python versions Ray publishes images for, the default first.
 const BASE_PYTHONS: &[&str] = &["3.11", "3.12", "3.10", "3.13"];
 /// Files read when looking for Serve applications and `__main__` modules.
@@ -52,6 +54,11 @@ pub struct Detected {
     /// The Python the project asks for (X.Y), and the base chosen for it.
     pub python: Option<String>,
     pub base: String,
+    /// The requirement that pins Ray, when the base was chosen to match it.
+    pub base_pinned_by: Option<String>,
+    /// Dependencies that are other projects of the repository, shipped as py_modules: the
+    /// requirement's name and the project's directory (relative).
+    pub local: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,17 +150,7 @@ pub fn detect(dir: &Path) -> Detected {
         format!("{}/", rel(&pdir))
     };
     let pyproject = read_toml(&pdir.join("pyproject.toml"));
-    let poetry = pyproject
-        .as_ref()
-        .and_then(|p| p.get("tool"))
-        .and_then(|t| t.get("poetry"));
-    let py_name = pyproject
-        .as_ref()
-        .and_then(|p| p.get("project"))
-        .or(poetry)
-        .and_then(|p| p.get("name"))
-        .and_then(|n| n.as_str())
-        .map(str::to_string);
+    let py_name = pyproject.as_ref().and_then(project_name);
     // The directory's real name: `.` and symlinks resolved.
     let dir_name = dir
         .canonicalize()
@@ -179,20 +176,48 @@ pub fn detect(dir: &Path) -> Detected {
         }
     }
 
-    // Python and the base.
-    d.python = wanted_python(&pdir, pyproject.as_ref());
-    let python = d.python.clone().unwrap_or_else(|| BASE_PYTHONS[0].into());
-    d.base = recipe::DEFAULT_BASE.replace("-py311-", &format!("-py{}-", python.replace('.', "")));
-
-    // py_modules.
+    // py_modules: a src layout's contents, package directories below non-package ones.
     for sub in subdirs(dir) {
         if is_package(&sub) {
             continue; // importable from the working dir already
+        }
+        if sub.file_name().is_some_and(|n| n == "src")
+            && recipe::py_modules::expand(dir, "src/*").is_ok()
+        {
+            d.py_modules.push("src/*".into());
+            continue;
         }
         for inner in subdirs(&sub) {
             if is_package(&inner) {
                 d.py_modules.push(rel(&inner));
             }
+        }
+    }
+    // Dependencies on other projects of the repository ship as py_modules.
+    if d.requirements_file.is_none() {
+        with_local_projects(&mut d, dir, &pdir);
+    }
+
+    // Python and the base: the project's Python, and the Ray it pins.
+    d.python = wanted_python(&pdir, pyproject.as_ref());
+    let python = d.python.clone().unwrap_or_else(|| BASE_PYTHONS[0].into());
+    d.base = recipe::DEFAULT_BASE.replace("-py311-", &format!("-py{}-", python.replace('.', "")));
+    if let Some((req, version)) = d
+        .requirements
+        .iter()
+        .find_map(|r| ray_pin(r).map(|v| (r, v)))
+    {
+        let default = d.base.clone();
+        let default_version = recipe::DEFAULT_BASE
+            .split_once(':')
+            .and_then(|(_, tag)| tag.split_once('-'))
+            .map_or("", |(v, _)| v);
+        d.base = default.replace(
+            &format!("ray:{default_version}-"),
+            &format!("ray:{version}-"),
+        );
+        if d.base != default {
+            d.base_pinned_by = Some(req.clone());
         }
     }
 
@@ -225,6 +250,68 @@ pub fn detect(dir: &Path) -> Detected {
         .collect();
     d.large.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     d
+}
+
+/// A pyproject's project name: PEP 621 `[project] name`, else poetry's.
+fn project_name(doc: &toml::Table) -> Option<String> {
+    let poetry = doc.get("tool").and_then(|t| t.get("poetry"));
+    doc.get("project")
+        .or(poetry)
+        .and_then(|p| p.get("name"))
+        .and_then(|n| n.as_str())
+        .map(str::to_string)
+}
+
+/// The Ray version a requirement pins exactly (`ray==2.36.1`, `ray[default]==2.36.1`).
+fn ray_pin(req: &str) -> Option<String> {
+    let r = crate::python::requirement::parse(req).ok()?;
+    if crate::python::wheel::normalize(r.name.as_ref()) != "ray" {
+        return None;
+    }
+    let Some(pep508_rs::VersionOrUrl::VersionSpecifier(specs)) = &r.version_or_url else {
+        return None;
+    };
+    match specs.iter().collect::<Vec<_>>()[..] {
+        [s] if *s.operator() == pep508_rs::pep440_rs::Operator::Equal => {
+            Some(s.version().to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Replaces requirements naming another project of the repository by that project's modules
+/// (py_modules, relative to `dir`) and its own requirements, transitively.
+fn with_local_projects(d: &mut Detected, dir: &Path, pdir: &Path) {
+    let projects = local::find(dir);
+    if projects.is_empty() {
+        return;
+    }
+    let own = pdir.canonicalize().unwrap_or_else(|_| pdir.to_path_buf());
+    let mut queue: std::collections::VecDeque<String> = std::mem::take(&mut d.requirements).into();
+    let mut shipped = std::collections::BTreeSet::new();
+    while let Some(req) = queue.pop_front() {
+        let name = crate::python::requirement::parse(&req)
+            .map(|r| crate::python::wheel::normalize(r.name.as_ref()))
+            .ok();
+        let project = name.as_ref().and_then(|n| projects.get(n).map(|p| (n, p)));
+        match project {
+            Some((name, p)) if p.dir != own => {
+                if shipped.insert(name.clone()) {
+                    let rel_dir = local::relative(dir, &p.dir);
+                    for m in &p.modules {
+                        d.py_modules.push(format!("{rel_dir}/{m}"));
+                    }
+                    d.local.push((name.clone(), rel_dir));
+                    queue.extend(p.requirements.iter().cloned());
+                }
+            }
+            _ => {
+                if !d.requirements.contains(&req) {
+                    d.requirements.push(req);
+                }
+            }
+        }
+    }
 }
 
 /// Dependencies from pyproject: PEP 621 `dependencies`, else `[tool.poetry.dependencies]`
@@ -598,6 +685,10 @@ fn module_of(rel: &str, py_modules: &[String]) -> Option<String> {
     let from_root = py_modules
         .iter()
         .find_map(|m| {
+            // A source root (`src/*`): its contents are top-level modules.
+            if let Some(root) = m.strip_suffix("/*") {
+                return stem.strip_prefix(&format!("{root}/"));
+            }
             let parent = m.rsplit_once('/').map_or("", |(p, _)| p);
             stem.strip_prefix(&format!("{m}/"))
                 .map(|_| stem.strip_prefix(&format!("{parent}/")).unwrap_or(stem))
@@ -634,6 +725,12 @@ pub fn render(d: &Detected) -> String {
     );
     s.push_str(&format!("[project]\nname = {}\n\n", q(&d.name)));
     s.push_str("[code]\nworking_dir = \".\"\n");
+    if !d.local.is_empty() {
+        s.push_str("# Dependencies that are projects of this repository, shipped from source:\n");
+        for (name, dir) in &d.local {
+            s.push_str(&format!("#   {name}: {dir}\n"));
+        }
+    }
     if !d.py_modules.is_empty() {
         s.push_str(&format!("py_modules = {}\n", list(&d.py_modules)));
     }
@@ -681,6 +778,11 @@ pub fn render(d: &Detected) -> String {
     s.push_str("\n[base]\n");
     if let Some(py) = &d.python {
         s.push_str(&format!("# Python {py}, as the project asks.\n"));
+    }
+    if let Some(req) = &d.base_pinned_by {
+        s.push_str(&format!(
+            "# The Ray that `{req}` pins (the image's Ray is what runs; change both together).\n"
+        ));
     }
     s.push_str(&format!("image = {}\n", q(&d.base)));
     let resources = "head = { cpu = \"2\", memory = \"4Gi\" }\nworkers = [{ group = \"cpu\", replicas = 1, min = 0, max = 4, cpu = \"2\", memory = \"4Gi\" }]\n";

@@ -1,0 +1,7 @@
+from data_processing.data_access.arrow_s3 import ArrowS3
+from data_processing.data_access.data_access import DataAccess
+from data_processing.data_access.data_access_local import DataAccessLocal
+from data_processing.data_access.data_access_s3 import DataAccessS3
+from data_processing.data_access.data_access_factory_base import DataAccessFactoryBase
+from data_processing.data_access.data_access_factory import DataAccessFactory
+from data_processing.data_access.snapshot_utils import SnapshotUtils

@@ -1,0 +1,4 @@
+from data_processing.runtime.execution_configuration import TransformExecutionConfiguration, runtime_cli_prefix
+from data_processing.runtime.runtime_configuration import TransformRuntimeConfiguration
+from data_processing.runtime.transform_launcher import AbstractTransformLauncher, multi_launcher
+from data_processing.runtime.transform_file_processor import AbstractTransformFileProcessor

@@ -1,0 +1,6 @@
+from data_processing.transform.abstract_transform import AbstractTransform
+from data_processing.transform.folder_transform import AbstractFolderTransform
+from data_processing.transform.binary_transform import AbstractBinaryTransform
+from data_processing.transform.table_transform import AbstractTableTransform
+from data_processing.transform.transform_statistics import TransformStatistics
+from data_processing.transform.transform_configuration import TransformConfiguration, get_transform_config
