@@ -331,17 +331,17 @@ pub fn plan_packages_into(
     Ok(out)
 }
 
-/// The working dir does not ship py_modules that live inside it a second time, nor raypack's
-/// own state directory.
+/// The working dir does not ship package py_modules that live inside it a second time, nor
+/// raypack's own state directory.
 fn with_py_module_excludes(recipe: &Recipe) -> Vec<String> {
     let mut ex = recipe.code.excludes.clone();
     ex.push("/.raypack/".into());
-    for m in &recipe.code.py_modules {
+    // A single-file module stays: `python src/app.py` must still find its script.
+    for m in recipe.code.py_modules.iter().filter(|m| !m.file) {
         if let Ok(rel) = m.path.strip_prefix(&recipe.code.working_dir)
             && !rel.as_os_str().is_empty()
         {
-            let slash = if m.file { "" } else { "/" };
-            ex.push(format!("/{}{slash}", rel.display()));
+            ex.push(format!("/{}/", rel.display()));
         }
     }
     ex

@@ -87,7 +87,7 @@ fn zips_have_ray_layouts_and_modes() {
 
 /// Issue 14 (a monorepo): a py_module may be a single `.py` file or a glob over a source root
 /// (`src/*`); each ships as its own zip in Ray's layout, and the working dir does not repeat
-/// them. Two entries with one import name are refused, naming both.
+/// a package (a single file it keeps, so a script can still be run by its path). Two entries with one import name are refused, naming both.
 #[test]
 fn py_modules_take_single_files_and_source_root_globs() {
     let (_t, dir) = hello_copy();
@@ -155,17 +155,18 @@ fn py_modules_take_single_files_and_source_root_globs() {
         .into_iter()
         .map(|n| n.0)
         .collect();
-    for shipped in [
+    // A package is not repeated; a single file is (`python lib/src/beta.py` must still run).
+    assert!(
+        !wd.contains(&"pkg/lib/src/alpha/__init__.py".to_string()),
+        "{wd:?}"
+    );
+    for kept in [
         "pkg/tools/helper_mod.py",
         "pkg/lib/src/beta.py",
-        "pkg/lib/src/alpha/__init__.py",
+        "pkg/lib/src/README.md",
     ] {
-        assert!(
-            !wd.contains(&shipped.to_string()),
-            "{shipped} repeated in {wd:?}"
-        );
+        assert!(wd.contains(&kept.to_string()), "{kept} missing from {wd:?}");
     }
-    assert!(wd.contains(&"pkg/lib/src/README.md".to_string()), "{wd:?}");
 
     std::fs::write(
         dir.join("raypack.toml"),

@@ -395,11 +395,22 @@ pub fn pull_and_unpack(dir: &Path, image: &str) -> PathBuf {
 /// user namespace, so setpriv drops to 1000:100 first; every parent of the rootfs must be
 /// traversable by that user.
 pub fn sandbox(tmp: &Path, bundle: &Path, script: &str) -> (bool, String) {
-    let env = [
-        "PATH=/home/ray/anaconda3/bin:/usr/bin:/bin".to_string(),
-        "HOME=/home/ray".to_string(),
-    ];
-    sandbox_with(tmp, bundle, "/home/ray/app", &env, script)
+    sandbox_with(tmp, bundle, "/home/ray/app", &image_env(bundle), script)
+}
+
+/// The environment a container runtime gives the image's process: the image config's `Env`,
+/// as umoci wrote it into the bundle's `config.json` (PATH, HOME, PYTHONPATH, …).
+pub fn image_env(bundle: &Path) -> Vec<String> {
+    let text = std::fs::read(bundle.join("config.json")).expect("an umoci bundle has config.json");
+    let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    let env: Vec<String> = v["process"]["env"]
+        .as_array()
+        .expect("config.json has process.env")
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    assert!(env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
+    env
 }
 
 /// [`sandbox`] with the given working directory and environment.
