@@ -193,7 +193,7 @@ pub fn input_hash(
 pub async fn targets(recipe: &Recipe, opts: &LockOptions) -> Result<Vec<LockTarget>, LockError> {
     let mut platforms = opts.platforms.clone();
     if platforms.is_empty() {
-        platforms.push(recipe.base.platform.clone());
+        platforms = recipe.base.platforms.clone();
     }
     platforms.dedup();
     let mut out = Vec::new();
@@ -345,8 +345,14 @@ pub async fn lock(
     }
     let base_digest = crate::lockfile::LockFile::load(&recipe.root)
         .ok()
-        .and_then(|l| l.base.filter(|b| b.image == recipe.base.image))
-        .map(|b| b.digest);
+        .and_then(|l| {
+            let pins = l.base.as_slice();
+            let first = targets.first().map(|t| t.platform.as_str());
+            pins.iter()
+                .find(|b| b.image == recipe.base.image && Some(b.platform.as_str()) == first)
+                .or_else(|| pins.iter().find(|b| b.image == recipe.base.image))
+                .map(|b| b.digest.clone())
+        });
     let tool = ToolInfo {
         input_hash: input_hash(
             &inputs,

@@ -47,7 +47,7 @@ SVC_REGISTRY_PASSWORD=s3cret-canary-7f1d
 SVC_S3_ACCESS_KEY=testing
 SVC_S3_SECRET_KEY=testing
 
-SVC_APT_PACKAGES=(docker-registry apache2-utils skopeo umoci debootstrap bubblewrap buildah openssl curl)
+SVC_APT_PACKAGES=(docker-registry apache2-utils skopeo umoci debootstrap bubblewrap buildah openssl curl qemu-user-static)
 # Hashed locks (scripts/locks/compile re-generates them); installed with
 # `pip install --require-hashes --no-deps`, so a fresh machine gets the same
 # packages as the one the tests were written on.
@@ -282,6 +282,8 @@ services_install() {
     svc_timed tools svc_install_tools || { svc_log "tools install failed"; exit 1; }
     if svc_selected registry; then
       svc_timed standin standin_build || { svc_log "stand-in base image build failed"; exit 1; }
+      svc_timed standin-arm64 standin_build_arm64 \
+        || { svc_log "linux/arm64 stand-in base image build failed"; exit 1; }
     fi
     if svc_selected s3sigv4; then
       svc_timed s3s-fs svc_install_s3s || { svc_log "s3s-fs install failed"; exit 1; }
@@ -362,6 +364,10 @@ svc_start_registry() {
     || { svc_log "registry: pushing the stand-in base image failed"; return 1; }
   svc_log "registry: pushed $STANDIN_REPO:$STANDIN_TAG in $(svc_elapsed "$t0")s"
   svc_export RAYPACK_TEST_BASE "127.0.0.1:$SVC_REGISTRY_PORT/$STANDIN_REPO:$STANDIN_TAG"
+  # The same base for linux/arm64 (a separate -aarch64 tag, as rayproject/ray publishes it),
+  # and both platforms as one image index.
+  svc_export RAYPACK_TEST_BASE_ARM64 "127.0.0.1:$SVC_REGISTRY_PORT/$STANDIN_REPO:$STANDIN_ARM_TAG"
+  svc_export RAYPACK_TEST_BASE_MULTI "127.0.0.1:$SVC_REGISTRY_PORT/$STANDIN_REPO:$STANDIN_MULTI_TAG"
   svc_export RAYPACK_TEST_BASE_LAYOUT "$layout"
 }
 

@@ -19,8 +19,20 @@
 #   standin_push REGISTRY   copy it to REGISTRY/rayproject/ray:2.60.0-py311-cpu
 #                           (plain HTTP, OCI media types kept)
 #   standin_layout          print the layout directory for the current key
+#   standin_build_arm64     the same image for linux/arm64, assembled without running
+#                           arm64 code (below); cached as layout-arm64 beside it
 #
-# The layout's tag is $STANDIN_TAG (2.60.0-py311-cpu).
+# The layout's tag is $STANDIN_TAG (2.60.0-py311-cpu). standin_push also pushes the arm64
+# image as $STANDIN_ARM_TAG (rayproject/ray publishes arm64 as separate `-aarch64` tags) and
+# both as one image index, $STANDIN_MULTI_TAG (how multi-platform bases are published
+# elsewhere), with curl: raypack never builds its own test bases.
+#
+# The arm64 stand-in: `debootstrap --foreign --arch arm64` downloads and unpacks the same
+# Debian packages (every .deb is then extracted with dpkg-deb; no maintainer script runs),
+# the venv is laid out by hand (as `python3 -m venv` does), the locked wheels are the aarch64
+# builds of the same pins, installed by the host's pip (`--platform … --target`, same hashes),
+# and the .pyc files are compiled by the host's CPython 3.11 (bytecode depends only on X.Y).
+# Where qemu-aarch64-static exists, tests run its Python under emulation.
 
 RAYPACK_TEST_CACHE=${RAYPACK_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/raypack-test}
 
@@ -30,6 +42,8 @@ STANDIN_SCRIPT=$(realpath "${BASH_SOURCE[0]}")
 STANDIN_LOCK=$(realpath "$(dirname "${BASH_SOURCE[0]}")/../locks/standin.txt")
 STANDIN_REPO=rayproject/ray
 STANDIN_TAG=2.60.0-py311-cpu
+STANDIN_ARM_TAG=2.60.0-py311-cpu-aarch64
+STANDIN_MULTI_TAG=2.60.0-py311-cpu-multiarch
 STANDIN_RAY_VERSION=2.60.0
 STANDIN_SUITE=bookworm
 STANDIN_MIRROR=http://deb.debian.org/debian
@@ -137,13 +151,13 @@ standin_tar() {  # standin_tar ROOTFS OUT: the single layer, reproducible metada
     -cf "$2" .
 }
 
-standin_image() {  # standin_image LAYOUT LAYER_TAR
-  local layout=$1 image="$1:$STANDIN_TAG"
+standin_image() {  # standin_image LAYOUT LAYER_TAR [ARCH]
+  local layout=$1 image="$1:$STANDIN_TAG" arch=${3:-amd64}
   umoci init --layout "$layout" \
     && umoci new --image "$image" \
     && umoci raw add-layer --image "$image" "$2" \
     && umoci config --image "$image" \
-      --architecture amd64 --os linux \
+      --architecture "$arch" --os linux \
       --config.user 1000 \
       --config.workingdir /home/ray \
       --config.env "PATH=$STANDIN_PATH" \
@@ -238,5 +252,153 @@ standin_push() {  # standin_push REGISTRY (host:port, plain HTTP)
   # A local registry: keep any proxy settings away from skopeo.
   env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY \
     skopeo copy --quiet --dest-tls-verify=false \
-    "oci:$layout:$STANDIN_TAG" "docker://$1/$STANDIN_REPO:$STANDIN_TAG" >&2
+    "oci:$layout:$STANDIN_TAG" "docker://$1/$STANDIN_REPO:$STANDIN_TAG" >&2 || return 1
+  layout=$(standin_arm64_layout) || return 1
+  if [ ! -f "$layout/index.json" ]; then
+    standin_log "no arm64 stand-in image at $layout (standin_build_arm64 builds it)"
+    return 1
+  fi
+  env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY \
+    skopeo copy --quiet --dest-tls-verify=false \
+    "oci:$layout:$STANDIN_TAG" "docker://$1/$STANDIN_REPO:$STANDIN_ARM_TAG" >&2 \
+    && standin_push_index "$1"
+}
+
+# --- linux/arm64 -------------------------------------------------------------
+
+standin_arm64_layout() {
+  local key
+  key=$(standin_key) || return 1
+  printf '%s/%s/layout-arm64\n' "$(standin_root)" "$key"
+}
+
+standin_arm64_unpack() {  # standin_arm64_unpack ROOTFS: every downloaded package's files
+  local r=$1 d
+  for d in "$r"/var/cache/apt/archives/*.deb; do
+    dpkg-deb -x "$d" "$r" || return 1
+  done
+  rm -rf "$r/debootstrap"
+}
+
+standin_arm64_user() {  # standin_arm64_user ROOTFS: what `useradd -m -u 1000 -g 100 ray` writes
+  local r=$1 f
+  # base-passwd's postinst would install these (no maintainer script ran).
+  for f in passwd group; do
+    [ -f "$r/etc/$f" ] || sed 's/^\([^:]*\):\*:/\1:x:/' "$r/usr/share/base-passwd/$f.master" \
+      >"$r/etc/$f" || return 1
+  done
+  [ -f "$r/etc/shadow" ] || { cut -d: -f1 "$r/etc/passwd" | sed 's/$/:*:20000:0:99999:7:::/' >"$r/etc/shadow" \
+    && chmod 640 "$r/etc/shadow"; } || return 1
+  grep -q '^users:x:100:' "$r/etc/group" || return 1
+  echo 'ray:x:1000:100::/home/ray:/bin/bash' >>"$r/etc/passwd" \
+    && echo 'ray:!:20000:0:99999:7:::' >>"$r/etc/shadow" \
+    && mkdir -p "$r/home/ray" && cp -a "$r/etc/skel/." "$r/home/ray/"
+}
+
+standin_arm64_venv() {  # standin_arm64_venv ROOTFS: the layout `python3 -m venv` makes
+  local v=$1/home/ray/anaconda3 version
+  version=$(sed -n 's/^Version: \(3\.11\.[0-9]*\).*/\1/p' "$1/var/lib/dpkg/status" 2>/dev/null | head -1)
+  mkdir -p "$v/bin" "$v/include" "$v/lib/python3.11/site-packages" \
+    && ln -s lib "$v/lib64" \
+    && ln -s /usr/bin/python3 "$v/bin/python" \
+    && ln -s python "$v/bin/python3" \
+    && ln -s python "$v/bin/python3.11" \
+    && printf 'home = /usr/bin\ninclude-system-site-packages = false\nversion = %s\nexecutable = /usr/bin/python3.11\ncommand = /usr/bin/python3 -m venv /home/ray/anaconda3\n' \
+      "${version:-3.11.2}" >"$v/pyvenv.cfg"
+}
+
+# The aarch64 wheels of the same pins (the lock's hashes cover every platform's files), by the
+# host's pip; console scripts get the venv's interpreter, as pip in the venv would write them.
+standin_arm64_pip() {  # standin_arm64_pip ROOTFS
+  local v=$1/home/ray/anaconda3 sp m platforms=() f
+  sp=$v/lib/python3.11/site-packages
+  for m in $(seq 36 -1 17); do platforms+=(--platform "manylinux_2_${m}_aarch64"); done
+  platforms+=(--platform manylinux2014_aarch64 --platform linux_aarch64)
+  standin_cleanenv python3 -m pip install --no-cache-dir --disable-pip-version-check \
+    --progress-bar off --root-user-action=ignore --target "$sp" "${platforms[@]}" \
+    --python-version 3.11 --implementation cp --abi cp311 --only-binary=:all: \
+    --require-hashes --no-deps -r "$STANDIN_LOCK" || return 1
+  for f in "$sp"/bin/*; do
+    [ -f "$f" ] || continue
+    sed -i '1s|^#!.*python.*$|#!/home/ray/anaconda3/bin/python|' "$f" && mv "$f" "$v/bin/" || return 1
+  done
+  rmdir "$sp/bin"
+}
+
+standin_arm64_compile() {  # standin_arm64_compile ROOTFS: checked-hash pycs, paths as in the image
+  local r=$1 d
+  python3 -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' || return 1
+  for d in /usr/lib/python3.11 /usr/lib/python3/dist-packages \
+    /home/ray/anaconda3/lib/python3.11/site-packages; do
+    [ -d "$r$d" ] || continue
+    standin_cleanenv python3 -m compileall -q -f --invalidation-mode checked-hash \
+      -s "$r" -p / "$r$d" >/dev/null || return 1
+  done
+}
+
+standin_arm64_build_locked() {  # standin_arm64_build_locked ROOT KEY (holds the lock)
+  local root=$1 key=$2 tmp rootfs log t0 size
+  tmp=$(mktemp -d "$root/.build-arm64.$key.XXXXXX") && chmod 755 "$tmp" || return 1
+  # shellcheck disable=SC2064  # expand now
+  trap "standin_rm_tree '$tmp'" EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  rootfs="$tmp/rootfs"
+  log="$root/build-arm64-$key.log"
+  : >"$log"
+  t0=$(standin_now)
+  standin_log "building the linux/arm64 stand-in (key $key, log $log)"
+  standin_step "$log" debootstrap \
+      standin_cleanenv debootstrap --foreign --arch arm64 --variant=minbase \
+        --include=python3,python3-venv,ca-certificates \
+        "$STANDIN_SUITE" "$rootfs" "$STANDIN_MIRROR" \
+    && standin_step "$log" unpack standin_arm64_unpack "$rootfs" \
+    && standin_step "$log" useradd standin_arm64_user "$rootfs" \
+    && standin_step "$log" venv standin_arm64_venv "$rootfs" \
+    && standin_step "$log" pip standin_arm64_pip "$rootfs" \
+    && standin_step "$log" compileall standin_arm64_compile "$rootfs" \
+    && standin_step "$log" chown chown -R 1000:100 "$rootfs/home/ray" \
+    && standin_step "$log" clean standin_clean_rootfs "$rootfs" \
+    && standin_step "$log" tar standin_tar "$rootfs" "$tmp/layer.tar" \
+    && standin_step "$log" umoci standin_image "$tmp/layout" "$tmp/layer.tar" arm64 \
+    || return 1
+  size=$(du -sh "$tmp/layout" | cut -f1)
+  mkdir -p "$root/$key" && mv "$tmp/layout" "$root/$key/layout-arm64" || return 1
+  standin_rm_tree "$tmp" || return 1
+  trap - EXIT INT TERM
+  standin_log "built $root/$key/layout-arm64 ($size) in $(standin_elapsed "$t0")s"
+}
+
+standin_build_arm64() {
+  local root key
+  root=$(standin_root)
+  key=$(standin_key) || return 1
+  [ -f "$root/$key/layout-arm64/index.json" ] && return 0
+  mkdir -p "$root" || return 1
+  (
+    flock 8 || exit 1
+    [ -f "$root/$key/layout-arm64/index.json" ] && exit 0
+    standin_arm64_build_locked "$root" "$key"
+  ) 8>"$root/.lock-arm64"
+}
+
+# The two platform manifests as one OCI image index under $STANDIN_MULTI_TAG (both already
+# pushed): digests and sizes as the registry serves them, the index PUT with curl.
+standin_push_index() {  # standin_push_index REGISTRY
+  local reg=$1 amd arm index
+  amd=$(standin_descriptor "$reg" "$STANDIN_TAG" amd64) \
+    && arm=$(standin_descriptor "$reg" "$STANDIN_ARM_TAG" arm64) || return 1
+  index=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s,%s]}' "$amd" "$arm")
+  curl -sf --noproxy '*' -X PUT -H 'Content-Type: application/vnd.oci.image.index.v1+json' \
+    --data-binary "$index" "http://$reg/v2/$STANDIN_REPO/manifests/$STANDIN_MULTI_TAG" >/dev/null
+}
+
+standin_descriptor() {  # standin_descriptor REGISTRY TAG ARCH: the manifest's index entry
+  local raw digest size
+  raw=$(env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY \
+    skopeo inspect --raw --tls-verify=false "docker://$1/$STANDIN_REPO:$2") || return 1
+  digest=sha256:$(printf '%s' "$raw" | sha256sum | cut -d' ' -f1)
+  size=$(printf '%s' "$raw" | wc -c)
+  printf '{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"platform":{"architecture":"%s","os":"linux"}}' \
+    "$digest" "$size" "$3"
 }

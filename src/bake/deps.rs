@@ -128,6 +128,16 @@ fn lock_ref(recipe: &Recipe, file: &std::path::Path) -> Option<LockRef> {
     })
 }
 
+/// What the lock is for: one lock serves every platform of a bake, so its inputs are the same
+/// whichever platform's layers are being built.
+#[derive(Debug)]
+pub struct LockFor<'a> {
+    /// Every platform of the bake (`linux/amd64`, …).
+    pub platforms: &'a [String],
+    /// The base contents the lock prefers: the first platform's (`None`: this platform's own).
+    pub base: Option<&'a crate::python::installed::BaseIndex>,
+}
+
 /// A built dependency layer: blob, diff_id, history text.
 pub type BuiltLayer = (Blob, String, String);
 
@@ -136,6 +146,7 @@ pub async fn dependency_layers(
     recipe: &Recipe,
     platform: &Platform,
     base: &PulledBase,
+    lock_for: &LockFor<'_>,
     cache: &BlobCache,
     mtime: u64,
     remote: Option<(&Registry, &Reference)>,
@@ -173,12 +184,13 @@ pub async fn dependency_layers(
         crate::requirements::recipe_wheels(recipe, &target, &client).await?
     } else {
         // Unpinned requirements: the lock (re-locked only when its inputs changed).
+        let lock_index = lock_for.base.unwrap_or(index.as_ref());
         let opts = crate::lock::LockOptions {
-            platforms: vec![platform.to_string()],
+            platforms: lock_for.platforms.to_vec(),
             python_version: Some(layout.python_version.clone()),
             manylinux: Some(manylinux.clone()),
-            base: crate::lock::BaseContents::Known(index.preferences()),
-            base_requires: index.requirements(),
+            base: crate::lock::BaseContents::Known(lock_index.preferences()),
+            base_requires: lock_index.requirements(),
             cache_dir: Some(cache.root().to_path_buf()),
             ..Default::default()
         };

@@ -8,6 +8,7 @@
 //! Dependency layers (wheels, [`deps`]) slot in between the base layers and the code layer:
 //! each is just another list of [`LayerEntry`]s.
 
+mod build;
 pub mod deps;
 pub mod sbom;
 
@@ -21,14 +22,14 @@ use crate::cache::{BlobCache, CacheError};
 use crate::collect::StatCache;
 use crate::lockfile::LockError;
 use crate::oci::client::{ClientOptions, PushStats, Registry, RegistryError};
-use crate::oci::image::{Image, gzip_layer};
+use crate::oci::image::{Image, ImageIndex, gzip_layer};
 use crate::oci::media::{Family, Platform};
 use crate::oci::publish::{Destination, PublishError, Published};
 use crate::oci::reference::Reference;
 use crate::plan::{PlanError, plan_packages};
 use crate::recipe::Recipe;
 
-use crate::base::{BaseError, BaseLayout, PinnedBase};
+use crate::base::{BaseError, BaseLayout};
 
 /// Bumped when the code layer's layout changes.
 pub const LAYOUT_VERSION: &str = "raypack-bake-v1";
@@ -36,7 +37,8 @@ pub use crate::plan::PY_MODULES_DIR;
 
 #[derive(Debug, Clone, Default)]
 pub struct BakeOptions {
-    pub platform: Option<String>,
+    /// Platforms to build (empty: the recipe's); several make one multi-platform image.
+    pub platforms: Vec<String>,
     pub push: bool,
     pub oci_layout: Option<PathBuf>,
     pub tar: Option<PathBuf>,
@@ -183,8 +185,29 @@ pub struct BakeOutcome {
     pub sbom: Vec<SbomReport>,
     /// The tag of the cosign signature (`sha256-<hex>.sig`), when signed.
     pub signature: Option<String>,
+    /// Each platform of a multi-platform bake (the fields above name the index and, for
+    /// the base, layers and dependencies, the first platform); empty for one platform.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformReport>,
+    /// The (first platform's) image.
     #[serde(skip)]
     pub image: Image,
+}
+
+/// One platform of a multi-platform bake.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformReport {
+    pub platform: String,
+    /// The platform's manifest digest (the index lists it).
+    pub digest: String,
+    pub base_digest: String,
+    /// The base's tag for this platform, when not the recipe's (`…-aarch64`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_tag: Option<String>,
+    pub ray_version: Option<String>,
+    pub layers: Vec<String>,
+    pub dependencies: deps::DepsReport,
+    pub sbom: Vec<SbomReport>,
 }
 
 /// The tag an image is pushed under when the recipe names none: `raypack-` and the first 16
@@ -433,13 +456,24 @@ pub async fn run(
     http: &reqwest::Client,
     mut progress: impl FnMut(&str),
 ) -> Result<BakeOutcome, BakeError> {
-    let platform_s = opts
-        .platform
-        .clone()
-        .unwrap_or_else(|| recipe.base.platform.clone());
-    let platform = Platform::parse(&platform_s)
-        .filter(|p| p.os == "linux" && matches!(p.architecture.as_str(), "amd64" | "arm64"))
-        .ok_or_else(|| BakeError::Platform(platform_s.clone()))?;
+    let names = if opts.platforms.is_empty() {
+        recipe.base.platforms.clone()
+    } else {
+        opts.platforms.clone()
+    };
+    let mut platforms: Vec<Platform> = Vec::new();
+    for s in &names {
+        let p = Platform::parse(s)
+            .filter(|p| p.os == "linux" && matches!(p.architecture.as_str(), "amd64" | "arm64"))
+            .ok_or_else(|| BakeError::Platform(s.clone()))?;
+        if !platforms.contains(&p) {
+            platforms.push(p);
+        }
+    }
+    let multi = platforms.len() > 1;
+    if multi && opts.tar.is_some() {
+        return Err(PublishError::TarIsSinglePlatform(names.join(" + ")).into());
+    }
     let target = match &recipe.image.repository {
         Some(r) => Some(Reference::parse(r).map_err(|_| BakeError::BadRepository(r.clone()))?),
         None if opts.push => return Err(BakeError::NoRepository),
@@ -453,71 +487,22 @@ pub async fn run(
         None => None,
     };
 
-    progress("resolving the base image");
-    let base = PinnedBase::pin(
-        recipe,
-        platform.clone(),
-        &registry,
-        &cache,
-        opts.upgrade_base,
-    )
-    .await?;
-    let (pin, pinned_now) = (base.pin.clone(), base.pinned_now);
-    progress("pulling the base image");
-    let pulled = base.pull().await?;
-    let layout = pulled.layout.clone();
-    recipe
-        .check_python(&layout.python_version)
-        .map_err(|source| BakeError::Python {
-            image: recipe.base.image.clone(),
-            source,
-        })?;
-    let family = pulled.family;
-    let base_image = &pulled.image;
-
-    progress("building the code layer");
-    let stat_cache = StatCache::load(&recipe.state_dir().join("cache").join("stat.bin"));
-    let mut entries = code_entries(recipe, &layout, Some(&stat_cache))?;
-    let _ = stat_cache.save();
     let mtime = build_epoch();
-    let (code_blob, code_diff) = layer_blob(&mut entries, mtime, family, &cache)?;
-
     let created = rfc3339(mtime);
-    let mut labels = Map::new();
-    let mut ann = Map::new();
-    let base_name = format!("{}", recipe.base.reference);
-    // Asked of git once: the labels and the SBOM name them.
-    let revision = git(&recipe.root, &["rev-parse", "HEAD"]);
-    let source = source_url(&recipe.root);
-    for (k, v) in [
-        ("org.opencontainers.image.created", Some(created.clone())),
-        (
-            "org.opencontainers.image.base.name",
-            Some(base_name.clone()),
-        ),
-        (
-            "org.opencontainers.image.base.digest",
-            Some(pin.digest.clone()),
-        ),
-        ("org.opencontainers.image.source", source.clone()),
-        ("org.opencontainers.image.revision", revision.clone()),
-        ("org.opencontainers.image.title", Some(recipe.name.clone())),
-    ] {
-        if let Some(v) = v {
-            labels.insert(k.into(), json!(v));
-            ann.insert(k.into(), json!(v));
-        }
-    }
-    for (k, v) in &recipe.image.labels {
-        labels.insert(k.clone(), json!(v));
-    }
-    let mut new_layers = Vec::new();
-    let mut layers = base_image.layers.clone();
-    let mut dependencies = deps::DepsReport::default();
-    if !opts.skip_deps {
+    let platform_names: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+    let image_name = target
+        .as_ref()
+        .map(|t| t.name())
+        .unwrap_or_else(|| recipe.name.clone());
+    let shared = build::Shared {
+        mtime,
+        created: created.clone(),
+        // Asked of git once: the labels and the SBOMs name them.
+        revision: git(&recipe.root, &["rev-parse", "HEAD"]),
+        source: source_url(&recipe.root),
         // The image this push replaces (its first tag): dependency layers it already has
         // are fetched rather than built.
-        let previous = target.as_ref().filter(|_| opts.push).map(|t| Reference {
+        previous: target.as_ref().filter(|_| opts.push).map(|t| Reference {
             tag: recipe
                 .image
                 .tags
@@ -527,111 +512,66 @@ pub async fn run(
                 .or_else(|| Some("latest".into())),
             digest: None,
             ..t.clone()
-        });
-        let (built, report) = deps::dependency_layers(
+        }),
+        platforms: &platform_names,
+        image_name: image_name.clone(),
+    };
+    let mut built: Vec<build::PlatformImage> = Vec::new();
+    for p in &platforms {
+        // One lock for every platform: it prefers the first platform's base contents.
+        let lock_base = built.first().and_then(|b| b.installed.clone());
+        let b = build::build(
             recipe,
-            &platform,
-            &pulled,
+            opts,
+            p,
+            &shared,
+            lock_base.as_deref(),
+            &registry,
             &cache,
-            mtime,
-            previous.as_ref().map(|t| (&registry, t)),
             http,
             &mut progress,
         )
         .await?;
-        for (blob, diff_id, created_by) in built {
-            new_layers.push((diff_id, created_by));
-            layers.push(blob);
-        }
-        dependencies = report;
+        built.push(b);
     }
-    // With `replace_ray`, the image runs the locked Ray, not the base's: the label and the
-    // printed rayVersion say so.
-    let ray_version = match dependencies.replaced.iter().find(|r| r.name == "ray") {
-        Some(r) => {
-            labels.insert("io.ray.ray-version".into(), json!(r.to));
-            Some(r.to.clone())
+    // Several platforms: one index over their images, of the bases' media-type family.
+    let index = if multi {
+        let families: Vec<Option<Family>> = built
+            .iter()
+            .map(|b| Family::of(&b.image.manifest_media_type))
+            .collect();
+        if families.iter().any(|f| *f != families[0]) {
+            return Err(BakeError::BaseImage {
+                image: recipe.base.image.clone(),
+                message: "its platforms' manifests mix Docker and OCI media types; one index cannot list both".into(),
+            });
         }
-        None => layout.ray_version.clone(),
-    };
-    // Provenance: the lock the wheels were chosen from.
-    if let Some(lock) = &dependencies.lock {
-        let mut pairs = vec![
-            ("dev.raypack.lock.file", lock.file.clone()),
-            ("dev.raypack.lock.sha256", lock.sha256.clone()),
-        ];
-        if let Some(h) = &lock.input_hash {
-            pairs.push(("dev.raypack.lock.input-hash", h.clone()));
-        }
-        for (k, v) in pairs {
-            labels.insert(k.into(), json!(v));
-            ann.insert(k.into(), json!(v));
-        }
-    }
-    new_layers.push((
-        code_diff,
-        format!("raypack bake: code layer ({})", recipe.image.app_dir),
-    ));
-    let cfg = edit_config(
-        &pulled.config,
-        recipe,
-        &layout,
-        &new_layers,
-        &labels,
-        &created,
-    );
-    let cfg_bytes = serde_json::to_vec(&cfg).expect("config serializes");
-    layers.push(code_blob.clone());
-    let image = Image::assemble(family, &cfg_bytes, layers, Some(&ann), &cache)?;
-    let digest = image.digest();
-    let image_name = target
-        .as_ref()
-        .map(|t| t.name())
-        .unwrap_or_else(|| recipe.name.clone());
-
-    // The SBOMs: what is in the image and where it came from (see `sbom`).
-    let mut sboms: Vec<(SbomReport, Vec<u8>)> = Vec::new();
-    if !recipe.image.sbom.is_empty() {
-        progress("writing the SBOM");
-        let installed = pulled.installed(&cache).await?;
-        let input = sbom::SbomInput {
-            image: &image_name,
-            image_digest: &digest,
-            base: &base_name,
-            base_digest: &pin.digest,
-            project: &recipe.name,
-            code_layer: &code_blob.digest,
-            revision: revision.as_deref(),
-            source: source.as_deref(),
-            created: &created,
-            installed: &installed,
-            deps: &dependencies,
-        };
-        for (n, format) in recipe.image.sbom.iter().enumerate() {
-            let bytes = sbom::render(*format, &input);
-            let mut files = Vec::new();
-            if let Some(f) = &opts.sbom_file {
-                let path = if n == 0 {
-                    f.clone()
-                } else {
-                    with_suffix(f, format.suffix())
-                };
-                write_atomic(&path, &bytes)?;
-                files.push(path);
+        let mut ann = Map::new();
+        for (k, v) in [
+            ("org.opencontainers.image.created", Some(created.clone())),
+            ("org.opencontainers.image.source", shared.source.clone()),
+            ("org.opencontainers.image.revision", shared.revision.clone()),
+            ("org.opencontainers.image.title", Some(recipe.name.clone())),
+        ] {
+            if let Some(v) = v {
+                ann.insert(k.into(), json!(v));
             }
-            sboms.push((
-                SbomReport {
-                    format: *format,
-                    media_type: format.media_type().into(),
-                    sha256: crate::oci::sha256_digest(&bytes),
-                    referrer: None,
-                    attached: None,
-                    files,
-                },
-                bytes,
-            ));
         }
-    }
+        Some(ImageIndex::assemble(
+            families[0].expect("a pulled base has a known family"),
+            built
+                .iter()
+                .map(|b| (b.platform.clone(), b.image.clone()))
+                .collect(),
+            Some(&ann),
+        ))
+    } else {
+        None
+    };
+    let digest = match &index {
+        Some(i) => i.digest(),
+        None => built[0].image.digest(),
+    };
 
     let mut pushed = None;
     let mut signature = None;
@@ -648,28 +588,35 @@ pub async fn run(
             registry: &registry,
             target: &target,
             tags: &tags,
-            mount_from: Some(&base.reference),
+            mount_from: Some(&built[0].base_reference),
         };
-        let Published::Pushed(stats) = dest.publish(&image).await? else {
+        let published = match &index {
+            Some(i) => dest.publish_index(i).await?,
+            None => dest.publish(&built[0].image).await?,
+        };
+        let Published::Pushed(stats) = published else {
             unreachable!("a registry destination pushes")
         };
         let mut report = PushReport::from((target.name().as_str(), tags.as_slice(), stats));
         report.default_tag = recipe.image.tags.is_empty() && target.tag.is_none();
         pushed = Some(report);
-        // After the image: a referrer's subject must exist first.
-        let subject = crate::oci::referrers::Subject::of(&image);
-        for (report, bytes) in &mut sboms {
-            progress(&format!("attaching the {:?} SBOM", report.format));
-            let artifact = crate::oci::referrers::artifact(
-                &subject,
-                &report.media_type,
-                bytes,
-                &sbom_annotations(&created),
-                &cache,
-            )?;
-            let (d, how) = registry.attach(&target, &artifact).await?;
-            report.referrer = Some(d);
-            report.attached = Some(how);
+        // After the image: a referrer's subject must exist first. Each platform's SBOM
+        // describes, and refers to, that platform's manifest.
+        for b in &mut built {
+            let subject = crate::oci::referrers::Subject::of(&b.image);
+            for (report, bytes) in &mut b.sboms {
+                progress(&format!("attaching the {:?} SBOM", report.format));
+                let artifact = crate::oci::referrers::artifact(
+                    &subject,
+                    &report.media_type,
+                    bytes,
+                    &sbom_annotations(&created),
+                    &cache,
+                )?;
+                let (d, how) = registry.attach(&target, &artifact).await?;
+                report.referrer = Some(d);
+                report.attached = Some(how);
+            }
         }
         if let Some(key) = &key {
             progress("signing");
@@ -677,70 +624,108 @@ pub async fn run(
         }
     }
     let name = image_name;
-    let tag_ref = format!(
-        "{name}:{}",
-        recipe
-            .image
-            .tags
-            .first()
-            .map(String::as_str)
-            .unwrap_or("latest")
-    );
+    let ref_name = recipe
+        .image
+        .tags
+        .first()
+        .map(String::as_str)
+        .unwrap_or("latest");
     let mut oci_layout = opts.oci_layout.clone();
     if !opts.push && opts.oci_layout.is_none() && opts.tar.is_none() {
         oci_layout = Some(recipe.state_dir().join("oci"));
     }
     if let Some(dir) = &oci_layout {
         progress(&format!("writing the OCI layout {}", dir.display()));
-        let ref_name = recipe
-            .image
-            .tags
-            .first()
-            .map(String::as_str)
-            .unwrap_or("latest");
-        Destination::OciLayout {
+        let dest = Destination::OciLayout {
             dir,
             ref_name: Some(ref_name),
-        }
-        .publish(&image)
-        .await?;
-        for (report, bytes) in &mut sboms {
-            let path = with_suffix(dir, report.format.suffix());
-            write_atomic(&path, bytes)?;
-            report.files.push(path);
+        };
+        match &index {
+            Some(i) => dest.publish_index(i).await?,
+            None => dest.publish(&built[0].image).await?,
+        };
+        for b in &mut built {
+            for (report, bytes) in &mut b.sboms {
+                let mut path = with_suffix(dir, report.format.suffix());
+                if multi {
+                    path = for_platform(&path, &b.platform);
+                }
+                write_atomic(&path, bytes)?;
+                report.files.push(path);
+            }
         }
     }
     if let Some(t) = &opts.tar {
         progress(&format!("writing {}", t.display()));
         Destination::DockerTar {
             file: t,
-            repo_tags: &[tag_ref],
+            repo_tags: &[format!("{name}:{ref_name}")],
         }
-        .publish(&image)
+        .publish(&built[0].image)
         .await?;
-        for (report, bytes) in &mut sboms {
+        for (report, bytes) in &mut built[0].sboms {
             let path = with_suffix(t, report.format.suffix());
             write_atomic(&path, bytes)?;
             report.files.push(path);
         }
     }
+    let platform_reports: Vec<PlatformReport> = if multi {
+        built
+            .iter()
+            .map(|b| PlatformReport {
+                platform: b.platform.to_string(),
+                digest: b.image.digest(),
+                base_digest: b.pin.digest.clone(),
+                base_tag: b.pin.tag.clone(),
+                ray_version: b.ray_version.clone(),
+                layers: b.image.layers.iter().map(|l| l.digest.clone()).collect(),
+                dependencies: b.dependencies.clone(),
+                sbom: b.sboms.iter().map(|(r, _)| r.clone()).collect(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let base_pinned_now = built.iter().any(|b| b.pinned_now);
+    let first = built.swap_remove(0);
     Ok(BakeOutcome {
         reference: format!("{name}@{digest}"),
         digest,
         base: recipe.base.image.clone(),
-        base_digest: pin.digest,
-        ray_version,
-        code_layer: code_blob.digest.clone(),
-        layers: image.layers.iter().map(|l| l.digest.clone()).collect(),
+        base_digest: first.pin.digest,
+        ray_version: first.ray_version,
+        code_layer: first.code_layer,
+        layers: first.image.layers.iter().map(|l| l.digest.clone()).collect(),
         pushed,
         oci_layout,
         tar: opts.tar.clone(),
-        base_pinned_now: pinned_now,
-        dependencies,
-        sbom: sboms.into_iter().map(|(r, _)| r).collect(),
+        base_pinned_now,
+        dependencies: first.dependencies,
+        sbom: first.sboms.into_iter().map(|(r, _)| r).collect(),
         signature,
-        image,
+        platforms: platform_reports,
+        image: first.image,
     })
+}
+
+/// `path` with the platform's architecture before its extensions, for the files of one
+/// platform of a multi-platform bake (`oci.spdx.json` → `oci.arm64.spdx.json`).
+fn for_platform(path: &Path, platform: &Platform) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let cut = name
+        .char_indices()
+        .skip(1)
+        .find(|(_, c)| *c == '.')
+        .map_or(name.len(), |(i, _)| i);
+    path.with_file_name(format!(
+        "{}.{}{}",
+        &name[..cut],
+        platform.architecture,
+        &name[cut..]
+    ))
 }
 
 /// The referrer manifest's annotations: its creation time (the image's, so the same image

@@ -29,6 +29,8 @@ struct CatalogEntry {
     manylinux: String,
     user: String,
     arch: Vec<String>,
+    #[serde(default)]
+    arch_tags: std::collections::BTreeMap<String, String>,
 }
 
 /// The layout of a base image that bake builds on.
@@ -78,6 +80,23 @@ fn lookup(r: &Reference, arch: &str) -> Option<CatalogEntry> {
         });
     }
     None
+}
+
+/// The tag of `r` for another architecture, for bases the catalog says are published one tag
+/// per architecture (`2.60.0-py311-cpu` → `2.60.0-py311-cpu-aarch64` for arm64); `None` when
+/// the base is not, or `r` already names that tag.
+pub fn arch_tag(r: &Reference, arch: &str) -> Option<Reference> {
+    let tag = r.tag.as_deref()?;
+    let entry = lookup(r, arch)?;
+    let suffix = entry.arch_tags.get(arch)?;
+    if tag.ends_with(suffix.as_str()) {
+        return None;
+    }
+    Some(Reference {
+        tag: Some(format!("{tag}{suffix}")),
+        digest: None,
+        ..r.clone()
+    })
 }
 
 fn env_of(config: &Value, key: &str) -> Option<String> {
@@ -225,11 +244,28 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn arch_tags_follow_the_catalog() {
+        let r = Reference::parse("rayproject/ray:2.60.0-py311-cpu").unwrap();
+        assert_eq!(
+            arch_tag(&r, "arm64").unwrap().tag.as_deref(),
+            Some("2.60.0-py311-cpu-aarch64")
+        );
+        assert!(arch_tag(&r, "amd64").is_none());
+        let already = Reference::parse("rayproject/ray:2.60.0-py311-cpu-aarch64").unwrap();
+        assert!(arch_tag(&already, "arm64").is_none());
+        let llm = Reference::parse("rayproject/ray-llm:2.60.0-py311-cu128").unwrap();
+        assert!(arch_tag(&llm, "arm64").is_none(), "ray-llm has no arm64 images");
+        let other = Reference::parse("example.com/team/base:1").unwrap();
+        assert!(arch_tag(&other, "arm64").is_none());
+    }
+
     fn base(image: &str) -> Base {
         Base {
             image: image.into(),
             reference: Reference::parse(image).unwrap(),
             platform: "linux/amd64".into(),
+            platforms: vec!["linux/amd64".into()],
             python: None,
             python_version: None,
             site_packages: None,

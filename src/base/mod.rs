@@ -101,14 +101,15 @@ impl<'a> PinnedBase<'a> {
         let (pin, pinned_now) = match lock.base_pin(&recipe.base.image, &platform_s) {
             Some(pin) if !upgrade => (pin.clone(), false),
             _ => {
-                let resolved = registry.resolve(base, &platform, cache).await?;
+                let (resolved, tag) = resolve_for(recipe, registry, cache, &platform).await?;
                 let pin = BasePin {
                     image: recipe.base.image.clone(),
                     platform: platform_s,
                     digest: resolved.digest.clone(),
                     index_digest: resolved.index_digest.clone(),
+                    tag,
                 };
-                lock.base = Some(pin.clone());
+                lock.set_base_pin(pin.clone());
                 let changed = lock.save(&recipe.root)?;
                 (pin, changed)
             }
@@ -218,6 +219,60 @@ impl PulledBase {
             .await
             .cloned()
     }
+}
+
+/// Resolves the recipe's base for `platform`: a multi-platform index gives the platform's
+/// manifest; a single-platform tag must be for `platform`, else the platform's own tag of a
+/// base published one tag per architecture (`layout::arch_tag`) is tried, and returned.
+async fn resolve_for(
+    recipe: &Recipe,
+    registry: &Registry,
+    cache: &BlobCache,
+    platform: &Platform,
+) -> Result<(crate::oci::client::Resolved, Option<String>), BaseError> {
+    let base = &recipe.base.reference;
+    let resolved = registry.resolve(base, platform, cache).await?;
+    if resolved.index_digest.is_some() {
+        return Ok((resolved, None));
+    }
+    let arch_of = |resolved: &crate::oci::client::Resolved, r: &Reference| {
+        let r = r.with_digest(&resolved.digest);
+        let manifest: Option<Value> = serde_json::from_slice(&resolved.manifest).ok();
+        async move {
+            let digest = manifest
+                .as_ref()
+                .and_then(|m| m["config"]["digest"].as_str().map(str::to_string));
+            let Some(digest) = digest else {
+                return Ok::<_, BaseError>(None);
+            };
+            let path = registry.fetch_blob(&r, &digest, cache).await?;
+            Ok(read_config(&path).map(|c| {
+                format!(
+                    "{}/{}",
+                    c["os"].as_str().unwrap_or_default(),
+                    c["architecture"].as_str().unwrap_or_default()
+                )
+            }))
+        }
+    };
+    let want = format!("{}/{}", platform.os, platform.architecture);
+    let have = arch_of(&resolved, base).await?;
+    if have.as_deref().is_none_or(|h| h == want) {
+        return Ok((resolved, None));
+    }
+    if let Some(alt) = layout::arch_tag(base, &platform.architecture) {
+        let other = registry.resolve(&alt, platform, cache).await?;
+        if other.index_digest.is_some() || arch_of(&other, &alt).await?.as_deref() == Some(&want) {
+            return Ok((other, alt.tag.clone()));
+        }
+    }
+    Err(BaseError::Inconsistent {
+        image: recipe.base.image.clone(),
+        message: format!(
+            "it is built for {}, not {platform}, and it is not a multi-platform index; pick a base for {platform} or a multi-platform tag",
+            have.unwrap_or_default()
+        ),
+    })
 }
 
 fn read_config(path: &std::path::Path) -> Option<Value> {

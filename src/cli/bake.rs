@@ -4,9 +4,11 @@ use super::*;
 
 #[derive(clap::Args, Debug)]
 pub(super) struct BakeArgs {
-    /// Target platform (default: [base] platform, else linux/amd64).
-    #[arg(long)]
-    pub(super) platform: Option<String>,
+    /// Target platforms, comma-separated (default: [base] platforms or platform, else
+    /// linux/amd64); several make one multi-platform image (an index), e.g.
+    /// linux/amd64,linux/arm64.
+    #[arg(long, value_delimiter = ',')]
+    pub(super) platform: Vec<String>,
     /// Push to [image] repository: blobs, the manifest by digest, then [image] tags.
     #[arg(long)]
     pub(super) push: bool,
@@ -79,7 +81,7 @@ pub(super) fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
         }
     }
     let opts = raypack::bake::BakeOptions {
-        platform: args.platform.clone(),
+        platforms: args.platform.clone(),
         push: args.push,
         oci_layout: args.oci_layout.clone(),
         tar: args.tar.clone(),

@@ -49,36 +49,42 @@ pub(super) fn lock(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
 
 fn lock_base(cli: &Cli, args: &LockArgs) -> Result<ExitCode, CliError> {
     let recipe = load_recipe(cli)?;
-    let platform_s = args
-        .platform
-        .first()
-        .cloned()
-        .unwrap_or_else(|| recipe.base.platform.clone());
-    let platform = raypack::oci::media::Platform::parse(&platform_s).ok_or_else(|| {
-        CliError::Other(format!(
-            "--platform {platform_s}: write linux/amd64 or linux/arm64"
-        ))
-    })?;
+    let platforms = if args.platform.is_empty() {
+        recipe.base.platforms.clone()
+    } else {
+        args.platform.clone()
+    };
     let registry = raypack::oci::client::Registry::new(args.tls.options())?;
     let cache = raypack::cache::BlobCache::new(&raypack::cache::default_cache_dir());
     let rt = runtime()?;
-    let base = rt.block_on(raypack::base::PinnedBase::pin(
-        &recipe, platform, &registry, &cache, true,
-    ))?;
-    let (pin, changed) = (base.pin, base.pinned_now);
+    let mut pinned = Vec::new();
+    for platform_s in &platforms {
+        let platform = raypack::oci::media::Platform::parse(platform_s).ok_or_else(|| {
+            CliError::Other(format!(
+                "--platform {platform_s}: write linux/amd64 or linux/arm64"
+            ))
+        })?;
+        let base = rt.block_on(raypack::base::PinnedBase::pin(
+            &recipe, platform, &registry, &cache, true,
+        ))?;
+        let (pin, changed) = (base.pin, base.pinned_now);
+        if !cli.quiet && cli.output != Output::Json {
+            eprintln!(
+                "{} {} ({}) -> {}",
+                if changed { "pinned" } else { "unchanged" },
+                pin.image,
+                pin.platform,
+                pin.digest
+            );
+        }
+        pinned.push(serde_json::json!({"image": pin.image, "platform": pin.platform, "digest": pin.digest, "changed": changed}));
+    }
     if cli.output == Output::Json {
-        println!(
-            "{}",
-            serde_json::json!({"image": pin.image, "platform": pin.platform, "digest": pin.digest, "changed": changed})
-        );
-    } else if !cli.quiet {
-        eprintln!(
-            "{} {} ({}) -> {}",
-            if changed { "pinned" } else { "unchanged" },
-            pin.image,
-            pin.platform,
-            pin.digest
-        );
+        // One platform: the pin itself (as before multi-platform recipes); several: a list.
+        match pinned.len() {
+            1 => println!("{}", pinned[0]),
+            _ => println!("{}", serde_json::Value::Array(pinned)),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

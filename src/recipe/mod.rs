@@ -131,7 +131,11 @@ pub struct Dependencies {
 pub struct Base {
     pub image: String,
     pub reference: Reference,
+    /// The first of [`Base::platforms`]: the one single-platform commands (`env`) use.
     pub platform: String,
+    /// Every platform bake builds for (`[base] platforms`, else `[base] platform`); bake makes
+    /// a multi-platform image when there are several.
+    pub platforms: Vec<String>,
     pub python: Option<String>,
     pub python_version: Option<String>,
     pub site_packages: Option<String>,
@@ -711,7 +715,7 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
                     Reference::parse(DEFAULT_BASE).expect("default base parses")
                 }
             };
-            let platform = b.platform.as_ref().map(|p| {
+            let check_platform = |rep: &mut Reporter, p: &Spanned<String>| {
                 if !matches!(p.get_ref().as_str(), "linux/amd64" | "linux/arm64") {
                     rep.error(
                         inner(p),
@@ -720,7 +724,38 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
                     );
                 }
                 p.get_ref().clone()
-            });
+            };
+            let platform = b.platform.as_ref().map(|p| check_platform(rep, p));
+            let mut platforms: Vec<String> = Vec::new();
+            if let Some(list) = &b.platforms {
+                if b.platform.is_some() {
+                    rep.error(
+                        list.span(),
+                        "[base] has both `platform` and `platforms`",
+                        Some("keep one: platforms = [\"linux/amd64\", \"linux/arm64\"] builds both".into()),
+                    );
+                }
+                if list.get_ref().is_empty() {
+                    rep.error(
+                        list.span(),
+                        "[base] platforms is empty",
+                        Some("list at least one, e.g. platforms = [\"linux/amd64\", \"linux/arm64\"]".into()),
+                    );
+                }
+                for p in list.get_ref() {
+                    let p_s = check_platform(rep, p);
+                    if platforms.contains(&p_s) {
+                        rep.error(inner(p), format!("platform `{p_s}` is listed twice"), None);
+                    }
+                    platforms.push(p_s);
+                }
+            }
+            let platform = platform
+                .or_else(|| platforms.first().cloned())
+                .unwrap_or_else(|| "linux/amd64".into());
+            if platforms.is_empty() {
+                platforms.push(platform.clone());
+            }
             if let Some(pv) = &b.python_version {
                 check_python_version(rep, pv);
             }
@@ -761,7 +796,8 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
             Base {
                 image: b.image.get_ref().clone(),
                 reference,
-                platform: platform.unwrap_or_else(|| "linux/amd64".into()),
+                platform,
+                platforms,
                 python: b.python.as_ref().map(|s| s.get_ref().clone()),
                 python_version: b.python_version.as_ref().map(|s| s.get_ref().clone()),
                 site_packages: b.site_packages.as_ref().map(|s| s.get_ref().clone()),
@@ -773,6 +809,7 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
             image: DEFAULT_BASE.into(),
             reference: Reference::parse(DEFAULT_BASE).expect("default base parses"),
             platform: "linux/amd64".into(),
+            platforms: vec!["linux/amd64".into()],
             python: None,
             python_version: None,
             site_packages: None,

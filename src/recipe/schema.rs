@@ -94,6 +94,9 @@ pub struct RawBase {
     pub image: Spanned<String>,
     #[serde(default)]
     pub platform: Option<Spanned<String>>,
+    /// Several platforms: one multi-platform image (an index) from one bake.
+    #[serde(default)]
+    pub platforms: Option<Spanned<Vec<Spanned<String>>>>,
     /// Overrides for bases the catalog does not know.
     #[serde(default)]
     pub python: Option<Spanned<String>>,

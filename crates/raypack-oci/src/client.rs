@@ -163,6 +163,15 @@ pub struct PushStats {
     pub skipped: usize,
 }
 
+impl PushStats {
+    /// Adds another push's counts (the images of one index).
+    pub fn add(&mut self, other: &PushStats) {
+        self.uploaded += other.uploaded;
+        self.mounted += other.mounted;
+        self.skipped += other.skipped;
+    }
+}
+
 /// A registry client: pull, push, resolve, with auth and retries; one per command.
 #[derive(Debug)]
 pub struct Registry {

@@ -95,6 +95,61 @@ impl Image {
     }
 }
 
+/// A multi-platform image: an OCI image index (or a Docker manifest list, for a Docker-typed
+/// base) with one entry per platform, in the order given. Its digest is what every node pulls;
+/// each node's runtime picks its own platform's manifest.
+#[derive(Debug, Clone)]
+pub struct ImageIndex {
+    /// The index's raw bytes.
+    pub manifest: Vec<u8>,
+    /// Its media type.
+    pub media_type: String,
+    /// The images it lists, with their platforms.
+    pub images: Vec<(crate::media::Platform, Image)>,
+}
+
+impl ImageIndex {
+    /// The index of `images` (all of `family`); OCI indexes carry `annotations`.
+    pub fn assemble(
+        family: Family,
+        images: Vec<(crate::media::Platform, Image)>,
+        annotations: Option<&serde_json::Map<String, Value>>,
+    ) -> ImageIndex {
+        let manifests: Vec<Value> = images
+            .iter()
+            .map(|(p, i)| {
+                let mut platform = json!({ "architecture": p.architecture, "os": p.os });
+                if let Some(v) = &p.variant {
+                    platform["variant"] = json!(v);
+                }
+                json!({
+                    "mediaType": i.manifest_media_type,
+                    "digest": i.digest(),
+                    "size": i.manifest.len(),
+                    "platform": platform,
+                })
+            })
+            .collect();
+        let mut m = serde_json::Map::new();
+        m.insert("schemaVersion".into(), json!(2));
+        m.insert("mediaType".into(), json!(family.index()));
+        m.insert("manifests".into(), Value::Array(manifests));
+        if let Some(a) = annotations.filter(|a| !a.is_empty() && family == Family::Oci) {
+            m.insert("annotations".into(), Value::Object(a.clone()));
+        }
+        ImageIndex {
+            manifest: serde_json::to_vec(&Value::Object(m)).expect("index serializes"),
+            media_type: family.index().to_string(),
+            images,
+        }
+    }
+
+    /// The index digest: the multi-platform image's identity.
+    pub fn digest(&self) -> String {
+        sha256_digest(&self.manifest)
+    }
+}
+
 /// gzip level of layers (the default of gzip, Go and BuildKit).
 pub const LAYER_GZIP_LEVEL: u32 = 6;
 

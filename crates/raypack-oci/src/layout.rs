@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::digest_hex;
-use super::image::Image;
+use super::{digest_hex, sha256_digest};
+use super::image::{Image, ImageIndex};
 
 /// A layout or tar could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -27,11 +27,12 @@ fn err(path: &Path) -> impl Fn(std::io::Error) -> LayoutError + '_ {
     }
 }
 
-fn index_json(image: &Image, ref_name: Option<&str>) -> Vec<u8> {
+/// `index.json` naming one manifest (an image's or an index's) as `ref_name`.
+fn index_json(media_type: &str, manifest: &[u8], ref_name: Option<&str>) -> Vec<u8> {
     let mut desc = json!({
-        "mediaType": image.manifest_media_type,
-        "digest": image.digest(),
-        "size": image.manifest.len(),
+        "mediaType": media_type,
+        "digest": sha256_digest(manifest),
+        "size": manifest.len(),
     });
     if let Some(r) = ref_name {
         desc["annotations"] = json!({ "org.opencontainers.image.ref.name": r });
@@ -58,6 +59,31 @@ pub fn write_oci_layout(
     image: &Image,
     ref_name: Option<&str>,
 ) -> Result<(), LayoutError> {
+    write_layout(
+        dir,
+        std::slice::from_ref(image),
+        (&image.manifest_media_type, &image.manifest),
+        ref_name,
+    )
+}
+
+/// [`write_oci_layout`] for a multi-platform image: every platform's blobs and manifest, then
+/// the index, which `index.json` names as `ref_name` (`skopeo copy --all oci:DIR:REF`).
+pub fn write_oci_layout_index(
+    dir: &Path,
+    index: &ImageIndex,
+    ref_name: Option<&str>,
+) -> Result<(), LayoutError> {
+    let images: Vec<Image> = index.images.iter().map(|(_, i)| i.clone()).collect();
+    write_layout(dir, &images, (&index.media_type, &index.manifest), ref_name)
+}
+
+fn write_layout(
+    dir: &Path,
+    images: &[Image],
+    (top_type, top): (&str, &[u8]),
+    ref_name: Option<&str>,
+) -> Result<(), LayoutError> {
     let e = err(dir);
     let blobs = dir.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).map_err(&e)?;
@@ -72,14 +98,17 @@ pub fn write_oci_layout(
             tmp.persist(&target).map_err(|x| e(x.error))?;
             Ok(())
         };
-    for b in image.blobs() {
-        put(&b.digest, &|p| std::fs::copy(&b.path, p).map(|_| ()))?;
+    for image in images {
+        for b in image.blobs() {
+            put(&b.digest, &|p| std::fs::copy(&b.path, p).map(|_| ()))?;
+        }
+        put(&image.digest(), &|p| std::fs::write(p, &image.manifest))?;
     }
-    put(&image.digest(), &|p| std::fs::write(p, &image.manifest))?;
+    put(&sha256_digest(top), &|p| std::fs::write(p, top))?;
     std::fs::write(dir.join("oci-layout"), OCI_LAYOUT).map_err(&e)?;
     // Written last: a reader never sees an index whose blobs are missing.
     let tmp = tempfile::NamedTempFile::new_in(dir).map_err(&e)?;
-    std::fs::write(tmp.path(), index_json(image, ref_name)).map_err(&e)?;
+    std::fs::write(tmp.path(), index_json(top_type, top, ref_name)).map_err(&e)?;
     tmp.persist(dir.join("index.json"))
         .map_err(|x| e(x.error))?;
     Ok(())
@@ -128,7 +157,7 @@ pub fn write_docker_tar(
             "Layers": image.layers.iter().map(|l| blob_name(&l.digest)).collect::<Vec<_>>(),
         }]))
         .expect("manifest.json serializes");
-        let index = index_json(image, repo_tags.first().map(String::as_str));
+        let index = index_json(&image.manifest_media_type, &image.manifest, repo_tags.first().map(String::as_str));
         // Blobs, deduplicated and sorted by name.
         let mut blobs: Vec<(String, BlobSource)> = image
             .blobs()

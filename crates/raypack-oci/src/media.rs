@@ -49,6 +49,13 @@ impl Family {
             Family::Docker => DOCKER_MANIFEST,
         }
     }
+    /// This family's multi-platform type: an OCI image index or a Docker manifest list.
+    pub fn index(self) -> &'static str {
+        match self {
+            Family::Oci => OCI_INDEX,
+            Family::Docker => DOCKER_LIST,
+        }
+    }
     /// This family's config media type.
     pub fn config(self) -> &'static str {
         match self {

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use crate::client::{PushStats, Registry, RegistryError};
-use crate::image::Image;
-use crate::layout::{LayoutError, write_docker_tar, write_oci_layout};
+use crate::image::{Image, ImageIndex};
+use crate::layout::{LayoutError, write_docker_tar, write_oci_layout, write_oci_layout_index};
 use crate::reference::Reference;
 
 /// A place to publish an image.
@@ -59,6 +59,9 @@ pub enum PublishError {
     /// A layout or tar could not be written.
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// A docker tar holds one platform's image; a multi-platform image cannot be one.
+    #[error("a docker tar holds one platform's image, not {0}; write an OCI layout or push instead")]
+    TarIsSinglePlatform(String),
 }
 
 impl Destination<'_> {
@@ -82,6 +85,40 @@ impl Destination<'_> {
                 write_docker_tar(file, image, repo_tags)?;
                 Ok(Published::Written)
             }
+        }
+    }
+
+    /// Publishes a multi-platform image: each platform's image as [`Destination::publish`]
+    /// would (to a registry: blobs, then its manifest by digest, untagged), then the index,
+    /// which alone gets the tags.
+    pub async fn publish_index(&self, index: &ImageIndex) -> Result<Published, PublishError> {
+        match *self {
+            Destination::Registry {
+                registry,
+                target,
+                tags,
+                mount_from,
+            } => {
+                let mut total = PushStats::default();
+                for (_, image) in &index.images {
+                    let (_, stats) = registry.push_image(target, image, &[], mount_from).await?;
+                    total.add(&stats);
+                }
+                registry.push_index(target, &index.manifest, tags).await?;
+                Ok(Published::Pushed(total))
+            }
+            Destination::OciLayout { dir, ref_name } => {
+                write_oci_layout_index(dir, index, ref_name)?;
+                Ok(Published::Written)
+            }
+            Destination::DockerTar { .. } => Err(PublishError::TarIsSinglePlatform(
+                index
+                    .images
+                    .iter()
+                    .map(|(p, _)| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+            )),
         }
     }
 }
