@@ -181,7 +181,10 @@ mod tests {
         lock.set_base_pin(pin("linux/amd64", "sha256:aa"));
         lock.save(d.path()).unwrap();
         let text = std::fs::read_to_string(LockFile::path(d.path())).unwrap();
-        assert!(text.contains("\n[base]\n") && !text.contains("[[base]]"), "{text}");
+        assert!(
+            text.contains("\n[base]\n") && !text.contains("[[base]]"),
+            "{text}"
+        );
         assert_eq!(LockFile::load(d.path()).unwrap(), lock);
 
         let mut arm = pin("linux/arm64", "sha256:bb");
@@ -193,9 +196,17 @@ mod tests {
         assert_eq!(text.matches("[[base]]").count(), 2, "{text}");
         assert!(text.find("linux/amd64").unwrap() < text.find("linux/arm64").unwrap());
         let back = LockFile::load(d.path()).unwrap();
-        assert_eq!(back.base_pin(&pin("", "").image, "linux/amd64").unwrap().digest, "sha256:cc");
         assert_eq!(
-            back.base_pin(&pin("", "").image, "linux/arm64").unwrap().tag.as_deref(),
+            back.base_pin(&pin("", "").image, "linux/amd64")
+                .unwrap()
+                .digest,
+            "sha256:cc"
+        );
+        assert_eq!(
+            back.base_pin(&pin("", "").image, "linux/arm64")
+                .unwrap()
+                .tag
+                .as_deref(),
             Some("2.60.0-py311-cpu-aarch64")
         );
 

@@ -214,8 +214,9 @@ standin_build_locked() {  # standin_build_locked ROOT KEY (holds the lock)
     && standin_step "$log" umoci standin_image "$tmp/layout" "$tmp/layer.tar" \
     || return 1
   size=$(du -sh "$tmp/layout" | cut -f1)
-  standin_rm_tree "$rootfs" && rm -f "$tmp/layer.tar" || return 1
-  mv "$tmp" "$root/$key" || return 1
+  # The arm64 layout may already be in $root/$key (built separately).
+  mkdir -p "$root/$key" && mv "$tmp/layout" "$root/$key/layout" || return 1
+  standin_rm_tree "$tmp" || return 1
   trap - EXIT INT TERM
   standin_log "built $root/$key/layout ($size) in $(standin_elapsed "$t0")s"
   standin_prune "$root" "$key"
@@ -389,16 +390,20 @@ standin_push_index() {  # standin_push_index REGISTRY
   amd=$(standin_descriptor "$reg" "$STANDIN_TAG" amd64) \
     && arm=$(standin_descriptor "$reg" "$STANDIN_ARM_TAG" arm64) || return 1
   index=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s,%s]}' "$amd" "$arm")
-  curl -sf --noproxy '*' -X PUT -H 'Content-Type: application/vnd.oci.image.index.v1+json' \
+  curl -sSf --noproxy '*' -X PUT -H 'Content-Type: application/vnd.oci.image.index.v1+json' \
     --data-binary "$index" "http://$reg/v2/$STANDIN_REPO/manifests/$STANDIN_MULTI_TAG" >/dev/null
 }
 
 standin_descriptor() {  # standin_descriptor REGISTRY TAG ARCH: the manifest's index entry
-  local raw digest size
-  raw=$(env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY \
-    skopeo inspect --raw --tls-verify=false "docker://$1/$STANDIN_REPO:$2") || return 1
-  digest=sha256:$(printf '%s' "$raw" | sha256sum | cut -d' ' -f1)
-  size=$(printf '%s' "$raw" | wc -c)
+  local tmp digest size
+  tmp=$(mktemp) || return 1
+  # To a file: $(…) would strip a trailing newline, and the digest is of the exact bytes.
+  env -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY \
+    skopeo inspect --raw --tls-verify=false "docker://$1/$STANDIN_REPO:$2" >"$tmp" \
+    || { rm -f "$tmp"; return 1; }
+  digest=sha256:$(sha256sum "$tmp" | cut -d' ' -f1)
+  size=$(wc -c <"$tmp")
+  rm -f "$tmp"
   printf '{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"platform":{"architecture":"%s","os":"linux"}}' \
     "$digest" "$size" "$3"
 }

@@ -2,8 +2,6 @@
 //! its wheels, the config edited, the manifest assembled, and its SBOMs rendered. A
 //! multi-platform bake runs this once per platform ([`super::run`] publishes the results).
 
-use std::sync::Arc;
-
 use serde_json::{Map, json};
 
 use super::{
@@ -48,51 +46,122 @@ pub(super) struct PlatformImage {
     pub dependencies: deps::DepsReport,
     /// Rendered SBOMs (not yet attached or written).
     pub sboms: Vec<(SbomReport, Vec<u8>)>,
-    /// What the base has installed (the lock of later platforms prefers the first's).
-    pub installed: Option<Arc<BaseIndex>>,
 }
 
+/// One platform's base pulled and its dependency layers built (the code layer comes after
+/// every platform's lock and pins are written, so it is the same for all).
+pub(super) struct Prepared {
+    pub platform: Platform,
+    pub pin: BasePin,
+    pub pinned_now: bool,
+    pub base_reference: Reference,
+    pub pulled: crate::base::PulledBase,
+    pub layers: Vec<deps::BuiltLayer>,
+    pub dependencies: deps::DepsReport,
+}
+
+/// Pulls the pinned base and builds the platform's dependency layers.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn build(
+pub(super) async fn prepare(
     recipe: &Recipe,
     opts: &BakeOptions,
-    platform: &Platform,
+    base: PinnedBase<'_>,
     shared: &Shared<'_>,
     lock_base: Option<&BaseIndex>,
     registry: &Registry,
     cache: &BlobCache,
     http: &reqwest::Client,
     progress: &mut impl FnMut(&str),
-) -> Result<PlatformImage, BakeError> {
-    let multi = shared.platforms.len() > 1;
-    let say = |m: &str| {
-        if multi {
-            format!("{m} ({platform})")
-        } else {
-            m.to_string()
-        }
-    };
-    progress(&say("resolving the base image"));
-    let base = PinnedBase::pin(recipe, platform.clone(), registry, cache, opts.upgrade_base).await?;
-    let (pin, pinned_now) = (base.pin.clone(), base.pinned_now);
+) -> Result<Prepared, BakeError> {
+    let platform = base.platform.clone();
+    let say = |m: &str| say(shared, &platform, m);
     progress(&say("pulling the base image"));
     let pulled = base.pull().await?;
-    let layout = pulled.layout.clone();
     recipe
-        .check_python(&layout.python_version)
+        .check_python(&pulled.layout.python_version)
         .map_err(|source| BakeError::Python {
             image: recipe.base.image.clone(),
             source,
         })?;
+    let mut layers = Vec::new();
+    let mut dependencies = deps::DepsReport::default();
+    if !opts.skip_deps {
+        let lock_for = deps::LockFor {
+            platforms: shared.platforms,
+            base: lock_base,
+        };
+        let (built, report) = deps::dependency_layers(
+            recipe,
+            &platform,
+            &pulled,
+            &lock_for,
+            cache,
+            shared.mtime,
+            shared.previous.as_ref().map(|t| (registry, t)),
+            http,
+            progress,
+        )
+        .await?;
+        layers = built;
+        dependencies = report;
+    }
+    Ok(Prepared {
+        platform,
+        pin: base.pin.clone(),
+        pinned_now: base.pinned_now,
+        base_reference: base.reference.clone(),
+        pulled,
+        layers,
+        dependencies,
+    })
+}
+
+fn say(shared: &Shared<'_>, platform: &Platform, m: &str) -> String {
+    if shared.platforms.len() > 1 {
+        format!("{m} ({platform})")
+    } else {
+        m.to_string()
+    }
+}
+
+/// The code layer for a base's layout: blob and diff_id.
+pub(super) fn code_layer(
+    recipe: &Recipe,
+    layout: &crate::base::BaseLayout,
+    family: crate::oci::media::Family,
+    mtime: u64,
+    cache: &BlobCache,
+) -> Result<(crate::oci::image::Blob, String), BakeError> {
+    let stat_cache = StatCache::load(&recipe.state_dir().join("cache").join("stat.bin"));
+    let mut entries = code_entries(recipe, layout, Some(&stat_cache))?;
+    let _ = stat_cache.save();
+    layer_blob(&mut entries, mtime, family, cache)
+}
+
+/// The platform's image: base + dependency layers + `code`, the config edited, the manifest
+/// assembled, its SBOMs rendered.
+pub(super) async fn assemble(
+    recipe: &Recipe,
+    opts: &BakeOptions,
+    prepared: Prepared,
+    (code_blob, code_diff): (crate::oci::image::Blob, String),
+    shared: &Shared<'_>,
+    cache: &BlobCache,
+    progress: &mut impl FnMut(&str),
+) -> Result<PlatformImage, BakeError> {
+    let Prepared {
+        platform,
+        pin,
+        pinned_now,
+        base_reference,
+        pulled,
+        layers: dep_layers,
+        dependencies,
+    } = prepared;
+    let multi = shared.platforms.len() > 1;
+    let layout = pulled.layout.clone();
     let family = pulled.family;
     let base_image = &pulled.image;
-
-    progress(&say("building the code layer"));
-    let stat_cache = StatCache::load(&recipe.state_dir().join("cache").join("stat.bin"));
-    let mut entries = code_entries(recipe, &layout, Some(&stat_cache))?;
-    let _ = stat_cache.save();
-    let (code_blob, code_diff) = layer_blob(&mut entries, shared.mtime, family, cache)?;
-
     let created = &shared.created;
     let mut labels = Map::new();
     let mut ann = Map::new();
@@ -121,29 +190,9 @@ pub(super) async fn build(
     }
     let mut new_layers = Vec::new();
     let mut layers = base_image.layers.clone();
-    let mut dependencies = deps::DepsReport::default();
-    if !opts.skip_deps {
-        let lock_for = deps::LockFor {
-            platforms: shared.platforms,
-            base: lock_base,
-        };
-        let (built, report) = deps::dependency_layers(
-            recipe,
-            platform,
-            &pulled,
-            &lock_for,
-            cache,
-            shared.mtime,
-            shared.previous.as_ref().map(|t| (registry, t)),
-            http,
-            progress,
-        )
-        .await?;
-        for (blob, diff_id, created_by) in built {
-            new_layers.push((diff_id, created_by));
-            layers.push(blob);
-        }
-        dependencies = report;
+    for (blob, diff_id, created_by) in dep_layers {
+        new_layers.push((diff_id, created_by));
+        layers.push(blob);
     }
     // With `replace_ray`, the image runs the locked Ray, not the base's: the label and the
     // printed rayVersion say so.
@@ -187,9 +236,8 @@ pub(super) async fn build(
 
     // The SBOMs: what is in the image and where it came from (see `sbom`).
     let mut sboms: Vec<(SbomReport, Vec<u8>)> = Vec::new();
-    let mut installed = None;
     if !recipe.image.sbom.is_empty() {
-        progress(&say("writing the SBOM"));
+        progress(&say(shared, &platform, "writing the SBOM"));
         let index = pulled.installed(cache).await?;
         let input = sbom::SbomInput {
             image: &shared.image_name,
@@ -214,7 +262,7 @@ pub(super) async fn build(
                     super::with_suffix(f, format.suffix())
                 };
                 let path = if multi {
-                    super::for_platform(&path, platform)
+                    super::for_platform(&path, &platform)
                 } else {
                     path
                 };
@@ -233,21 +281,16 @@ pub(super) async fn build(
                 bytes,
             ));
         }
-        installed = Some(index);
-    }
-    if multi && installed.is_none() && !opts.skip_deps {
-        installed = Some(pulled.installed(cache).await?);
     }
     Ok(PlatformImage {
-        platform: platform.clone(),
+        platform,
         pin,
         pinned_now,
-        base_reference: base.reference.clone(),
+        base_reference,
         image,
         code_layer: code_blob.digest.clone(),
         ray_version,
         dependencies,
         sboms,
-        installed,
     })
 }

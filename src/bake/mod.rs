@@ -516,23 +516,58 @@ pub async fn run(
         platforms: &platform_names,
         image_name: image_name.clone(),
     };
-    let mut built: Vec<build::PlatformImage> = Vec::new();
+    // Every platform's base is pinned first: raypack.lock is in the working dir, so it must
+    // be final before the (shared) code layer is built.
+    let mut pinned = Vec::new();
     for p in &platforms {
+        progress(&if multi {
+            format!("resolving the base image ({p})")
+        } else {
+            "resolving the base image".to_string()
+        });
+        pinned.push(
+            crate::base::PinnedBase::pin(recipe, p.clone(), &registry, &cache, opts.upgrade_base)
+                .await?,
+        );
+    }
+    let mut prepared: Vec<build::Prepared> = Vec::new();
+    for base in pinned {
         // One lock for every platform: it prefers the first platform's base contents.
-        let lock_base = built.first().and_then(|b| b.installed.clone());
-        let b = build::build(
-            recipe,
-            opts,
-            p,
-            &shared,
-            lock_base.as_deref(),
-            &registry,
-            &cache,
-            http,
-            &mut progress,
-        )
-        .await?;
-        built.push(b);
+        let lock_base = match prepared.first() {
+            Some(first) if !opts.skip_deps => Some(first.pulled.installed(&cache).await?),
+            _ => None,
+        };
+        prepared.push(
+            build::prepare(
+                recipe,
+                opts,
+                base,
+                &shared,
+                lock_base.as_deref(),
+                &registry,
+                &cache,
+                http,
+                &mut progress,
+            )
+            .await?,
+        );
+    }
+    // The code layer, after the pins and the lock are written: the same blob for every
+    // platform whose base has the same user and media types (it has no binaries).
+    progress("building the code layer");
+    let mut code_layers: Vec<((u32, u32, Family), (crate::oci::image::Blob, String))> = Vec::new();
+    let mut built: Vec<build::PlatformImage> = Vec::new();
+    for p in prepared {
+        let key = (p.pulled.layout.uid, p.pulled.layout.gid, p.pulled.family);
+        let code = match code_layers.iter().find(|(k, _)| *k == key) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = build::code_layer(recipe, &p.pulled.layout, key.2, mtime, &cache)?;
+                code_layers.push((key, c.clone()));
+                c
+            }
+        };
+        built.push(build::assemble(recipe, opts, p, code, &shared, &cache, &mut progress).await?);
     }
     // Several platforms: one index over their images, of the bases' media-type family.
     let index = if multi {
@@ -695,7 +730,12 @@ pub async fn run(
         base_digest: first.pin.digest,
         ray_version: first.ray_version,
         code_layer: first.code_layer,
-        layers: first.image.layers.iter().map(|l| l.digest.clone()).collect(),
+        layers: first
+            .image
+            .layers
+            .iter()
+            .map(|l| l.digest.clone())
+            .collect(),
         pushed,
         oci_layout,
         tar: opts.tar.clone(),

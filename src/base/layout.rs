@@ -255,7 +255,10 @@ mod tests {
         let already = Reference::parse("rayproject/ray:2.60.0-py311-cpu-aarch64").unwrap();
         assert!(arch_tag(&already, "arm64").is_none());
         let llm = Reference::parse("rayproject/ray-llm:2.60.0-py311-cu128").unwrap();
-        assert!(arch_tag(&llm, "arm64").is_none(), "ray-llm has no arm64 images");
+        assert!(
+            arch_tag(&llm, "arm64").is_none(),
+            "ray-llm has no arm64 images"
+        );
         let other = Reference::parse("example.com/team/base:1").unwrap();
         assert!(arch_tag(&other, "arm64").is_none());
     }

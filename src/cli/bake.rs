@@ -121,13 +121,29 @@ pub(super) fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
             "warning: dependency layers without bytecode (first imports in a container compile them): {why}"
         );
     }
-    if args.explain {
-        explain_deps(&outcome.dependencies);
-    } else if !cli.quiet {
-        let d = &outcome.dependencies;
-        if !(d.installed.is_empty() && d.replaced.is_empty() && d.kept.is_empty()) {
+    // Per platform for a multi-platform image, else the one image's.
+    let per_platform: Vec<(Option<&str>, &raypack::bake::deps::DepsReport)> =
+        if outcome.platforms.is_empty() {
+            vec![(None, &outcome.dependencies)]
+        } else {
+            outcome
+                .platforms
+                .iter()
+                .map(|p| (Some(p.platform.as_str()), &p.dependencies))
+                .collect()
+        };
+    for (platform, d) in per_platform {
+        if args.explain {
+            if let Some(p) = platform {
+                eprintln!("{p}:");
+            }
+            explain_deps(d);
+        } else if !cli.quiet
+            && !(d.installed.is_empty() && d.replaced.is_empty() && d.kept.is_empty())
+        {
             eprintln!(
-                "dependencies: {} installed, {} replaced, {} kept from the base, in {} layer(s) (--explain lists them)",
+                "dependencies{}: {} installed, {} replaced, {} kept from the base, in {} layer(s) (--explain lists them)",
+                platform.map(|p| format!(" ({p})")).unwrap_or_default(),
                 d.installed.len(),
                 d.replaced.len(),
                 d.kept.len(),
@@ -137,10 +153,27 @@ pub(super) fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
     }
     if !cli.quiet {
         if outcome.base_pinned_now {
-            eprintln!(
-                "pinned base {} -> {} in raypack.lock",
-                outcome.base, outcome.base_digest
-            );
+            if outcome.platforms.is_empty() {
+                eprintln!(
+                    "pinned base {} -> {} in raypack.lock",
+                    outcome.base, outcome.base_digest
+                );
+            }
+            for p in &outcome.platforms {
+                eprintln!(
+                    "pinned base {}{} ({}) -> {} in raypack.lock",
+                    outcome.base,
+                    p.base_tag
+                        .as_ref()
+                        .map(|t| format!(" as tag {t}"))
+                        .unwrap_or_default(),
+                    p.platform,
+                    p.base_digest
+                );
+            }
+        }
+        for p in &outcome.platforms {
+            eprintln!("{}: {}", p.platform, p.digest);
         }
         if let Some(p) = &outcome.pushed {
             eprintln!(
@@ -161,7 +194,12 @@ pub(super) fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
                 }
             );
         }
-        for s in &outcome.sbom {
+        let sboms = if outcome.platforms.is_empty() {
+            outcome.sbom.iter().collect::<Vec<_>>()
+        } else {
+            outcome.platforms.iter().flat_map(|p| &p.sbom).collect()
+        };
+        for s in sboms {
             let mut line = format!("SBOM ({}, {})", s.media_type, s.sha256);
             match (&s.referrer, &s.attached) {
                 (Some(d), Some(raypack::oci::referrers::Attached::TagSchema(tag))) => {

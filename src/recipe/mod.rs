@@ -732,7 +732,10 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
                     rep.error(
                         list.span(),
                         "[base] has both `platform` and `platforms`",
-                        Some("keep one: platforms = [\"linux/amd64\", \"linux/arm64\"] builds both".into()),
+                        Some(
+                            "keep one: platforms = [\"linux/amd64\", \"linux/arm64\"] builds both"
+                                .into(),
+                        ),
                     );
                 }
                 if list.get_ref().is_empty() {

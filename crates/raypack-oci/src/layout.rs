@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::{digest_hex, sha256_digest};
 use super::image::{Image, ImageIndex};
+use super::{digest_hex, sha256_digest};
 
 /// A layout or tar could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +157,11 @@ pub fn write_docker_tar(
             "Layers": image.layers.iter().map(|l| blob_name(&l.digest)).collect::<Vec<_>>(),
         }]))
         .expect("manifest.json serializes");
-        let index = index_json(&image.manifest_media_type, &image.manifest, repo_tags.first().map(String::as_str));
+        let index = index_json(
+            &image.manifest_media_type,
+            &image.manifest,
+            repo_tags.first().map(String::as_str),
+        );
         // Blobs, deduplicated and sorted by name.
         let mut blobs: Vec<(String, BlobSource)> = image
             .blobs()

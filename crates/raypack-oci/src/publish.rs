@@ -60,7 +60,9 @@ pub enum PublishError {
     #[error(transparent)]
     Layout(#[from] LayoutError),
     /// A docker tar holds one platform's image; a multi-platform image cannot be one.
-    #[error("a docker tar holds one platform's image, not {0}; write an OCI layout or push instead")]
+    #[error(
+        "a docker tar holds one platform's image, not {0}; write an OCI layout or push instead"
+    )]
     TarIsSinglePlatform(String),
 }
 
