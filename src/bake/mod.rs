@@ -555,7 +555,7 @@ pub async fn run(
     // The code layer, after the pins and the lock are written: the same blob for every
     // platform whose base has the same user and media types (it has no binaries).
     progress("building the code layer");
-    let mut code_layers: Vec<((u32, u32, Family), (crate::oci::image::Blob, String))> = Vec::new();
+    let mut code_layers: Vec<(CodeKey, CodeLayer)> = Vec::new();
     let mut built: Vec<build::PlatformImage> = Vec::new();
     for p in prepared {
         let key = (p.pulled.layout.uid, p.pulled.layout.gid, p.pulled.family);
@@ -747,6 +747,11 @@ pub async fn run(
         image: first.image,
     })
 }
+
+/// What the code layer's bytes depend on besides the code: the owner and the media types.
+type CodeKey = (u32, u32, Family);
+/// A code layer: blob and diff_id.
+type CodeLayer = (crate::oci::image::Blob, String);
 
 /// `path` with the platform's architecture before its extensions, for the files of one
 /// platform of a multi-platform bake (`oci.spdx.json` → `oci.arm64.spdx.json`).
