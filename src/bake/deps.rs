@@ -85,6 +85,13 @@ pub struct DepsReport {
     pub wheels: Vec<InstalledWheel>,
 }
 
+impl DepsReport {
+    /// Nothing kept, installed or replaced (no dependencies).
+    pub fn is_empty(&self) -> bool {
+        self.installed.is_empty() && self.replaced.is_empty() && self.kept.is_empty()
+    }
+}
+
 /// The file that pinned the wheels, for provenance: an image can be traced to it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct LockRef {

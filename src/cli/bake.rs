@@ -138,9 +138,7 @@ pub(super) fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
                 eprintln!("{p}:");
             }
             explain_deps(d);
-        } else if !cli.quiet
-            && !(d.installed.is_empty() && d.replaced.is_empty() && d.kept.is_empty())
-        {
+        } else if !cli.quiet && !d.is_empty() {
             eprintln!(
                 "dependencies{}: {} installed, {} replaced, {} kept from the base, in {} layer(s) (--explain lists them)",
                 platform.map(|p| format!(" ({p})")).unwrap_or_default(),
