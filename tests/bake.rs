@@ -359,12 +359,21 @@ fn bad_bases_fail_clearly_and_push_nothing() {
         assert!(out.stdout.is_empty());
         assert!(!manifest_exists(&repo), "something was pushed to {repo}");
     }
-    // A base for another platform.
-    std::fs::write(dir.join("raypack.toml"), &text).unwrap();
-    let out = bake(&dir, &["--push", "--platform", "linux/arm64"]);
+    // A base for another platform, with no tag for this one: the stand-in's arm64 tag asked
+    // for amd64 (the catalog knows only `-aarch64` tags for arm64; an amd64 base tag asked for
+    // arm64 finds its `-aarch64` twin, tests/multiarch.rs).
+    std::fs::write(
+        dir.join("raypack.toml"),
+        text.replace(
+            &service("RAYPACK_TEST_BASE"),
+            &service("RAYPACK_TEST_BASE_ARM64"),
+        ),
+    )
+    .unwrap();
+    let out = bake(&dir, &["--push", "--platform", "linux/amd64"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("built for linux/amd64, not linux/arm64"),
+        stderr(&out).contains("built for linux/arm64, not linux/amd64"),
         "{}",
         stderr(&out)
     );

@@ -335,7 +335,9 @@ fn acceptance_set_bakes_into_one_amd64_and_arm64_index() {
 
 /// A base published as one multi-platform index: each platform's manifest is picked from it
 /// and pinned with the index digest; a docker tar (one platform) is refused before anything
-/// is built; the emitted RayJob pins the baked index and passes the CRD validator.
+/// is built; unpinned requirements are locked once for both platforms and each image gets
+/// its own architecture's wheels; the emitted RayJob pins the baked index and passes the CRD
+/// validator.
 #[test]
 fn a_multi_platform_base_index_and_the_kuberay_yaml() {
     let (t, dir, repo) = project("multi-index", &service("RAYPACK_TEST_BASE_MULTI"));
@@ -348,10 +350,42 @@ fn a_multi_platform_base_index_and_the_kuberay_yaml() {
         stderr(&out)
     );
 
-    let out = bake(&dir, &cache, &["--skip-deps", "--push", "--emit", "rayjob"]);
+    // Unpinned requirements: one lock for both platforms, each image from its own wheels.
+    let text = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace(
+            "requirements_file = \"requirements.txt\"",
+            "requirements = [\"numpy>=2,<2.5\", \"pyyaml\"]",
+        );
+    assert!(text.contains("numpy>=2"), "{text}");
+    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    let out = bake(&dir, &cache, &["--push", "--emit", "rayjob"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let digest = v["bake"]["digest"].as_str().unwrap();
+    let pylock = std::fs::read_to_string(dir.join("pylock.raypack.toml")).unwrap();
+    assert!(
+        pylock.contains("manylinux_2_28_x86_64.whl") || pylock.contains("manylinux_2_17_x86_64"),
+        "{pylock}"
+    );
+    assert!(pylock.contains("aarch64.whl"), "{pylock}");
+    let platforms = v["bake"]["platforms"].as_array().unwrap();
+    for p in platforms {
+        let installed = p["dependencies"]["installed"].to_string();
+        assert!(
+            installed.contains("\"numpy\""),
+            "{}: {installed}",
+            p["platform"]
+        );
+    }
+    let layers = |i: usize| platforms[i]["layers"].as_array().unwrap().clone();
+    let (amd, arm) = (layers(0), layers(1));
+    assert_eq!(amd.last(), arm.last(), "one code layer");
+    assert_ne!(
+        amd[amd.len() - 2],
+        arm[arm.len() - 2],
+        "each platform's own numpy"
+    );
     let lock: toml::Table = std::fs::read_to_string(dir.join("raypack.lock"))
         .unwrap()
         .parse()
