@@ -184,6 +184,7 @@ fn install_layer(
         owner: (uid, gid),
         mtime: 0,
         level,
+        zstd: None,
         bytecode: None,
     };
     let fragments_dir = crate::cache::default_cache_dir().join("fragments");

@@ -855,3 +855,156 @@ fn a_replaced_ray_is_what_rayversion_and_the_label_name() {
     let (ok, text) = sandbox(t.path(), &bundle, "ray --version");
     assert!(ok && text.contains("2.55.1"), "{text}");
 }
+
+/// Issue 20: `[image] compression = "zstd"` on a base whose own layers are zstd (the stand-in
+/// recompressed by skopeo): the base's installed set is read through its zstd layer, every
+/// layer bake adds is `tar+zstd` and decodes with the `zstd` tool to its diff_id, skopeo
+/// converts the image back to gzip for umoci and the sandbox runs it, and the digest is
+/// reproducible.
+#[test]
+fn zstd_layers_on_a_zstd_base_decode_unpack_and_run() {
+    let registry = service("RAYPACK_TEST_REGISTRY");
+    let zbase = format!(
+        "{registry}/zstd-{}/rayproject/ray:2.60.0-py311-cpu",
+        unique("b")
+    );
+    let (t, dir, repo) = project("zstd");
+    // Recompressed into a layout (a registry-to-registry copy would reuse the gzip blob).
+    let zlayout = t.path().join("zstd-base");
+    let out = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-compress",
+        "--dest-compress-format",
+        "zstd",
+        &format!("docker://{}", service("RAYPACK_TEST_BASE")),
+        &format!("oci:{}:base", zlayout.display()),
+    ]);
+    assert!(out.status.success());
+    let out = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:base", zlayout.display()),
+        &format!("docker://{zbase}"),
+    ]);
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(dir.join("raypack.toml"))
+        .unwrap()
+        .replace(&service("RAYPACK_TEST_BASE"), &zbase)
+        .replace(
+            "tags = [\"v1\"]",
+            "tags = [\"v1\"]\ncompression = \"zstd\"\ncompression_level = 9",
+        );
+    assert!(
+        text.contains("compression = \"zstd\"") && text.contains(&zbase),
+        "{text}"
+    );
+    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    std::fs::copy(
+        repo_path("tests/data/acceptance/requirements.txt"),
+        dir.join("requirements.txt"),
+    )
+    .unwrap();
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", t.path().join("cache"))
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "bake", "--push"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let digest = v["bake"]["digest"].as_str().unwrap().to_string();
+    // The base's click is kept: its installed set was read through its zstd layer.
+    let kept = v["bake"]["dependencies"]["kept"].to_string();
+    assert!(kept.contains("\"click\""), "{kept}");
+
+    // Every layer is zstd (the base's, recompressed, and raypack's).
+    let layout = t.path().join("as-pushed");
+    let out = skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{repo}:v1"),
+        &format!("oci:{}:img", layout.display()),
+    ]);
+    assert!(out.status.success());
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    assert!(layers.len() >= 3, "{manifest}");
+    for (i, l) in layers.iter().enumerate() {
+        assert_eq!(
+            l["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+            "{manifest}"
+        );
+        // The zstd tool, an independent decoder, gives the config's diff_id.
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "zstd -dc {} | sha256sum",
+                blob(l["digest"].as_str().unwrap()).display()
+            ))
+            .output()
+            .unwrap();
+        let sum = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            format!("sha256:{}", sum.split_whitespace().next().unwrap_or("")),
+            config["rootfs"]["diff_ids"][i].as_str().unwrap(),
+            "layer {i}"
+        );
+    }
+
+    // umoci reads gzip only: skopeo (containers/image) decodes the zstd layers into gzip.
+    let gz = t.path().join("gz");
+    let out = skopeo(&[
+        "copy",
+        "--dest-compress-format",
+        "gzip",
+        &format!("oci:{}:img", layout.display()),
+        &format!("oci:{}:img", gz.display()),
+    ]);
+    assert!(out.status.success());
+    let bundle = t.path().join("bundle");
+    let o = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:img", gz.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (ok, text) = sandbox(
+        t.path(),
+        &bundle,
+        "python -c 'import requests, yaml, numpy, pydantic, jaraco.functools; print(\"imports ok\")' && ruff --version && python -m pip check",
+    );
+    assert!(
+        ok && text.contains("imports ok") && text.contains("No broken requirements"),
+        "{text}"
+    );
+
+    // Reproducible: from a fresh cache, the same digest.
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", t.path().join("cache2"))
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "bake", "--oci-layout"])
+        .arg(t.path().join("again")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["bake"]["digest"].as_str().unwrap(), digest);
+}
+
+fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}

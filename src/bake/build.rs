@@ -135,7 +135,7 @@ pub(super) fn code_layer(
     let stat_cache = StatCache::load(&recipe.state_dir().join("cache").join("stat.bin"));
     let mut entries = code_entries(recipe, layout, Some(&stat_cache))?;
     let _ = stat_cache.save();
-    layer_blob(&mut entries, mtime, family, cache)
+    layer_blob(recipe, &mut entries, mtime, family, cache)
 }
 
 /// The platform's image: base + dependency layers + `code`, the config edited, the manifest

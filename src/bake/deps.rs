@@ -317,8 +317,13 @@ pub async fn dependency_layers(
         owner,
         mtime,
         level: crate::oci::image::LAYER_GZIP_LEVEL,
+        zstd: match recipe.image.compression {
+            crate::oci::media::Compression::Zstd { level } => Some(level),
+            crate::oci::media::Compression::Gzip => None,
+        },
         bytecode: compiler.as_ref(),
     };
+    let media_type = layer_media_type(recipe, family)?;
     let all: Vec<layer::WheelFile> = groups
         .iter()
         .flatten()
@@ -371,7 +376,7 @@ pub async fn dependency_layers(
         let index_path = cache
             .path(&format!("sha256:{key}"))?
             .with_extension("deplayer.json");
-        if cached_layer(&index_path, cache, family).is_none()
+        if cached_layer(&index_path, cache, media_type).is_none()
             && let (Some(hit), Some((registry, target))) = (published.get(&key), remote)
         {
             let fetched = registry.fetch_blob(target, &hit.digest, cache).await;
@@ -404,7 +409,7 @@ pub async fn dependency_layers(
                 Err(e) => tracing::debug!("cannot reuse {} from {target}: {e}", hit.digest),
             }
         }
-        if let Some((blob, diff_id, whiteouts)) = cached_layer(&index_path, cache, family) {
+        if let Some((blob, diff_id, whiteouts)) = cached_layer(&index_path, cache, media_type) {
             let created_by = created_by(&names, &key, &whiteouts);
             for (name, n) in whiteouts {
                 if let Some(r) = report.replaced.iter_mut().find(|r| r.name == name) {
@@ -428,7 +433,7 @@ pub async fn dependency_layers(
             &group_lost,
         )?;
         let (blob, diff_id, whiteouts) =
-            dependency_layer(frags, &flayout, family, cache, &index, &replaced_here)?;
+            dependency_layer(frags, &flayout, media_type, cache, &index, &replaced_here)?;
         for (name, n) in &whiteouts {
             if let Some(r) = report.replaced.iter_mut().find(|r| &r.name == name) {
                 r.whiteouts = *n;
@@ -468,10 +473,25 @@ fn created_by(names: &[String], key: &str, whiteouts: &[(String, usize)]) -> Str
     s
 }
 
-/// SHA-256 of a gzip layer's uncompressed content (`sha256:…`).
+/// The layer media type of `[image] compression` for the base's family.
+pub(super) fn layer_media_type(recipe: &Recipe, family: Family) -> Result<&'static str, BakeError> {
+    family
+        .layer(recipe.image.compression)
+        .ok_or_else(|| BakeError::ZstdNeedsOci {
+            image: recipe.base.image.clone(),
+        })
+}
+
+/// SHA-256 of a gzip or zstd layer's uncompressed content (`sha256:…`).
 fn diff_id_of(path: &std::path::Path) -> std::io::Result<String> {
-    let f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-    let mut d = flate2::bufread::MultiGzDecoder::new(f);
+    use std::io::{BufRead, Read};
+    let mut f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let zstd = f.fill_buf()?.starts_with(&crate::archive::zst::MAGIC);
+    let mut d: Box<dyn Read> = if zstd {
+        Box::new(crate::archive::zst::decoder(f)?)
+    } else {
+        Box::new(flate2::bufread::MultiGzDecoder::new(f))
+    };
     let mut h = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -575,7 +595,7 @@ async fn published_layers(
 fn dependency_layer(
     frags: Vec<layer::Fragment>,
     layout: &layer::Layout<'_>,
-    family: Family,
+    media_type: &str,
     cache: &BlobCache,
     index: &BaseIndex,
     replaced_here: &[&str],
@@ -602,7 +622,7 @@ fn dependency_layer(
         Blob {
             digest: a.digest,
             size: a.size,
-            media_type: family.layer_gzip().to_string(),
+            media_type: media_type.to_string(),
             path,
         },
         a.diff_id,
@@ -613,7 +633,7 @@ fn dependency_layer(
 fn cached_layer(
     index_path: &std::path::Path,
     cache: &BlobCache,
-    family: Family,
+    media_type: &str,
 ) -> Option<CachedLayer> {
     let t = std::fs::read_to_string(index_path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&t).ok()?;
@@ -628,7 +648,7 @@ fn cached_layer(
         Blob {
             digest,
             size,
-            media_type: family.layer_gzip().to_string(),
+            media_type: media_type.to_string(),
             path,
         },
         v["diff_id"].as_str()?.to_string(),

@@ -22,7 +22,7 @@ use crate::cache::{BlobCache, CacheError};
 use crate::collect::StatCache;
 use crate::lockfile::LockError;
 use crate::oci::client::{ClientOptions, PushStats, Registry, RegistryError};
-use crate::oci::image::{Image, ImageIndex, gzip_layer};
+use crate::oci::image::{Image, ImageIndex, compress_layer};
 use crate::oci::media::{Family, Platform};
 use crate::oci::publish::{Destination, PublishError, Published};
 use crate::oci::reference::Reference;
@@ -116,6 +116,10 @@ pub enum BakeError {
     SignWithoutPush,
     #[error("cannot write the SBOM {0}: {1}")]
     SbomFile(PathBuf, std::io::Error),
+    #[error(
+        "[image] compression = \"zstd\" needs OCI media types, and the base {image} uses Docker's (which have no zstd layer type); use gzip, or a base with OCI manifests"
+    )]
+    ZstdNeedsOci { image: String },
 }
 
 /// One SBOM a bake produced.
@@ -433,8 +437,10 @@ fn cache_of(opts: &BakeOptions) -> BlobCache {
     )
 }
 
-/// Writes entries as a tar layer, gzips it into the cache; returns the blob and its diff_id.
+/// Writes entries as a tar layer, compresses it into the cache as `[image] compression` asks;
+/// returns the blob and its diff_id.
 fn layer_blob(
+    recipe: &Recipe,
     entries: &mut [LayerEntry],
     mtime: u64,
     family: Family,
@@ -447,7 +453,11 @@ fn layer_blob(
         .map_err(BakeError::Layer)?
         .flush()
         .map_err(BakeError::Layer)?;
-    Ok(gzip_layer(tmp.path(), family, cache)?)
+    compress_layer(tmp.path(), family, recipe.image.compression, cache)?.ok_or_else(|| {
+        BakeError::ZstdNeedsOci {
+            image: recipe.base.image.clone(),
+        }
+    })
 }
 
 pub async fn run(

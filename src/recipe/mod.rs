@@ -191,6 +191,8 @@ pub struct Image {
     pub compile_bytecode: bool,
     /// The SBOM formats every bake writes (default: SPDX; empty: none).
     pub sbom: Vec<SbomFormat>,
+    /// How bake compresses the layers it adds (default: gzip).
+    pub compression: crate::oci::media::Compression,
 }
 
 #[derive(Debug, Clone)]
@@ -997,6 +999,8 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
         check_serve_module(rep, ip, &working_dir, &py_modules);
     }
 
+    let compression = image_compression(rep, im);
+
     Recipe {
         path: path.to_path_buf(),
         root: normalize(&std::path::absolute(&root).unwrap_or(root.clone())),
@@ -1026,10 +1030,56 @@ fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recipe {
             labels: im.labels.clone(),
             compile_bytecode: im.compile_bytecode.unwrap_or(true),
             sbom,
+            compression,
         },
         env: env_settings,
         cluster,
         nfs,
+    }
+}
+
+/// `[image] compression` and `compression_level`.
+fn image_compression(rep: &mut Reporter, im: &RawImage) -> crate::oci::media::Compression {
+    use crate::oci::media::Compression;
+    let zst = crate::archive::zst::LEVELS;
+    let level = match &im.compression_level {
+        Some(l) if !zst.contains(&(*l.get_ref() as i32)) || *l.get_ref() > i32::MAX as i64 => {
+            rep.error(
+                l.span(),
+                format!("compression_level {} is out of range", l.get_ref()),
+                Some(format!(
+                    "zstd levels are {}–{} (3 is zstd's default; 19 is smallest and slowest)",
+                    zst.start(),
+                    zst.end()
+                )),
+            );
+            crate::archive::zst::DEFAULT_LEVEL
+        }
+        Some(l) => *l.get_ref() as i32,
+        None => crate::archive::zst::DEFAULT_LEVEL,
+    };
+    match im.compression.as_ref().map(|c| (c, c.get_ref().as_str())) {
+        None | Some((_, "gzip")) => {
+            if let Some(l) = &im.compression_level {
+                rep.error(
+                    l.span(),
+                    "compression_level is for zstd layers",
+                    Some("set compression = \"zstd\", or drop compression_level (gzip layers use level 6)".into()),
+                );
+            }
+            Compression::Gzip
+        }
+        Some((_, "zstd")) => Compression::Zstd { level },
+        Some((c, other)) => {
+            rep.error(
+                inner(c),
+                format!("compression `{other}` is not supported"),
+                Some(
+                    "write \"gzip\" (every runtime) or \"zstd\" (containerd >= 1.5, CRI-O)".into(),
+                ),
+            );
+            Compression::Gzip
+        }
     }
 }
 

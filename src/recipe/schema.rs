@@ -127,6 +127,12 @@ pub struct RawImage {
     pub compile_bytecode: Option<bool>,
     #[serde(default)]
     pub sbom: Option<Vec<Spanned<String>>>,
+    /// `gzip` (default) or `zstd`.
+    #[serde(default)]
+    pub compression: Option<Spanned<String>>,
+    /// The zstd level (1–19; default 3).
+    #[serde(default)]
+    pub compression_level: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

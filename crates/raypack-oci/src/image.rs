@@ -160,6 +160,22 @@ pub fn gzip_layer(
     family: Family,
     cache: &BlobCache,
 ) -> Result<(Blob, String), CacheError> {
+    compress_layer(tar, family, crate::media::Compression::Gzip, cache)
+        .map(|l| l.expect("every family has a gzip layer type"))
+}
+
+/// Compresses an uncompressed layer tar deterministically into the cache: gzip as
+/// [`gzip_layer`], or one zstd frame at the given level. Returns the layer blob and its
+/// diff_id, or `None` when the family has no media type for the compression (zstd, Docker).
+pub fn compress_layer(
+    tar: &Path,
+    family: Family,
+    compression: crate::media::Compression,
+    cache: &BlobCache,
+) -> Result<Option<(Blob, String)>, CacheError> {
+    let Some(media_type) = family.layer(compression) else {
+        return Ok(None);
+    };
     let io = |e: std::io::Error| CacheError::Io {
         path: tar.to_path_buf(),
         source: e,
@@ -172,22 +188,29 @@ pub fn gzip_layer(
     {
         let out = std::io::BufWriter::new(tmp.as_file().try_clone().map_err(io)?);
         let input = std::fs::File::open(tar).map_err(io)?;
-        raypack_pack::archive::pgzip::gzip(input, out, LAYER_GZIP_LEVEL)
-            .map_err(io)?
-            .flush()
-            .map_err(io)?;
+        match compression {
+            crate::media::Compression::Gzip => {
+                raypack_pack::archive::pgzip::gzip(input, out, LAYER_GZIP_LEVEL)
+            }
+            crate::media::Compression::Zstd { level } => {
+                raypack_pack::archive::zst::compress(input, out, level)
+            }
+        }
+        .map_err(io)?
+        .flush()
+        .map_err(io)?;
     }
     let (digest, path) = cache.insert_file(tmp.path())?;
     let size = std::fs::metadata(&path).map_err(io)?.len();
-    Ok((
+    Ok(Some((
         Blob {
             digest,
             size,
-            media_type: family.layer_gzip().to_string(),
+            media_type: media_type.to_string(),
             path,
         },
         diff_id,
-    ))
+    )))
 }
 
 /// A minimal image config for a set of layers (used by tests and `raypack image push-tar`).

@@ -8,6 +8,8 @@ pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+jso
 pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// OCI gzip layer.
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// OCI zstd layer (containerd >= 1.5, CRI-O, Podman; Docker Engine >= 23 with containerd).
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// OCI uncompressed layer.
 pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -70,6 +72,29 @@ impl Family {
             Family::Docker => DOCKER_LAYER_GZIP,
         }
     }
+    /// This family's layer media type for `compression`; `None` for zstd in the Docker
+    /// family, which has no zstd layer type.
+    pub fn layer(self, compression: Compression) -> Option<&'static str> {
+        match (self, compression) {
+            (_, Compression::Gzip) => Some(self.layer_gzip()),
+            (Family::Oci, Compression::Zstd { .. }) => Some(OCI_LAYER_ZSTD),
+            (Family::Docker, Compression::Zstd { .. }) => None,
+        }
+    }
+}
+
+/// How the layers raypack writes are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(tag = "codec", rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip (every runtime reads it).
+    #[default]
+    Gzip,
+    /// zstd at `level` (1–19): faster to unpack; needs containerd >= 1.5 or CRI-O.
+    Zstd {
+        /// The zstd level.
+        level: i32,
+    },
 }
 
 pub(crate) fn is_index(media_type: &str) -> bool {

@@ -62,9 +62,6 @@ pub enum IndexError {
         #[source]
         source: std::io::Error,
     },
-    #[error("base layer {0}: compressed with zstd, which raypack cannot read yet; use a gzip base")]
-    /// A zstd layer (not read yet).
-    Zstd(PathBuf),
 }
 
 impl BaseIndex {
@@ -144,8 +141,10 @@ impl BaseIndex {
                 Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
                     f,
                 )))
-            } else if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
-                return Err(IndexError::Zstd(layer.clone()));
+            } else if n == 4 && magic == raypack_pack::archive::zst::MAGIC {
+                Box::new(
+                    raypack_pack::archive::zst::decoder(std::io::BufReader::new(f)).map_err(err)?,
+                )
             } else {
                 Box::new(std::io::BufReader::new(f))
             };

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::wheel::{self, Scheme, WheelError};
-use raypack_pack::archive::pgzip;
 use raypack_pack::archive::tar::{LayerEntry, write_layer};
+use raypack_pack::archive::{pgzip, zst};
 
 /// Bumped whenever a fragment's content or encoding changes.
 pub(crate) const FRAGMENT_VERSION: &str = "raypack-fragment-v3";
@@ -62,7 +62,11 @@ pub struct Fragment {
     pub len: u64,
     /// Compressed length of each DEFLATE piece (each inflates on its own to
     /// [`pgzip::CHUNK`] bytes, the last to the rest), so fragments inflate in parallel.
+    /// Empty for a zstd fragment (one frame).
     pub pieces: Vec<u64>,
+    /// The zstd level of a zstd fragment (`None`: DEFLATE pieces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zstd: Option<i32>,
     /// Whether it was built in this run (not found in the cache).
     #[serde(skip)]
     pub built: bool,
@@ -96,6 +100,8 @@ pub struct Layout<'a> {
     pub mtime: u64,
     /// gzip level.
     pub level: u32,
+    /// zstd level, for zstd layers (`None`: gzip). A fragment is kept per codec.
+    pub zstd: Option<i32>,
     /// Compiles `.pyc` files into each fragment, when set.
     pub bytecode: Option<&'a super::bytecode::Compiler>,
 }
@@ -115,6 +121,10 @@ impl Layout<'_> {
         ));
         for (path, identical) in lost {
             h.update(format!("lost {path} {identical}\n"));
+        }
+        // gzip keys stay as they were before zstd existed.
+        if let Some(level) = self.zstd {
+            h.update(format!("zstd {level}\n"));
         }
         if let Some(c) = self.bytecode {
             h.update(format!("bytecode {}\n", c.key()));
@@ -171,9 +181,14 @@ pub fn fragments(
         .zip(lost.par_iter())
         .map(|(w, lost)| {
             let key = layout.fragment_key(w, lost);
+            let ext = if layout.zstd.is_some() {
+                "zst"
+            } else {
+                "deflate"
+            };
             let (meta, data) = (
                 dir.join(format!("{key}.json")),
-                dir.join(format!("{key}.deflate")),
+                dir.join(format!("{key}.{ext}")),
             );
             if let Some(mut f) = load(&meta, &data) {
                 f.key = key;
@@ -230,15 +245,36 @@ fn build(
     let out = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     let input =
         BufReader::with_capacity(1 << 20, std::fs::File::open(tar.path()).map_err(io)?).take(end);
-    let (mut writer, crc, pieces) = pgzip::deflate(
-        input,
-        io::BufWriter::with_capacity(1 << 20, out.as_file()),
-        layout.level,
-        false,
-    )
-    .map_err(io)?;
-    writer.flush().map_err(io)?;
-    drop(writer);
+    let (crc, pieces) = match layout.zstd {
+        None => {
+            let (mut writer, crc, pieces) = pgzip::deflate(
+                input,
+                io::BufWriter::with_capacity(1 << 20, out.as_file()),
+                layout.level,
+                false,
+            )
+            .map_err(io)?;
+            writer.flush().map_err(io)?;
+            (crc, pieces)
+        }
+        Some(level) => {
+            // One frame; the CRC and length are kept as for gzip (the fragment's identity).
+            let mut crc = flate2::Crc::new();
+            let input = CrcReader {
+                inner: input,
+                crc: &mut crc,
+            };
+            zst::compress(
+                input,
+                io::BufWriter::with_capacity(1 << 20, out.as_file()),
+                level,
+            )
+            .map_err(io)?
+            .flush()
+            .map_err(io)?;
+            (crc, Vec::new())
+        }
+    };
     let fragment = Fragment {
         name: installed.name,
         version: installed.version,
@@ -248,6 +284,7 @@ fn build(
         crc32: crc.sum(),
         len: crc.amount() as u64,
         pieces,
+        zstd: layout.zstd,
         built: true,
         key: String::new(),
         data: data.to_path_buf(),
@@ -319,6 +356,9 @@ pub fn assemble(
         head_tar.truncate(head_tar.len() - TAR_END);
     }
     let tail_tar = vec![0u8; TAR_END];
+    if let Some(zstd) = fragments.first().and_then(|f| f.zstd) {
+        return assemble_zstd(fragments, &head_tar, &tail_tar, zstd, out);
+    }
     let head = pgzip::deflate_bytes(&head_tar, level, false)?;
     let tail = pgzip::deflate_bytes(&tail_tar, level, true)?;
     let mut crc = crc32fast::Hasher::new();
@@ -421,6 +461,93 @@ fn uncompressed_sha(fragments: &[Fragment], h: &mut Sha256) -> io::Result<()> {
         h.update(p);
     }
     Ok(())
+}
+
+/// A zstd layer: a frame of `head_tar`, the fragments' frames as they are, a frame of the
+/// tar end-of-archive. Its diff_id is computed by decoding the fragments (zstd decodes far
+/// faster than it encodes).
+fn assemble_zstd(
+    fragments: &[Fragment],
+    head_tar: &[u8],
+    tail_tar: &[u8],
+    level: i32,
+    out: &std::fs::File,
+) -> io::Result<Assembled> {
+    if let Some(f) = fragments.iter().find(|f| f.zstd != Some(level)) {
+        return Err(stale(
+            f,
+            "a zstd layer mixes fragments of other codecs or levels",
+        ));
+    }
+    let head = if head_tar.is_empty() {
+        Vec::new()
+    } else {
+        zst::compress_bytes(head_tar, level)?
+    };
+    let tail = zst::compress_bytes(tail_tar, level)?;
+    let (compressed, diff_id) = rayon::join(
+        || -> io::Result<(String, u64)> {
+            let mut w = HashingWriter {
+                inner: io::BufWriter::with_capacity(1 << 20, out),
+                hash: Sha256::new(),
+                n: 0,
+            };
+            w.write_all(&head)?;
+            for f in fragments {
+                let mut src = std::fs::File::open(&f.data)?;
+                io::copy(&mut src, &mut w)?;
+            }
+            w.write_all(&tail)?;
+            w.inner.flush()?;
+            Ok((hex::encode(w.hash.finalize()), w.n))
+        },
+        || -> io::Result<String> {
+            let mut h = Sha256::new();
+            h.update(head_tar);
+            for f in fragments {
+                let src = BufReader::with_capacity(1 << 20, std::fs::File::open(&f.data)?);
+                let n = io::copy(&mut zst::decoder(src)?, &mut HashSink(&mut h))?;
+                if n != f.len {
+                    return Err(stale(f, "it decodes to the wrong length"));
+                }
+            }
+            h.update(tail_tar);
+            Ok(hex::encode(h.finalize()))
+        },
+    );
+    let (digest, size) = compressed?;
+    Ok(Assembled {
+        digest: format!("sha256:{digest}"),
+        diff_id: format!("sha256:{}", diff_id?),
+        size,
+    })
+}
+
+/// A writer that feeds a hash.
+struct HashSink<'a>(&'a mut Sha256);
+
+impl Write for HashSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A reader that feeds a CRC-32.
+struct CrcReader<'a, R> {
+    inner: R,
+    crc: &'a mut flate2::Crc,
+}
+
+impl<R: Read> Read for CrcReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 fn stale(f: &Fragment, why: &str) -> io::Error {
@@ -567,6 +694,7 @@ mod tests {
             owner: (1000, 100),
             mtime: 0,
             level: 6,
+            zstd: None,
             bytecode: None,
         };
         let cache = d.path().join("fragments");
@@ -670,6 +798,7 @@ mod tests {
             owner: (0, 0),
             mtime: 0,
             level: 1,
+            zstd: None,
             bytecode: None,
         };
         let (lost, overlaps) = overlaps(&[a.clone(), b.clone()], &layout).unwrap();
@@ -758,6 +887,7 @@ mod tests {
             owner: (0, 0),
             mtime: 0,
             level: 1,
+            zstd: None,
             bytecode: None,
         };
         let compiled = Layout {

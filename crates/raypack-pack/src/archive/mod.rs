@@ -3,6 +3,7 @@
 pub mod pgzip;
 pub mod tar;
 pub mod zip;
+pub mod zst;
 
 /// Every temp file raypack writes an archive into starts with `.raypack-`, and this process's
 /// temp files with `.raypack-<pid>-`; all end with [`TEMP_SUFFIX`]. Only such files are ever
