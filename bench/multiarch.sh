@@ -43,7 +43,8 @@ bake "$work/p" linux/amd64,linux/arm64 >/dev/null
 declare -A cold warm
 for i in $(seq "$runs"); do
   for p in linux/amd64 linux/arm64 linux/amd64,linux/arm64; do
-    rm -rf "$RAYPACK_CACHE_DIR/fragments" "$RAYPACK_CACHE_DIR/layers"
+    rm -rf "$RAYPACK_CACHE_DIR/fragments"
+    find "$RAYPACK_CACHE_DIR/blobs" -name '*.deplayer.json' -delete
     cold[$p]+="$(bake "$work/p" "$p") "
     warm[$p]+="$(bake "$work/p" "$p") "
   done
@@ -55,8 +56,10 @@ report() {  # report NAME ARRAY-NAME
   amd=$(printf '%s\n' ${a[linux/amd64]} | median)
   arm=$(printf '%s\n' ${a[linux/arm64]} | median)
   both=$(printf '%s\n' ${a[linux/amd64,linux/arm64]} | median)
+  local larger=$amd
+  [ "$(echo "$arm > $amd" | bc -l)" = 1 ] && larger=$arm
   printf '%s: amd64 %.2f s | arm64 %.2f s | both in one bake %.2f s = %.2f x one bake (the larger), %.2f x the two bakes\n' \
-    "$1" "$amd" "$arm" "$both" "$(echo "$both / ($amd > $arm ? $amd : $arm)" | bc -l)" "$(echo "$both / ($amd + $arm)" | bc -l)"
+    "$1" "$amd" "$arm" "$both" "$(echo "$both / $larger" | bc -l)" "$(echo "$both / ($amd + $arm)" | bc -l)"
 }
 report "wheels cached, fragments rebuilt" cold
 report "warm" warm

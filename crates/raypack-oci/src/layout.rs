@@ -100,7 +100,13 @@ fn write_layout(
         };
     for image in images {
         for b in image.blobs() {
-            put(&b.digest, &|p| std::fs::copy(&b.path, p).map(|_| ()))?;
+            // A hard link to the cache's blob when both are on one filesystem (blobs are
+            // immutable and content-addressed; uv links from its cache the same way), else a
+            // copy. Either appears under its name whole.
+            let target = blobs.join(digest_hex(&b.digest).expect("sha256 digest"));
+            if !target.is_file() && std::fs::hard_link(&b.path, &target).is_err() {
+                put(&b.digest, &|p| std::fs::copy(&b.path, p).map(|_| ()))?;
+            }
         }
         put(&image.digest(), &|p| std::fs::write(p, &image.manifest))?;
     }
