@@ -470,7 +470,6 @@ fn is_env_name(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
-
 /// Lexically removes `.` and `..` components (paths need not exist).
 pub fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
@@ -485,7 +484,6 @@ pub fn normalize(p: &Path) -> PathBuf {
     }
     out
 }
-
 
 /// Poetry's `^3.12` / `~3.12` constraints as PEP 440 specifiers (others unchanged).
 fn poetry_to_pep440(spec: &str) -> String {

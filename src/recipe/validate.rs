@@ -574,7 +574,10 @@ pub(super) fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recip
 }
 
 /// `[image] compression` and `compression_level`.
-pub(super) fn image_compression(rep: &mut Reporter, im: &RawImage) -> crate::oci::media::Compression {
+pub(super) fn image_compression(
+    rep: &mut Reporter,
+    im: &RawImage,
+) -> crate::oci::media::Compression {
     use crate::oci::media::Compression;
     let zst = crate::archive::zst::LEVELS;
     let level = match &im.compression_level {

@@ -26,8 +26,8 @@ use crate::collect::{CopyRun, CopySink, Hashes};
 use crate::sha256_lanes;
 
 mod stored;
-pub use stored::{StoredZip, write_stored_file};
 use stored::*;
+pub use stored::{StoredZip, write_stored_file};
 
 /// One file to put in the archive.
 #[derive(Debug, Clone)]
