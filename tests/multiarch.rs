@@ -226,6 +226,21 @@ fn acceptance_set_bakes_into_one_amd64_and_arm64_index() {
             "{p}: {installed:?}"
         );
     }
+    // Each platform's SBOM refers to that platform's manifest: listed under the referrers tag
+    // of its digest (this registry has no referrers API), as an artifact whose subject it is.
+    for p in platforms {
+        let sbom = &p["sbom"][0];
+        let referrer = sbom["referrer"].as_str().unwrap();
+        let tag = sbom["attached"]["tag_schema"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{sbom}"));
+        assert_eq!(tag, p["digest"].as_str().unwrap().replacen(':', "-", 1));
+        let (_, listing) = raw(&format!("{repo}:{tag}"));
+        assert!(listing.to_string().contains(referrer), "{listing}");
+        let (_, artifact) = raw(&format!("{repo}@{referrer}"));
+        assert_eq!(artifact["subject"]["digest"], p["digest"], "{artifact}");
+        assert_eq!(artifact["artifactType"], "application/spdx+json");
+    }
     // raypack.lock: a pin per platform, the arm64 one naming the tag it came from.
     let lock = std::fs::read_to_string(dir.join("raypack.lock")).unwrap();
     assert_eq!(lock.matches("[[base]]").count(), 2, "{lock}");
