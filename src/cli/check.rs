@@ -62,7 +62,8 @@ pub(super) fn check(cli: &Cli) -> Result<ExitCode, CliError> {
         let _ = writeln!(
             out,
             "  base         {} ({})",
-            recipe.base.image, recipe.base.platform
+            recipe.base.image,
+            recipe.base.platforms.join(", ")
         );
         let _ = writeln!(out, "  store        {store}");
         if let Some(c) = &recipe.cluster {
