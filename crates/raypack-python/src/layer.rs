@@ -245,7 +245,7 @@ fn build(
     let out = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     let input =
         BufReader::with_capacity(1 << 20, std::fs::File::open(tar.path()).map_err(io)?).take(end);
-    let (crc, pieces) = match layout.zstd {
+    let (crc32, len, pieces) = match layout.zstd {
         None => {
             let (mut writer, crc, pieces) = pgzip::deflate(
                 input,
@@ -255,24 +255,20 @@ fn build(
             )
             .map_err(io)?;
             writer.flush().map_err(io)?;
-            (crc, pieces)
+            (crc.sum(), crc.amount() as u64, pieces)
         }
         Some(level) => {
             // One frame; the CRC and length are kept as for gzip (the fragment's identity).
-            let mut crc = flate2::Crc::new();
-            let input = CrcReader {
-                inner: input,
-                crc: &mut crc,
-            };
+            let mut input = flate2::CrcReader::new(input);
             zst::compress(
-                input,
+                &mut input,
                 io::BufWriter::with_capacity(1 << 20, out.as_file()),
                 level,
             )
             .map_err(io)?
             .flush()
             .map_err(io)?;
-            (crc, Vec::new())
+            (input.crc().sum(), input.crc().amount() as u64, Vec::new())
         }
     };
     let fragment = Fragment {
@@ -281,8 +277,8 @@ fn build(
         dist_info: installed.dist_info,
         paths,
         lost: lost.clone(),
-        crc32: crc.sum(),
-        len: crc.amount() as u64,
+        crc32,
+        len,
         pieces,
         zstd: layout.zstd,
         built: true,
@@ -370,22 +366,14 @@ pub fn assemble(
     let len = head_tar.len() as u64 + fragments.iter().map(|f| f.len).sum::<u64>() + TAR_END as u64;
 
     let (compressed, diff_id) = rayon::join(
-        || -> io::Result<(String, u64)> {
-            let mut w = HashingWriter {
-                inner: io::BufWriter::with_capacity(1 << 20, out),
-                hash: Sha256::new(),
-                n: 0,
-            };
-            w.write_all(&pgzip::GZIP_HEADER)?;
-            w.write_all(&head)?;
-            for f in fragments {
-                let mut src = std::fs::File::open(&f.data)?;
-                io::copy(&mut src, &mut w)?;
-            }
-            w.write_all(&tail)?;
-            w.write_all(&pgzip::gzip_trailer(crc.clone().finalize(), len))?;
-            w.inner.flush()?;
-            Ok((hex::encode(w.hash.finalize()), w.n))
+        || {
+            let trailer = pgzip::gzip_trailer(crc.clone().finalize(), len);
+            write_blob(
+                out,
+                &[&pgzip::GZIP_HEADER, &head],
+                fragments,
+                &[&tail, &trailer],
+            )
         },
         || -> io::Result<String> {
             let mut h = Sha256::new();
@@ -486,27 +474,13 @@ fn assemble_zstd(
     };
     let tail = zst::compress_bytes(tail_tar, level)?;
     let (compressed, diff_id) = rayon::join(
-        || -> io::Result<(String, u64)> {
-            let mut w = HashingWriter {
-                inner: io::BufWriter::with_capacity(1 << 20, out),
-                hash: Sha256::new(),
-                n: 0,
-            };
-            w.write_all(&head)?;
-            for f in fragments {
-                let mut src = std::fs::File::open(&f.data)?;
-                io::copy(&mut src, &mut w)?;
-            }
-            w.write_all(&tail)?;
-            w.inner.flush()?;
-            Ok((hex::encode(w.hash.finalize()), w.n))
-        },
+        || write_blob(out, &[&head], fragments, &[&tail]),
         || -> io::Result<String> {
             let mut h = Sha256::new();
             h.update(head_tar);
             for f in fragments {
                 let src = BufReader::with_capacity(1 << 20, std::fs::File::open(&f.data)?);
-                let n = io::copy(&mut zst::decoder(src)?, &mut HashSink(&mut h))?;
+                let n = io::copy(&mut zst::decoder(src)?, &mut wheel::HashWriter(&mut h))?;
                 if n != f.len {
                     return Err(stale(f, "it decodes to the wrong length"));
                 }
@@ -523,31 +497,31 @@ fn assemble_zstd(
     })
 }
 
-/// A writer that feeds a hash.
-struct HashSink<'a>(&'a mut Sha256);
-
-impl Write for HashSink<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
+/// Writes a layer blob to `out`: the `head` pieces, every fragment's bytes as they are, the
+/// `tail` pieces, hashing what is written; returns the hex SHA-256 and the length.
+fn write_blob(
+    out: &std::fs::File,
+    head: &[&[u8]],
+    fragments: &[Fragment],
+    tail: &[&[u8]],
+) -> io::Result<(String, u64)> {
+    let mut w = HashingWriter {
+        inner: io::BufWriter::with_capacity(1 << 20, out),
+        hash: Sha256::new(),
+        n: 0,
+    };
+    for piece in head {
+        w.write_all(piece)?;
     }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+    for f in fragments {
+        let mut src = std::fs::File::open(&f.data)?;
+        io::copy(&mut src, &mut w)?;
     }
-}
-
-/// A reader that feeds a CRC-32.
-struct CrcReader<'a, R> {
-    inner: R,
-    crc: &'a mut flate2::Crc,
-}
-
-impl<R: Read> Read for CrcReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.crc.update(&buf[..n]);
-        Ok(n)
+    for piece in tail {
+        w.write_all(piece)?;
     }
+    w.inner.flush()?;
+    Ok((hex::encode(w.hash.finalize()), w.n))
 }
 
 fn stale(f: &Fragment, why: &str) -> io::Error {

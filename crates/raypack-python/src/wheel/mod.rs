@@ -237,7 +237,8 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-struct HashWriter<'a>(&'a mut Sha256);
+/// A writer that feeds a hash (sha2 0.11 has no `io::Write`).
+pub(crate) struct HashWriter<'a>(pub(crate) &'a mut Sha256);
 
 impl Write for HashWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
