@@ -116,7 +116,8 @@ pub(super) async fn prepare(
     })
 }
 
-fn say(shared: &Shared<'_>, platform: &Platform, m: &str) -> String {
+/// A progress message, naming the platform when there are several.
+pub(super) fn say(shared: &Shared<'_>, platform: &Platform, m: &str) -> String {
     if shared.platforms.len() > 1 {
         format!("{m} ({platform})")
     } else {

@@ -530,11 +530,7 @@ pub async fn run(
     // be final before the (shared) code layer is built.
     let mut pinned = Vec::new();
     for p in &platforms {
-        progress(&if multi {
-            format!("resolving the base image ({p})")
-        } else {
-            "resolving the base image".to_string()
-        });
+        progress(&build::say(&shared, p, "resolving the base image"));
         pinned.push(
             crate::base::PinnedBase::pin(recipe, p.clone(), &registry, &cache, opts.upgrade_base)
                 .await?,

@@ -581,19 +581,21 @@ pub(super) fn image_compression(
     use crate::oci::media::Compression;
     let zst = crate::archive::zst::LEVELS;
     let level = match &im.compression_level {
-        Some(l) if !zst.contains(&(*l.get_ref() as i32)) || *l.get_ref() > i32::MAX as i64 => {
-            rep.error(
-                l.span(),
-                format!("compression_level {} is out of range", l.get_ref()),
-                Some(format!(
-                    "zstd levels are {}–{} (3 is zstd's default; 19 is smallest and slowest)",
-                    zst.start(),
-                    zst.end()
-                )),
-            );
-            crate::archive::zst::DEFAULT_LEVEL
-        }
-        Some(l) => *l.get_ref() as i32,
+        Some(l) => match i32::try_from(*l.get_ref()).ok().filter(|v| zst.contains(v)) {
+            Some(v) => v,
+            None => {
+                rep.error(
+                    l.span(),
+                    format!("compression_level {} is out of range", l.get_ref()),
+                    Some(format!(
+                        "zstd levels are {}–{} (3 is zstd's default; 19 is smallest and slowest)",
+                        zst.start(),
+                        zst.end()
+                    )),
+                );
+                crate::archive::zst::DEFAULT_LEVEL
+            }
+        },
         None => crate::archive::zst::DEFAULT_LEVEL,
     };
     match im.compression.as_ref().map(|c| (c, c.get_ref().as_str())) {
