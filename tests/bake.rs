@@ -9,14 +9,12 @@ use std::process::Command;
 
 /// examples/hello with a recipe pointing at the stand-in base and a fresh repository.
 fn project(repo_tag: &str) -> (tempfile::TempDir, PathBuf, String) {
-    let base = service("RAYPACK_TEST_BASE");
-    let registry = service("RAYPACK_TEST_REGISTRY");
-    let (t, dir) = hello_copy();
-    let repo = format!("{registry}/raypack-test/{}", unique(repo_tag));
-    let text = std::fs::read_to_string(dir.join("raypack.toml")).unwrap();
-    let text = text.replace("image = \"rayproject/ray:2.60.0-py311-cpu\"", &format!("image = \"{base}\"\n\n[image]\nrepository = \"{repo}\"\ntags = [\"v1\"]\nenv = {{ MODE = \"prod\" }}"));
-    std::fs::write(dir.join("raypack.toml"), text).unwrap();
-    (t, dir, repo)
+    hello_pushing(
+        repo_tag,
+        &service("RAYPACK_TEST_BASE"),
+        "",
+        "env = { MODE = \"prod\" }",
+    )
 }
 
 fn bake(dir: &Path, args: &[&str]) -> std::process::Output {
@@ -83,25 +81,7 @@ fn baked_image_runs_the_entrypoint_in_a_sandbox() {
     assert!(dir.join("raypack.lock").is_file(), "the base is pinned");
 
     // skopeo reads it by digest; umoci unpacks it.
-    let layout = t.path().join("pulled");
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{image}"),
-        &format!("oci:{}:img", layout.display()),
-    ]);
-    let bundle = t.path().join("bundle");
-    let out = Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:img", layout.display()))
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "umoci: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let bundle = pull_and_unpack(t.path(), &image);
     let rootfs = bundle.join("rootfs");
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(rootfs.join("home/ray/app/main.py")).unwrap();
@@ -901,7 +881,7 @@ fn zstd_layers_on_a_zstd_base_decode_unpack_and_run() {
     );
     std::fs::write(dir.join("raypack.toml"), text).unwrap();
     std::fs::copy(
-        repo_path("tests/data/acceptance/requirements.txt"),
+        common::repo().join("tests/data/acceptance/requirements.txt"),
         dir.join("requirements.txt"),
     )
     .unwrap();
@@ -976,13 +956,7 @@ fn zstd_layers_on_a_zstd_base_decode_unpack_and_run() {
     ]);
     assert!(out.status.success());
     let bundle = t.path().join("bundle");
-    let o = Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:img", gz.display()))
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    unpack(&gz, "img", &bundle);
     let (ok, text) = sandbox(
         t.path(),
         &bundle,
@@ -1003,8 +977,4 @@ fn zstd_layers_on_a_zstd_base_decode_unpack_and_run() {
     assert!(out.status.success(), "{}", stderr(&out));
     let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(again["bake"]["digest"].as_str().unwrap(), digest);
-}
-
-fn repo_path(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }

@@ -15,27 +15,13 @@ const PLATFORMS: &str = "platforms = [\"linux/amd64\", \"linux/arm64\"]";
 /// examples/hello on `base` for both platforms, pushing to a fresh repository, with the
 /// acceptance requirement set (hashed; numpy, ruff, jaraco.*, pydantic, …).
 fn project(tag: &str, base: &str) -> (tempfile::TempDir, PathBuf, String) {
-    let registry = service("RAYPACK_TEST_REGISTRY");
-    let (t, dir) = hello_copy();
-    let repo = format!("{registry}/raypack-test/{}", unique(tag));
-    let text = std::fs::read_to_string(dir.join("raypack.toml"))
-        .unwrap()
-        .replace(
-            "image = \"rayproject/ray:2.60.0-py311-cpu\"",
-            &format!("image = \"{base}\"\n{PLATFORMS}\n\n[image]\nrepository = \"{repo}\"\ntags = [\"v1\"]"),
-        );
-    assert!(text.contains(PLATFORMS), "{text}");
-    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    let (t, dir, repository) = hello_pushing(tag, base, PLATFORMS, "");
     std::fs::copy(
-        repo_path("tests/data/acceptance/requirements.txt"),
+        repo().join("tests/data/acceptance/requirements.txt"),
         dir.join("requirements.txt"),
     )
     .unwrap();
-    (t, dir, repo)
-}
-
-fn repo_path(rel: &str) -> PathBuf {
-    repo().join(rel)
+    (t, dir, repository)
 }
 
 fn bake(dir: &Path, cache: &Path, args: &[&str]) -> std::process::Output {
@@ -45,22 +31,6 @@ fn bake(dir: &Path, cache: &Path, args: &[&str]) -> std::process::Output {
         .arg(dir)
         .args(["--output", "json", "bake"])
         .args(args))
-}
-
-fn raw(image: &str) -> (Vec<u8>, serde_json::Value) {
-    let out = skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{image}"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = serde_json::from_slice(&out.stdout).unwrap();
-    (out.stdout, v)
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -107,13 +77,7 @@ fn pull_arch(tmp: &Path, image: &str, arch: &str) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     let bundle = tmp.join(format!("bundle-{arch}"));
-    let o = std::process::Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:img", layout.display()))
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    unpack(&layout, "img", &bundle);
     bundle
 }
 
@@ -136,45 +100,18 @@ fn qemu() -> Option<PathBuf> {
 /// Runs the arm64 image's Python under user-mode emulation in the sandbox: qemu is bound
 /// into /tmp and started directly on the image's interpreter, with the image's environment.
 fn sandbox_arm64(tmp: &Path, bundle: &Path, qemu: &Path, code: &str) -> (bool, String) {
-    use std::os::unix::fs::PermissionsExt;
-    for p in [tmp, bundle] {
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
-    }
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args([
-        "--reuid=1000",
-        "--regid=100",
-        "--clear-groups",
-        "bwrap",
-        "--bind",
-    ])
-    .arg(bundle.join("rootfs"))
-    .args(["/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
-    .arg("--ro-bind")
-    .arg(qemu)
-    .arg("/tmp/qemu-aarch64")
-    .args(["--unshare-pid", "--unshare-net", "--die-with-parent"])
-    .args(["--chdir", "/home/ray/app", "--clearenv"]);
-    for kv in image_env(bundle) {
-        let (k, v) = kv.split_once('=').unwrap();
-        cmd.args(["--setenv", k, v]);
-    }
-    let out = cmd
-        .args([
+    sandbox_exec(
+        tmp,
+        bundle,
+        "/home/ray/app",
+        &image_env(bundle),
+        &[(qemu, "/tmp/qemu-aarch64")],
+        &[
             "/tmp/qemu-aarch64",
             "/home/ray/anaconda3/bin/python",
             "-c",
             code,
-        ])
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        ],
     )
 }
 
@@ -235,9 +172,9 @@ fn acceptance_set_bakes_into_one_amd64_and_arm64_index() {
             .as_str()
             .unwrap_or_else(|| panic!("{sbom}"));
         assert_eq!(tag, p["digest"].as_str().unwrap().replacen(':', "-", 1));
-        let (_, listing) = raw(&format!("{repo}:{tag}"));
+        let (_, listing) = inspect_raw(&format!("{repo}:{tag}"));
         assert!(listing.to_string().contains(referrer), "{listing}");
-        let (_, artifact) = raw(&format!("{repo}@{referrer}"));
+        let (_, artifact) = inspect_raw(&format!("{repo}@{referrer}"));
         assert_eq!(artifact["subject"]["digest"], p["digest"], "{artifact}");
         assert_eq!(artifact["artifactType"], "application/spdx+json");
     }
@@ -250,7 +187,7 @@ fn acceptance_set_bakes_into_one_amd64_and_arm64_index() {
     );
 
     // The registry's view: an OCI index under the tag, naming both platform manifests.
-    let (bytes, index) = raw(&format!("{repo}:v1"));
+    let (bytes, index) = inspect_raw(&format!("{repo}:v1"));
     assert_eq!(sha256(&bytes), digest);
     assert_eq!(
         index["mediaType"],
@@ -289,7 +226,7 @@ fn acceptance_set_bakes_into_one_amd64_and_arm64_index() {
     // One code layer blob in both manifests (the last layer); the dependency layers differ.
     let layers = |arch: &str| -> Vec<String> {
         let d = &entries.iter().find(|e| e.0 == arch).unwrap().1;
-        let (_, m) = raw(&format!("{repo}@{d}"));
+        let (_, m) = inspect_raw(&format!("{repo}@{d}"));
         m["layers"]
             .as_array()
             .unwrap()

@@ -231,13 +231,44 @@ fn shared_cache() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("projects-cache")
 }
 
+/// `raypack env --deps bundle` of `dir` into the file store `tmp/store` (`extra` after
+/// `bundle`, e.g. `--explain`; `--output json` when `json`), submitted to the Ray head and
+/// followed for at most `timeout` seconds.
+fn submit_bundle(
+    tmp: &Path,
+    dir: &Path,
+    json: bool,
+    extra: &[&str],
+    timeout: &str,
+) -> std::process::Output {
+    let store = tmp.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let mut cmd = raypack();
+    cmd.env("RAYPACK_CACHE_DIR", shared_cache())
+        .arg("-C")
+        .arg(dir);
+    if json {
+        cmd.args(["--output", "json"]);
+    }
+    run(cmd
+        .args(["env", "--deps", "bundle"])
+        .args(extra)
+        .args(["--store", &format!("file://{}", store.display())])
+        .args([
+            "--submit",
+            &service("RAYPACK_TEST_RAY"),
+            "--timeout",
+            timeout,
+        ]))
+}
+
 /// Issue 14 #2: the dependency bundle of the project, locked against the stand-in base, leaves
 /// out what the base ships (Ray and its stack) and bundles the rest; a job on the real Ray head
 /// (whose environment has everything the stand-in has) imports the Serve app and MLflow from
 /// it. `env --resolve` puts the same runtime_env into the project's RayService.
 #[test]
 fn serve_demo_bundle_leaves_the_base_out_and_runs_on_ray() {
-    let ray = service("RAYPACK_TEST_RAY");
+    service("RAYPACK_TEST_RAY"); // the Ray head: missing is a failure before any work
     let (t, dir) = serve_demo_on(
         &service("RAYPACK_TEST_BASE"),
         &serve_demo_requirements(),
@@ -257,15 +288,8 @@ print("bundle job ok", ray.get(check.remote()))
 "#,
     )
     .unwrap();
-    let store = t.path().join("store");
-    std::fs::create_dir_all(&store).unwrap();
-    let store_url = format!("file://{}", store.display());
-    let out = run(raypack()
-        .env("RAYPACK_CACHE_DIR", shared_cache())
-        .arg("-C")
-        .arg(&dir)
-        .args(["--output", "json", "env", "--deps", "bundle", "--explain"])
-        .args(["--store", &store_url, "--submit", &ray, "--timeout", "600"]));
+    let out = submit_bundle(t.path(), &dir, true, &["--explain"], "600");
+    let store_url = format!("file://{}", t.path().join("store").display());
     let err = stderr(&out);
     assert!(out.status.success(), "job failed:\n{err}");
     assert!(err.contains("bundle job ok"), "{err}");
@@ -530,22 +554,14 @@ train.main()
 /// XGBoost on a Ray Data dataset and logs the run to MLflow.
 #[test]
 fn e2e_xgboost_trains_on_ray_from_a_bundle() {
-    let ray = service("RAYPACK_TEST_RAY");
+    service("RAYPACK_TEST_RAY"); // the Ray head: missing is a failure before any work
     let (t, dir) = xgboost_on_standin("");
     std::fs::write(dir.join("raypack_job.py"), XGBOOST_JOB).unwrap();
     let text = std::fs::read_to_string(dir.join("raypack.toml"))
         .unwrap()
         .replace("python -m dist_xgboost.train", "python raypack_job.py");
     std::fs::write(dir.join("raypack.toml"), text).unwrap();
-    let store = t.path().join("store");
-    std::fs::create_dir_all(&store).unwrap();
-    let out = run(raypack()
-        .env("RAYPACK_CACHE_DIR", shared_cache())
-        .arg("-C")
-        .arg(&dir)
-        .args(["--output", "json", "env", "--deps", "bundle"])
-        .args(["--store", &format!("file://{}", store.display())])
-        .args(["--submit", &ray, "--timeout", "900"]));
+    let out = submit_bundle(t.path(), &dir, true, &[], "900");
     let err = stderr(&out);
     assert!(out.status.success(), "job failed:\n{err}");
     assert!(err.contains("Training complete"), "{err}");
@@ -570,7 +586,7 @@ fn e2e_xgboost_trains_on_ray_from_a_bundle() {
 /// bundle (Ray Tune's own dependencies come from the base where it has them).
 #[test]
 fn tune_mlflow_example_runs_on_ray_from_a_bundle() {
-    let ray = service("RAYPACK_TEST_RAY");
+    service("RAYPACK_TEST_RAY"); // the Ray head: missing is a failure before any work
     // MLflow 3.x refuses its file store unless told (the example's smoke test uses one): what
     // a user of today's MLflow adds to the job's environment.
     let (t, dir, recipe) = init_with_base(
@@ -594,15 +610,7 @@ fn tune_mlflow_example_runs_on_ray_from_a_bundle() {
             "python mlflow_example.py --smoke-test\"",
         );
     std::fs::write(dir.join("raypack.toml"), text).unwrap();
-    let store = t.path().join("store");
-    std::fs::create_dir_all(&store).unwrap();
-    let out = run(raypack()
-        .env("RAYPACK_CACHE_DIR", shared_cache())
-        .arg("-C")
-        .arg(&dir)
-        .args(["--output", "json", "env", "--deps", "bundle"])
-        .args(["--store", &format!("file://{}", store.display())])
-        .args(["--submit", &ray, "--timeout", "900"]));
+    let out = submit_bundle(t.path(), &dir, true, &[], "900");
     let err = stderr(&out);
     assert!(out.status.success(), "job failed:\n{err}");
     assert!(err.contains("mlflow"), "{err}");
@@ -627,7 +635,7 @@ const RAY_DATA: &str = "tests/data/projects/ray-data-iris";
 /// Parquet output.
 #[test]
 fn ray_data_lab_runs_on_ray_from_a_bundle() {
-    let ray = service("RAYPACK_TEST_RAY");
+    service("RAYPACK_TEST_RAY"); // the Ray head: missing is a failure before any work
     let (t, dir, recipe) = init_with_base(RAY_DATA, "rayproject/ray:2.60.0-py311-cpu", "");
     for want in [
         "name = \"ray-workshop\"",
@@ -666,17 +674,7 @@ fn ray_data_lab_runs_on_ray_from_a_bundle() {
         );
     std::fs::write(dir.join("raypack.toml"), text).unwrap();
     std::fs::remove_file(dir.join("pylock.raypack.toml")).unwrap();
-    let store = t.path().join("store");
-    std::fs::create_dir_all(&store).unwrap();
-    let bundle_and_submit = || {
-        run(raypack()
-            .env("RAYPACK_CACHE_DIR", shared_cache())
-            .arg("-C")
-            .arg(&dir)
-            .args(["env", "--deps", "bundle"])
-            .args(["--store", &format!("file://{}", store.display())])
-            .args(["--submit", &ray, "--timeout", "600"]))
-    };
+    let bundle_and_submit = || submit_bundle(t.path(), &dir, false, &[], "600");
 
     // The workshop's full set cannot run on this cluster: every codeflare-sdk release pins
     // an older Ray (==2.55.1, ==2.58.0) than the base's 2.60.0, which raypack never swaps.
@@ -869,7 +867,7 @@ fn data_prep_kit_monorepo_bakes_and_imports_in_the_image() {
 /// transform fails, so the output is what is checked).
 #[test]
 fn data_prep_kit_noop_runs_on_ray_from_a_bundle() {
-    let ray = service("RAYPACK_TEST_RAY");
+    service("RAYPACK_TEST_RAY"); // the Ray head: missing is a failure before any work
     let (t, dir, recipe) = dpk_init();
     let out_dir = t.path().join("noop-out");
     dpk_on_standin(&dir, &recipe, "");
@@ -883,15 +881,7 @@ fn data_prep_kit_noop_runs_on_ray_from_a_bundle() {
             ),
         );
     std::fs::write(dir.join("raypack.toml"), text).unwrap();
-    let store = t.path().join("store");
-    std::fs::create_dir_all(&store).unwrap();
-    let out = run(raypack()
-        .env("RAYPACK_CACHE_DIR", shared_cache())
-        .arg("-C")
-        .arg(&dir)
-        .args(["--output", "json", "env", "--deps", "bundle"])
-        .args(["--store", &format!("file://{}", store.display())])
-        .args(["--submit", &ray, "--timeout", "600"]));
+    let out = submit_bundle(t.path(), &dir, true, &[], "600");
     let err = stderr(&out);
     assert!(out.status.success(), "job failed:\n{err}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -37,13 +37,7 @@ fn py(script: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
 
 /// The manifest or index at `reference` (`registry/repo:tag`), read with skopeo.
 fn raw_manifest(reference: &str) -> serde_json::Value {
-    let out = skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{reference}"),
-    ]);
-    serde_json::from_slice(&out.stdout).unwrap()
+    inspect_raw(reference).1
 }
 
 /// GET from the harness registry (plain HTTP on 127.0.0.1).
@@ -110,18 +104,12 @@ print("cyclonedx ok")
 /// examples/hello on the stand-in base with a lock that replaces a base package (click),
 /// installs a new one (iniconfig), and asks for both SBOM formats.
 fn project(tag: &str) -> (tempfile::TempDir, PathBuf, String) {
-    let base = service("RAYPACK_TEST_BASE");
-    let registry = service("RAYPACK_TEST_REGISTRY");
-    let (t, dir) = hello_copy();
-    let repo = format!("{registry}/raypack-test/{}", unique(tag));
-    let text = std::fs::read_to_string(dir.join("raypack.toml"))
-        .unwrap()
-        .replace(
-            "image = \"rayproject/ray:2.60.0-py311-cpu\"",
-            &format!("image = \"{base}\"\n\n[image]\nrepository = \"{repo}\"\ntags = [\"v1\"]\nsbom = [\"spdx\", \"cyclonedx\"]"),
-        )
-        ;
-    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    let (t, dir, repo) = hello_pushing(
+        tag,
+        &service("RAYPACK_TEST_BASE"),
+        "",
+        "sbom = [\"spdx\", \"cyclonedx\"]",
+    );
     use_pypi_pylock(&dir, &[("click", "8.1.7"), ("iniconfig", "2.1.0")]);
     (t, dir, repo)
 }

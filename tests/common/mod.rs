@@ -380,14 +380,55 @@ pub fn pull_and_unpack(dir: &Path, image: &str) -> PathBuf {
         &format!("oci:{}:img", layout.display()),
     ]);
     let bundle = dir.join("bundle");
+    unpack(&layout, "img", &bundle);
+    bundle
+}
+
+/// Unpacks image `tag` of the OCI layout `layout` with umoci into the runtime bundle `bundle`.
+pub fn unpack(layout: &Path, tag: &str, bundle: &Path) {
     let o = Command::new("umoci")
         .args(["unpack", "--image"])
-        .arg(format!("{}:img", layout.display()))
-        .arg(&bundle)
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(bundle)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    bundle
+}
+
+/// `skopeo inspect --raw` of a reference in the harness registry: the manifest's exact bytes
+/// and its JSON.
+pub fn inspect_raw(reference: &str) -> (Vec<u8>, serde_json::Value) {
+    let out = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]);
+    let v = serde_json::from_slice(&out.stdout).unwrap();
+    (out.stdout, v)
+}
+
+/// examples/hello on `base`, pushing to a fresh repository of the harness registry under tag
+/// `v1`: `base_extra` goes in `[base]` after the image, `image_extra` in `[image]`. Returns the
+/// temp dir, the project and the repository.
+pub fn hello_pushing(
+    tag: &str,
+    base: &str,
+    base_extra: &str,
+    image_extra: &str,
+) -> (tempfile::TempDir, PathBuf, String) {
+    let registry = service("RAYPACK_TEST_REGISTRY");
+    let (t, dir) = hello_copy();
+    let repo = format!("{registry}/raypack-test/{}", unique(tag));
+    let line = "image = \"rayproject/ray:2.60.0-py311-cpu\"";
+    let text = std::fs::read_to_string(dir.join("raypack.toml")).unwrap();
+    assert!(text.contains(line), "{text}");
+    let text = text.replace(
+        line,
+        &format!("image = \"{base}\"\n{base_extra}\n[image]\nrepository = \"{repo}\"\ntags = [\"v1\"]\n{image_extra}"),
+    );
+    std::fs::write(dir.join("raypack.toml"), text).unwrap();
+    (t, dir, repo)
 }
 
 /// Runs `script` with sh as ray (1000:100) inside the unpacked image, in bubblewrap with no
@@ -421,33 +462,58 @@ pub fn sandbox_with(
     env: &[String],
     script: &str,
 ) -> (bool, String) {
+    sandbox_exec(tmp, bundle, cwd, env, &[], &["sh", "-c", script])
+}
+
+/// Runs `argv` as ray (1000:100) in the unpacked image (see [`sandbox`]) with exactly the
+/// environment `env`, after binding each host file of `binds` read-only at its path inside
+/// (under /tmp, a tmpfs: the rootfs itself is not the test user's to add files to).
+pub fn sandbox_exec(
+    tmp: &Path,
+    bundle: &Path,
+    cwd: &str,
+    env: &[String],
+    binds: &[(&Path, &str)],
+    argv: &[&str],
+) -> (bool, String) {
     use std::os::unix::fs::PermissionsExt;
     for p in [tmp, bundle] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o711)).unwrap();
     }
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=1000",
-            "--regid=100",
-            "--clear-groups",
-            "bwrap",
-            "--bind",
-        ])
-        .arg(bundle.join("rootfs"))
-        .args(["/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
-        .args(["--tmpfs", "/dev/shm"])
-        .args([
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--unshare-net",
-            "--die-with-parent",
-        ])
-        .args(["--uid", "1000", "--gid", "100", "--chdir", cwd])
-        .args(["/usr/bin/env", "-i"])
-        .args(env)
-        .args(["sh", "-c", script])
-        .output()
-        .expect("bwrap runs");
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=1000",
+        "--regid=100",
+        "--clear-groups",
+        "bwrap",
+        "--bind",
+    ])
+    .arg(bundle.join("rootfs"))
+    .args(["/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
+    .args(["--tmpfs", "/dev/shm"]);
+    for (host, inside) in binds {
+        cmd.arg("--ro-bind").arg(host).arg(inside);
+    }
+    cmd.args([
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-net",
+        "--die-with-parent",
+    ])
+    .args([
+        "--uid",
+        "1000",
+        "--gid",
+        "100",
+        "--chdir",
+        cwd,
+        "--clearenv",
+    ]);
+    for kv in env {
+        let (k, v) = kv.split_once('=').expect("NAME=value");
+        cmd.args(["--setenv", k, v]);
+    }
+    let out = cmd.args(argv).output().expect("bwrap runs");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
