@@ -393,7 +393,7 @@ fn bad_bases_fail_clearly_and_push_nothing() {
                 &raypack::oci::reference::Reference::parse(&nopy).unwrap(),
                 &img,
                 &["1".into()],
-                None,
+                &[],
             ),
     )
     .unwrap();
@@ -444,8 +444,8 @@ fn pinned_dependencies_are_installed_as_their_own_layer_and_work() {
     let w: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(w["bake"]["digest"], v["bake"]["digest"]);
 
-    // Another machine (an empty cache) pushing the same wheels: the dependency layer is
-    // fetched from the image already at the target, not installed and compressed again.
+    // Another machine (an empty cache) pushing the same wheels: the first push recorded the
+    // plan in the shared layer cache (the target repository), so nothing is downloaded.
     let elsewhere = t.path().join("other-cache");
     let third = run(raypack()
         .env("RAYPACK_CACHE_DIR", &elsewhere)
@@ -456,14 +456,36 @@ fn pinned_dependencies_are_installed_as_their_own_layer_and_work() {
     assert!(third.status.success(), "{}", stderr(&third));
     let x: serde_json::Value = serde_json::from_slice(&third.stdout).unwrap();
     assert_eq!(x["bake"]["digest"], v["bake"]["digest"]);
-    assert!(
-        stderr(&third).contains("reusing the published layer of"),
-        "{}",
-        stderr(&third)
+    assert_eq!(
+        x["bake"]["dependencies"]["shared_cache"]["plan_hit"], true,
+        "{x}"
     );
     assert!(
         !elsewhere.join("fragments").exists(),
         "no wheel was installed on the second machine"
+    );
+
+    // Without the shared cache (`--cache none`): the dependency layer is fetched from the
+    // image already at the target, not installed and compressed again.
+    let fourth_cache = t.path().join("fourth-cache");
+    let fourth = run(raypack()
+        .env("RAYPACK_CACHE_DIR", &fourth_cache)
+        .arg("-v")
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "bake", "--push", "--cache", "none"]));
+    assert!(fourth.status.success(), "{}", stderr(&fourth));
+    let y: serde_json::Value = serde_json::from_slice(&fourth.stdout).unwrap();
+    assert_eq!(y["bake"]["digest"], v["bake"]["digest"]);
+    assert!(
+        stderr(&fourth).contains("reusing the published layer of"),
+        "{}",
+        stderr(&fourth)
+    );
+    assert!(y["bake"]["dependencies"]["shared_cache"].is_null(), "{y}");
+    assert!(
+        !fourth_cache.join("fragments").exists(),
+        "no wheel was installed on the third machine"
     );
 
     let bundle = pull_and_unpack(t.path(), &image);

@@ -72,7 +72,7 @@ async fn push_is_read_back_identically_by_skopeo_and_raypack() {
     let repo = format!("raypack-test/{}", unique("push"));
     let target = Reference::parse(&format!("{registry}/{repo}:v1")).unwrap();
     let (digest, stats) = reg()
-        .push_image(&target, &img, &["v1".into()], None)
+        .push_image(&target, &img, &["v1".into()], &[])
         .await
         .unwrap();
     assert_eq!(digest, img.digest());
@@ -117,7 +117,7 @@ async fn push_is_read_back_identically_by_skopeo_and_raypack() {
     // Second push: nothing uploaded (counted on the registry side).
     let before = log_counts(&repo);
     let (_, stats) = reg()
-        .push_image(&target, &img, &["v1".into()], None)
+        .push_image(&target, &img, &["v1".into()], &[])
         .await
         .unwrap();
     assert_eq!((stats.uploaded, stats.skipped), (0, 2));
@@ -130,7 +130,7 @@ async fn push_is_read_back_identically_by_skopeo_and_raypack() {
     let repo2 = format!("raypack-test/{}", unique("mount"));
     let target2 = Reference::parse(&format!("{registry}/{repo2}:v1")).unwrap();
     let (_, stats) = reg()
-        .push_image(&target2, &img, &[], Some(&target))
+        .push_image(&target2, &img, &[], &[&target])
         .await
         .unwrap();
     assert_eq!((stats.uploaded, stats.mounted), (0, 2));
@@ -165,7 +165,7 @@ async fn upload_modes_all_work() {
         })
         .unwrap();
         let (digest, _) = client
-            .push_image(&target, &img, &["latest".into()], None)
+            .push_image(&target, &img, &["latest".into()], &[])
             .await
             .unwrap();
         let raw = skopeo(&[
@@ -432,7 +432,7 @@ async fn pushes_survive_a_faulty_network_and_never_publish_half_an_image() {
         );
         let target = Reference::parse(&format!("{proxy}/{repo}:t{i}")).unwrap();
         let (digest, _) = client
-            .push_image(&target, &img, &[format!("t{i}")], None)
+            .push_image(&target, &img, &[format!("t{i}")], &[])
             .await
             .unwrap_or_else(|e| panic!("push {i}: {e}"));
         assert_eq!(digest, img.digest());

@@ -57,7 +57,7 @@ async fn tls_basic_auth_config_file_and_credential_helper() {
     set_env("DOCKER_CONFIG", empty.as_os_str());
     set_env("REGISTRY_AUTH_FILE", t.path().join("none.json").as_os_str());
     let err = with_ca()
-        .push_image(&target, &img, &[], None)
+        .push_image(&target, &img, &[], &[])
         .await
         .unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
@@ -73,10 +73,7 @@ async fn tls_basic_auth_config_file_and_credential_helper() {
         ..Default::default()
     })
     .unwrap();
-    let err = plain
-        .push_image(&target, &img, &[], None)
-        .await
-        .unwrap_err();
+    let err = plain.push_image(&target, &img, &[], &[]).await.unwrap_err();
     assert!(err.to_string().contains(&registry), "{err}");
 
     // Wrong password: login fails, and neither password appears anywhere.
@@ -134,7 +131,7 @@ async fn tls_basic_auth_config_file_and_credential_helper() {
     // Credentials from that config file: the push works and skopeo reads it back.
     set_env("DOCKER_CONFIG", cfgdir.as_os_str());
     let (digest, _) = with_ca()
-        .push_image(&target, &img, &["v1".into()], None)
+        .push_image(&target, &img, &["v1".into()], &[])
         .await
         .unwrap();
     let certdir = service("RAYPACK_TEST_REGISTRY_CERT_DIR");
@@ -185,7 +182,7 @@ async fn tls_basic_auth_config_file_and_credential_helper() {
     set_env("PATH", std::ffi::OsStr::new(&path));
     let target2 = Reference::parse(&format!("{registry}/{repo}:v2")).unwrap();
     let (d2, stats) = with_ca()
-        .push_image(&target2, &img, &["v2".into()], None)
+        .push_image(&target2, &img, &["v2".into()], &[])
         .await
         .unwrap();
     assert_eq!(d2, digest);

@@ -31,6 +31,8 @@ pub(super) struct Shared<'a> {
     pub platforms: &'a [String],
     /// `repository` of the target (or the project's name).
     pub image_name: String,
+    /// The shared layer cache, when there is one.
+    pub layer_cache: Option<&'a super::shared_cache::SharedCache<'a>>,
 }
 
 /// One platform's image.
@@ -97,7 +99,10 @@ pub(super) async fn prepare(
             &lock_for,
             cache,
             shared.mtime,
-            shared.previous.as_ref().map(|t| (registry, t)),
+            &deps::Reuse {
+                previous: shared.previous.as_ref().map(|t| (registry, t)),
+                shared: shared.layer_cache,
+            },
             http,
             progress,
         )

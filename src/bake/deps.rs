@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::Digest;
 
+use super::shared_cache::{LayerRecord, Pending, PlanRecord, SharedCache, WheelRecord};
 use super::{BakeError, LAYOUT_VERSION};
 use crate::archive::tar::{EntryKind, LayerEntry};
 use crate::base::PulledBase;
@@ -83,6 +84,12 @@ pub struct DepsReport {
     /// lists for them.
     #[serde(skip)]
     pub wheels: Vec<InstalledWheel>,
+    /// What the shared layer cache did, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_cache: Option<SharedCacheReport>,
+    /// Shared-cache entries to write once the image is published.
+    #[serde(skip)]
+    pub pending: Vec<Pending>,
 }
 
 impl DepsReport {
@@ -148,6 +155,28 @@ pub struct LockFor<'a> {
 /// A built dependency layer: blob, diff_id, history text.
 pub type BuiltLayer = (Blob, String, String);
 
+/// Where a layer may be found instead of built.
+#[derive(Debug, Default)]
+pub struct Reuse<'a> {
+    /// The registry and the image this push replaces (its first tag).
+    pub previous: Option<(&'a Registry, &'a Reference)>,
+    /// The shared layer cache.
+    pub shared: Option<&'a SharedCache<'a>>,
+}
+
+/// What the shared layer cache did for a bake (`dependencies.shared_cache` in JSON).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SharedCacheReport {
+    /// `registry/repository` of the cache.
+    pub repository: String,
+    /// The whole plan was there: no wheel was downloaded, nothing installed.
+    pub plan_hit: bool,
+    /// Layers taken from the cache.
+    pub layers_reused: usize,
+    /// Entries this bake wrote (after publishing).
+    pub entries_written: usize,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn dependency_layers(
     recipe: &Recipe,
@@ -156,10 +185,11 @@ pub async fn dependency_layers(
     lock_for: &LockFor<'_>,
     cache: &BlobCache,
     mtime: u64,
-    remote: Option<(&Registry, &Reference)>,
+    reuse: &Reuse<'_>,
     http: &reqwest::Client,
     progress: &mut impl FnMut(&str),
 ) -> Result<(Vec<BuiltLayer>, DepsReport), BakeError> {
+    let remote = reuse.previous;
     let (layout, family) = (&base.layout, base.family);
     let deps = &recipe.dependencies;
     let mut report = DepsReport::default();
@@ -242,6 +272,61 @@ pub async fn dependency_layers(
         return Ok((Vec::new(), report));
     }
 
+    let scheme = wheel::Scheme::for_python(
+        &layout.python,
+        &layout.python_version,
+        &layout.site_packages,
+    );
+    let owner = (layout.uid, layout.gid);
+    let media_type = layer_media_type(recipe, family)?;
+    let max_layers = recipe
+        .dependencies
+        .max_layers
+        .unwrap_or(DEFAULT_MAX_LAYERS)
+        .max(1);
+    // The whole plan, keyed by everything its layers depend on: a fresh machine finds its
+    // layers in the shared cache without downloading a wheel.
+    let plan_key = {
+        let mut h = sha2::Sha256::new();
+        h.update(format!(
+            "raypack dependency plan v1\n{LAYOUT_VERSION}\n{target}\n{scheme:?}\n{}:{}\n{mtime}\n{family:?}\n{media_type}\n{}\ncompile {}\nmax_layers {max_layers}\nbase {}\n",
+            owner.0,
+            owner.1,
+            match recipe.image.compression {
+                crate::oci::media::Compression::Gzip => "gzip".to_string(),
+                crate::oci::media::Compression::Zstd { level } => format!("zstd {level}"),
+            },
+            recipe.image.compile_bytecode,
+            base.image.config.digest,
+        ));
+        let mut lines: Vec<String> = to_install
+            .iter()
+            .map(|w| format!("{} {} {} {}\n", w.name, w.version, w.filename, w.sha256))
+            .collect();
+        lines.sort();
+        for l in lines {
+            h.update(l.as_bytes());
+        }
+        hex::encode(h.finalize())
+    };
+    if let Some(shared) = reuse.shared {
+        report.shared_cache = Some(SharedCacheReport {
+            repository: shared.repository.name(),
+            ..Default::default()
+        });
+        progress("looking up the shared layer cache");
+        if let Some(plan) = shared.plan(&plan_key, cache).await
+            && let Some(built) = from_plan(&plan, &to_install, shared, cache, &mut report).await
+        {
+            progress(&format!(
+                "reusing {} dependency layers from the shared cache {}",
+                built.len(),
+                shared.repository.name()
+            ));
+            return Ok((built, report));
+        }
+    }
+
     progress(&format!("downloading {} wheels", to_install.len()));
     let fetched = pinned::fetch(http, &to_install, cache).await?;
     let sized = tokio::task::spawn_blocking(move || {
@@ -276,20 +361,21 @@ pub async fn dependency_layers(
         })
         .collect();
     report.wheels.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut wheel_entries: Vec<WheelRecord> = sized
+        .iter()
+        .map(|(w, _, n, license)| WheelRecord {
+            name: w.name.clone(),
+            version: w.version.clone(),
+            filename: w.filename.clone(),
+            url: w.url.clone(),
+            sha256: w.sha256.clone(),
+            unpacked: *n,
+            license: license.clone(),
+        })
+        .collect();
+    wheel_entries.sort_by(|a, b| a.name.cmp(&b.name));
     let sized = sized.into_iter().map(|(w, p, n, _)| (w, p, n)).collect();
-    let max_layers = recipe
-        .dependencies
-        .max_layers
-        .unwrap_or(DEFAULT_MAX_LAYERS)
-        .max(1);
     let groups = group(sized, max_layers);
-
-    let scheme = wheel::Scheme::for_python(
-        &layout.python,
-        &layout.python_version,
-        &layout.site_packages,
-    );
-    let owner = (layout.uid, layout.gid);
     // What the image already at the push target was built with: layers by key, so a layer
     // this bake would build again is fetched from the registry instead.
     let published = match remote {
@@ -323,7 +409,6 @@ pub async fn dependency_layers(
         },
         bytecode: compiler.as_ref(),
     };
-    let media_type = layer_media_type(recipe, family)?;
     let all: Vec<layer::WheelFile> = groups
         .iter()
         .flatten()
@@ -341,6 +426,7 @@ pub async fn dependency_layers(
         .map(|(w, l)| (w.filename.clone(), (w, l)))
         .collect();
     let mut built = Vec::new();
+    let mut entries: Vec<LayerRecord> = Vec::new();
     for g in groups {
         let names: Vec<String> = g.iter().map(|(w, _, _)| w.name.clone()).collect();
         let unpacked: u64 = g.iter().map(|(_, _, n)| n).sum();
@@ -369,14 +455,41 @@ pub async fn dependency_layers(
             .map(|(w, l)| flayout.fragment_key(w, l))
             .collect();
         keys.sort();
-        for k in keys {
+        for k in &keys {
             key.update(k.as_bytes());
         }
         let key = hex::encode(key.finalize());
         let index_path = cache
             .path(&format!("sha256:{key}"))?
             .with_extension("deplayer.json");
-        if cached_layer(&index_path, cache, media_type).is_none()
+        let record =
+            |path: &std::path::Path, digest: &str, diff_id: &str, wh: &[(String, usize)]| {
+                let _ = std::fs::write(
+                    path,
+                    serde_json::to_vec(
+                        &json!({ "digest": digest, "diff_id": diff_id, "whiteouts": wh }),
+                    )
+                    .expect("json"),
+                );
+            };
+        // Reuse, in order: this machine's cache, the shared cache, the image being replaced.
+        let mut found = cached_layer(&index_path, cache, media_type).map(|l| (l, false));
+        if found.is_none()
+            && let Some(shared) = reuse.shared
+            && let Some(entry) = shared.layer(&key, cache).await
+        {
+            match shared.layer_blob(&entry, cache).await {
+                Ok(blob) => {
+                    if cache.contains(&blob.digest) {
+                        record(&index_path, &entry.digest, &entry.diff_id, &entry.whiteouts);
+                    }
+                    progress(&format!("reusing the shared layer of {}", names.join(", ")));
+                    found = Some(((blob, entry.diff_id, entry.whiteouts), true));
+                }
+                Err(e) => tracing::debug!("cannot reuse shared layer {}: {e}", entry.digest),
+            }
+        }
+        if found.is_none()
             && let (Some(hit), Some((registry, target))) = (published.get(&key), remote)
         {
             let fetched = registry.fetch_blob(target, &hit.digest, cache).await;
@@ -391,15 +504,8 @@ pub async fn dependency_layers(
                         "reusing the published layer of {} from {target}",
                         names.join(", ")
                     );
-                    let _ = std::fs::write(
-                        &index_path,
-                        serde_json::to_vec(&json!({
-                            "digest": hit.digest,
-                            "diff_id": hit.diff_id,
-                            "whiteouts": hit.whiteouts,
-                        }))
-                        .expect("json"),
-                    );
+                    record(&index_path, &hit.digest, &hit.diff_id, &hit.whiteouts);
+                    found = cached_layer(&index_path, cache, media_type).map(|l| (l, false));
                 }
                 Ok((d, _)) => tracing::warn!(
                     "not reusing {} from {target}: its config says diff_id {}, its content is {d:?}",
@@ -409,58 +515,143 @@ pub async fn dependency_layers(
                 Err(e) => tracing::debug!("cannot reuse {} from {target}: {e}", hit.digest),
             }
         }
-        if let Some((blob, diff_id, whiteouts)) = cached_layer(&index_path, cache, media_type) {
-            let created_by = created_by(&names, &key, &whiteouts);
-            for (name, n) in whiteouts {
-                if let Some(r) = report.replaced.iter_mut().find(|r| r.name == name) {
-                    r.whiteouts = n;
-                }
+        let cached = found.is_some();
+        let ((blob, diff_id, whiteouts), from_shared) = match found {
+            Some(f) => f,
+            None => {
+                progress(&format!("installing {}", names.join(", ")));
+                let frags = layer::fragments(
+                    &cache.root().join("fragments"),
+                    &group_wheels,
+                    &flayout,
+                    &group_lost,
+                )?;
+                let l =
+                    dependency_layer(frags, &flayout, media_type, cache, &index, &replaced_here)?;
+                record(&index_path, &l.0.digest, &l.1, &l.2);
+                (l, false)
             }
-            report.layers.push(DepLayer {
-                digest: blob.digest.clone(),
-                distributions: names,
-                unpacked,
-                cached: true,
-            });
-            built.push((blob, diff_id, created_by));
-            continue;
-        }
-        progress(&format!("installing {}", names.join(", ")));
-        let frags = layer::fragments(
-            &cache.root().join("fragments"),
-            &group_wheels,
-            &flayout,
-            &group_lost,
-        )?;
-        let (blob, diff_id, whiteouts) =
-            dependency_layer(frags, &flayout, media_type, cache, &index, &replaced_here)?;
+        };
         for (name, n) in &whiteouts {
             if let Some(r) = report.replaced.iter_mut().find(|r| &r.name == name) {
                 r.whiteouts = *n;
             }
         }
         let created_by = created_by(&names, &key, &whiteouts);
-        let _ = std::fs::write(
-            &index_path,
-            serde_json::to_vec(&json!({
-                "digest": blob.digest,
-                "diff_id": diff_id,
-                "whiteouts": whiteouts,
-            }))
-            .expect("json"),
-        );
+        let entry = LayerRecord {
+            key: key.clone(),
+            digest: blob.digest.clone(),
+            size: blob.size,
+            media_type: blob.media_type.clone(),
+            diff_id: diff_id.clone(),
+            distributions: names.clone(),
+            unpacked,
+            whiteouts,
+            fragments: keys,
+        };
+        if from_shared {
+            if let Some(r) = report.shared_cache.as_mut() {
+                r.layers_reused += 1;
+            }
+        } else if reuse.shared.is_some() {
+            report.pending.push(Pending::layer(&entry, blob.clone()));
+        }
+        entries.push(entry);
         report.layers.push(DepLayer {
             digest: blob.digest.clone(),
             distributions: names,
             unpacked,
-            cached: false,
+            cached,
         });
         built.push((blob, diff_id, created_by));
+    }
+    if reuse.shared.is_some() {
+        let plan = PlanRecord {
+            key: plan_key,
+            layers: entries,
+            wheels: wheel_entries,
+            bytecode: report.bytecode.clone(),
+            no_bytecode: report.no_bytecode.clone(),
+        };
+        let blobs = built.iter().map(|(b, _, _)| b.clone()).collect();
+        report.pending.push(Pending::plan(&plan, blobs));
     }
     Ok((built, report))
 }
 
 type CachedLayer = (Blob, String, Vec<(String, usize)>);
+
+/// The layers of a plan found in the shared cache, with the report filled in as a build would
+/// have filled it; `None` (a miss) when the entry does not describe exactly these wheels or a
+/// layer cannot be had.
+async fn from_plan(
+    plan: &PlanRecord,
+    to_install: &[PinnedWheel],
+    shared: &SharedCache<'_>,
+    cache: &BlobCache,
+    report: &mut DepsReport,
+) -> Option<Vec<BuiltLayer>> {
+    let want: BTreeSet<&str> = to_install.iter().map(|w| w.sha256.as_str()).collect();
+    let have: BTreeSet<&str> = plan.wheels.iter().map(|w| w.sha256.as_str()).collect();
+    if want != have || plan.layers.is_empty() {
+        tracing::debug!("shared plan {} does not match this bake's wheels", plan.key);
+        return None;
+    }
+    let mut built = Vec::new();
+    for l in &plan.layers {
+        match shared.layer_blob(l, cache).await {
+            Ok(blob) => built.push((
+                blob,
+                l.diff_id.clone(),
+                created_by(&l.distributions, &l.key, &l.whiteouts),
+            )),
+            Err(e) => {
+                tracing::debug!("shared plan {}: layer {}: {e}", plan.key, l.digest);
+                return None;
+            }
+        }
+    }
+    for l in &plan.layers {
+        for (name, n) in &l.whiteouts {
+            if let Some(r) = report.replaced.iter_mut().find(|r| &r.name == name) {
+                r.whiteouts = *n;
+            }
+        }
+        report.layers.push(DepLayer {
+            digest: l.digest.clone(),
+            distributions: l.distributions.clone(),
+            unpacked: l.unpacked,
+            cached: true,
+        });
+    }
+    // Where this bake's lock says the wheels come from (another machine may use a mirror).
+    let url_of: std::collections::HashMap<&str, &str> = to_install
+        .iter()
+        .map(|w| (w.sha256.as_str(), w.url.as_str()))
+        .collect();
+    report.wheels = plan
+        .wheels
+        .iter()
+        .map(|w| InstalledWheel {
+            name: w.name.clone(),
+            version: w.version.clone(),
+            filename: w.filename.clone(),
+            url: url_of
+                .get(w.sha256.as_str())
+                .unwrap_or(&w.url.as_str())
+                .to_string(),
+            sha256: w.sha256.clone(),
+            license: w.license.clone(),
+        })
+        .collect();
+    report.bytecode = plan.bytecode.clone();
+    report.no_bytecode = plan.no_bytecode.clone();
+    if let Some(r) = report.shared_cache.as_mut() {
+        r.plan_hit = true;
+        r.layers_reused = plan.layers.len();
+    }
+    Some(built)
+}
 
 /// The history text of a dependency layer: its distributions, then `[key K]` and the
 /// whiteout counts, which a later bake reads back to reuse the layer ([`published_layers`]).

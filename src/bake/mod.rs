@@ -11,6 +11,7 @@
 mod build;
 pub mod deps;
 pub mod sbom;
+pub mod shared_cache;
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +53,8 @@ pub struct BakeOptions {
     pub sbom_file: Option<PathBuf>,
     /// Sign the pushed image with this key (cosign's format; see [`crate::oci::cosign`]).
     pub sign_key: Option<PathBuf>,
+    /// The shared layer cache, instead of the recipe's `[image] cache`.
+    pub layer_cache: Option<crate::recipe::LayerCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -428,6 +431,67 @@ pub fn edit_config(
     cfg
 }
 
+/// The shared layer cache this bake uses: `--cache`, else `[image] cache`, else the target
+/// repository when pushing.
+fn shared_cache_of<'a>(
+    recipe: &Recipe,
+    opts: &BakeOptions,
+    target: Option<&Reference>,
+    registry: &'a Registry,
+) -> Result<Option<shared_cache::SharedCache<'a>>, BakeError> {
+    use crate::recipe::LayerCache;
+    let setting = opts.layer_cache.as_ref().unwrap_or(&recipe.image.cache);
+    let repository = match setting {
+        LayerCache::Off => return Ok(None),
+        LayerCache::Target => match target.filter(|_| opts.push) {
+            Some(t) => Reference {
+                tag: None,
+                digest: None,
+                ..t.clone()
+            },
+            None => return Ok(None),
+        },
+        LayerCache::Registry(r) => {
+            Reference::parse(r).map_err(|_| BakeError::BadRepository(r.clone()))?
+        }
+    };
+    // A reused layer need not be downloaded when the push will find it in (or mount it into)
+    // the target: same registry, and no local output needs its bytes.
+    let lazy = opts.push
+        && opts.oci_layout.is_none()
+        && opts.tar.is_none()
+        && target.is_some_and(|t| t.registry == repository.registry);
+    Ok(Some(shared_cache::SharedCache {
+        registry,
+        repository,
+        lazy,
+    }))
+}
+
+/// Writes every platform's pending shared-cache entries; counts them into the reports.
+async fn write_cache_entries(
+    lc: &shared_cache::SharedCache<'_>,
+    built: &mut [build::PlatformImage],
+    mount_from: &[&Reference],
+    cache: &BlobCache,
+    progress: &mut impl FnMut(&str),
+) {
+    for b in built.iter_mut() {
+        let pending = std::mem::take(&mut b.dependencies.pending);
+        if pending.is_empty() {
+            continue;
+        }
+        progress(&format!(
+            "recording {} entries in the shared layer cache",
+            pending.len()
+        ));
+        let n = lc.write(&pending, mount_from, cache).await;
+        if let Some(r) = b.dependencies.shared_cache.as_mut() {
+            r.entries_written += n;
+        }
+    }
+}
+
 fn cache_of(opts: &BakeOptions) -> BlobCache {
     BlobCache::new(
         &opts
@@ -497,6 +561,7 @@ pub async fn run(
         None => None,
     };
 
+    let layer_cache = shared_cache_of(recipe, opts, target.as_ref(), &registry)?;
     let mtime = build_epoch();
     let created = rfc3339(mtime);
     let platform_names: Vec<String> = platforms.iter().map(ToString::to_string).collect();
@@ -525,6 +590,7 @@ pub async fn run(
         }),
         platforms: &platform_names,
         image_name: image_name.clone(),
+        layer_cache: layer_cache.as_ref(),
     };
     // Every platform's base is pinned first: raypack.lock is in the working dir, so it must
     // be final before the (shared) code layer is built.
@@ -625,11 +691,15 @@ pub async fn run(
             (true, None) => vec![default_tag(&digest)],
             _ => recipe.image.tags.clone(),
         };
+        let mut mount_from = vec![&built[0].base_reference];
+        if let Some(lc) = &layer_cache {
+            mount_from.push(&lc.repository);
+        }
         let dest = Destination::Registry {
             registry: &registry,
             target: &target,
             tags: &tags,
-            mount_from: Some(&built[0].base_reference),
+            mount_from: &mount_from,
         };
         let published = match &index {
             Some(i) => dest.publish_index(i).await?,
@@ -638,6 +708,11 @@ pub async fn run(
         let Published::Pushed(stats) = published else {
             unreachable!("a registry destination pushes")
         };
+        // The shared cache's entries, now that their layers are in the registry.
+        if let Some(lc) = &layer_cache {
+            let base = built[0].base_reference.clone();
+            write_cache_entries(lc, &mut built, &[&target, &base], &cache, &mut progress).await;
+        }
         let mut report = PushReport::from((target.name().as_str(), tags.as_slice(), stats));
         report.default_tag = recipe.image.tags.is_empty() && target.tag.is_none();
         pushed = Some(report);
@@ -695,6 +770,12 @@ pub async fn run(
                 report.files.push(path);
             }
         }
+    }
+    // Not pushed: an explicit cache gets the layers uploaded with its entries.
+    if !opts.push
+        && let Some(lc) = &layer_cache
+    {
+        write_cache_entries(lc, &mut built, &[], &cache, &mut progress).await;
     }
     if let Some(t) = &opts.tar {
         progress(&format!("writing {}", t.display()));

@@ -43,8 +43,17 @@ pub(super) struct BakeArgs {
     /// COSIGN_PASSWORD; or a P-256 PKCS #8 / SEC1 PEM): `cosign verify --key` accepts it.
     #[arg(long, value_name = "KEY", requires = "push")]
     pub(super) sign: Option<PathBuf>,
+    /// The shared layer cache: REGISTRY/REPO, or `none` (default: [image] cache, else the
+    /// repository pushed to). Dependency layers found there by content key are reused
+    /// without downloading a wheel; new ones are recorded there.
+    #[arg(long, value_name = "REPO", value_parser = parse_layer_cache)]
+    pub(super) cache: Option<raypack::recipe::LayerCache>,
     #[command(flatten)]
     pub(super) tls: RegistryArgs,
+}
+
+fn parse_layer_cache(s: &str) -> Result<raypack::recipe::LayerCache, String> {
+    raypack::recipe::LayerCache::parse(s)
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -91,6 +100,7 @@ pub(super) fn bake(cli: &Cli, args: &BakeArgs) -> Result<ExitCode, CliError> {
         skip_deps: args.skip_deps,
         sbom_file: args.sbom.clone(),
         sign_key: args.sign.clone(),
+        layer_cache: args.cache.clone(),
     };
     let rt = runtime()?;
     let http = raypack::http::client()?;

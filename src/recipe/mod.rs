@@ -195,6 +195,42 @@ pub struct Image {
     pub sbom: Vec<SbomFormat>,
     /// How bake compresses the layers it adds (default: gzip).
     pub compression: crate::oci::media::Compression,
+    /// Where bake's shared layer cache is (default: the repository it pushes to).
+    pub cache: LayerCache,
+}
+
+/// Where `bake` finds and records dependency layers by content key (`[image] cache`,
+/// `bake --cache`); see `bake::shared_cache`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LayerCache {
+    /// The repository the image is pushed to (none when it is not pushed).
+    #[default]
+    Target,
+    /// No shared cache.
+    Off,
+    /// This registry repository (`REGISTRY/REPO`, no tag).
+    Registry(String),
+}
+
+impl LayerCache {
+    /// `none`, or a registry repository; the error says what is wrong.
+    pub fn parse(s: &str) -> Result<LayerCache, String> {
+        if s == "none" {
+            return Ok(LayerCache::Off);
+        }
+        if s.contains("://") {
+            return Err(format!(
+                "`{s}` is not a registry repository; write REGISTRY/REPO (e.g. \"registry.example.com/team/raypack-cache\") or \"none\""
+            ));
+        }
+        match crate::oci::reference::Reference::parse(s) {
+            Ok(r) if r.tag.is_some() || r.digest.is_some() => Err(format!(
+                "`{s}` carries a tag or digest; the cache's entries are tagged by key, so write the repository alone"
+            )),
+            Ok(_) => Ok(LayerCache::Registry(s.to_string())),
+            Err(e) => Err(format!("`{s}`: {e}")),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -133,6 +133,9 @@ pub struct RawImage {
     /// The zstd level (1–19; default 3).
     #[serde(default)]
     pub compression_level: Option<Spanned<i64>>,
+    /// The shared layer cache: `REGISTRY/REPO`, or `none`.
+    #[serde(default)]
+    pub cache: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

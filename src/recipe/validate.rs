@@ -535,6 +535,20 @@ pub(super) fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recip
     }
 
     let compression = image_compression(rep, im);
+    let cache = match &im.cache {
+        None => LayerCache::Target,
+        Some(c) => LayerCache::parse(c.get_ref()).unwrap_or_else(|e| {
+            rep.error(
+                inner(c),
+                format!("cache: {e}"),
+                Some(
+                    "the shared layer cache is a registry repository bake can push to, or \"none\""
+                        .into(),
+                ),
+            );
+            LayerCache::Off
+        }),
+    };
 
     Recipe {
         path: path.to_path_buf(),
@@ -566,6 +580,7 @@ pub(super) fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recip
             compile_bytecode: im.compile_bytecode.unwrap_or(true),
             sbom,
             compression,
+            cache,
         },
         env: env_settings,
         cluster,

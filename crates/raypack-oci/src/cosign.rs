@@ -180,7 +180,7 @@ impl Registry {
             signature,
         ));
         let image = signature_image(&layers, cache)?;
-        self.push_image(target, &image, std::slice::from_ref(&tag), None)
+        self.push_image(target, &image, std::slice::from_ref(&tag), &[])
             .await?;
         Ok(tag)
     }

@@ -14,7 +14,7 @@ use crate::reference::Reference;
 #[derive(Debug, Clone, Copy)]
 pub enum Destination<'a> {
     /// A registry repository, with the tags to point at the image (blobs may be mounted from
-    /// `mount_from`, a repository of the same registry that has them).
+    /// `mount_from`, repositories of the same registry that have them).
     Registry {
         /// The client.
         registry: &'a Registry,
@@ -22,8 +22,8 @@ pub enum Destination<'a> {
         target: &'a Reference,
         /// Tags to set after the manifest is pushed.
         tags: &'a [String],
-        /// Where the base's blobs may be mounted from.
-        mount_from: Option<&'a Reference>,
+        /// Where blobs may be mounted from (the base's repository, the shared layer cache).
+        mount_from: &'a [&'a Reference],
     },
     /// An OCI image layout directory (`index.json`, `blobs/`), the image named `ref_name`.
     OciLayout {

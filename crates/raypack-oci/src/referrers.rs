@@ -124,7 +124,7 @@ impl Registry {
                     .failed("the manifest has no subject")
             })?
             .to_string();
-        let (digest, _) = self.push_image(target, artifact, &[], None).await?;
+        let (digest, _) = self.push_image(target, artifact, &[], &[]).await?;
         if self.has_referrers_api(target, &subject).await? {
             return Ok((digest, Attached::ReferrersApi));
         }

@@ -608,8 +608,9 @@ impl Registry {
         Ok((bytes, media::manifest_media_type(&v, header.as_deref())))
     }
 
-    /// GET a manifest; with `expect`, its digest is verified.
-    pub(crate) async fn get_manifest(
+    /// GET a manifest by tag or digest, as stored (bytes and `Content-Type`); with `expect`,
+    /// its digest is verified. A missing one is [`RegistryError::NotFound`].
+    pub async fn get_manifest(
         &self,
         r: &Reference,
         reference: &str,

@@ -194,23 +194,41 @@ impl Registry {
         }
     }
 
-    /// Makes sure `repo` has the blob: HEAD, then mount from `mount_from` (same registry),
-    /// then upload.
+    /// Makes sure `repo` has the blob: HEAD, then mount from each of `mount_from` (those of
+    /// the same registry), then upload.
     pub(super) async fn ensure_blob(
         &self,
         r: &Reference,
         blob: &Blob,
-        mount_from: Option<&Reference>,
+        mount_from: &[&Reference],
     ) -> Result<Outcome, RegistryError> {
         if self.blob_exists(r, &blob.digest).await? {
             return Ok(Outcome::Skipped);
         }
-        if let Some(from) =
-            mount_from.filter(|f| f.registry == r.registry && f.repository != r.repository)
-            && self.mount(r, &blob.digest, &from.repository).await
-            && self.blob_exists(r, &blob.digest).await?
+        for from in mount_from
+            .iter()
+            .filter(|f| f.registry == r.registry && f.repository != r.repository)
         {
-            return Ok(Outcome::Mounted);
+            if self.mount(r, &blob.digest, &from.repository).await
+                && self.blob_exists(r, &blob.digest).await?
+            {
+                return Ok(Outcome::Mounted);
+            }
+        }
+        if !blob.path.exists() {
+            // A blob raypack knows only by descriptor (a layer of the shared cache): it was
+            // expected in, or mountable into, this repository.
+            return Err(self
+                .ctx(r, format!("upload {}", blob.digest))
+                .failed(format!(
+                    "the blob is not in {} nor mountable from {}, and not in the local cache",
+                    r.repository,
+                    mount_from
+                        .iter()
+                        .map(|f| f.repository.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
         }
         self.upload(r, blob).await?;
         Ok(Outcome::Uploaded)
@@ -250,14 +268,15 @@ impl Registry {
         Ok(digest)
     }
 
-    /// Pushes an image: blobs (in parallel), then the manifest by digest, then each tag.
-    /// The manifest is never sent before every blob it references is in the repository.
+    /// Pushes an image: blobs (in parallel; each mounted from the first of `mount_from` that
+    /// has it, or uploaded), then the manifest by digest, then each tag. The manifest is never
+    /// sent before every blob it references is in the repository.
     pub async fn push_image(
         &self,
         target: &Reference,
         image: &Image,
         tags: &[String],
-        mount_from: Option<&Reference>,
+        mount_from: &[&Reference],
     ) -> Result<(String, PushStats), RegistryError> {
         use futures::stream::{StreamExt, TryStreamExt};
         let outcomes: Vec<Outcome> = futures::stream::iter(image.blobs())

@@ -1,0 +1,327 @@
+//! The shared layer cache: dependency layers findable by their content key from any machine,
+//! branch or tag, so that a CI fleet of empty machines shares one set of built layers (as
+//! BuildKit's `--cache-to type=registry` does for Dockerfiles).
+//!
+//! The cache lives in a registry repository (by default the one bake pushes to; `[image]
+//! cache` or `bake --cache` name another). Each entry is a small OCI artifact under its own
+//! tag, whose config is the entry (JSON, [`MEDIA_TYPE`]) and whose layers are the layer blobs it
+//! describes, so the registry keeps them while the entry exists:
+//!
+//! - `raypack-cache-plan-<key>`: a whole dependency plan (the wheels to install, the target,
+//!   the layout, the base) → its layers, the wheels' unpacked sizes and licenses. A bake whose
+//!   plan is there downloads no wheel and installs nothing.
+//! - `raypack-cache-layer-<key>`: one layer by the key [`super::deps`] computes from its
+//!   wheels and fragments → digest, diff_id, size, whiteouts, fragment keys. A bake whose plan
+//!   is new still reuses every layer another project already built.
+//!
+//! One tag per key means there is no shared index to read, merge and write back: writers of
+//! different keys never touch the same tag, and writers of the same key write the same layers,
+//! so concurrent bakes on many machines cannot lose each other's entries. An entry that cannot
+//! be read, does not parse, names another key or points at blobs the repository lacks is a
+//! cache miss (and is written again by the bake that rebuilds it).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::cache::BlobCache;
+use crate::oci::client::{Registry, RegistryError};
+use crate::oci::image::{Blob, Image};
+use crate::oci::reference::Reference;
+
+/// The media type of an entry (the artifact's `artifactType` and its config's media type).
+pub const MEDIA_TYPE: &str = "application/vnd.raypack.cache.v1+json";
+/// The entry format; another version is a miss.
+const VERSION: u32 = 1;
+
+/// What an entry is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A whole dependency plan.
+    Plan,
+    /// One dependency layer.
+    Layer,
+}
+
+impl Kind {
+    fn word(self) -> &'static str {
+        match self {
+            Kind::Plan => "plan",
+            Kind::Layer => "layer",
+        }
+    }
+}
+
+/// The tag of an entry.
+pub fn tag(kind: Kind, key: &str) -> String {
+    format!("raypack-cache-{}-{key}", kind.word())
+}
+
+/// One dependency layer as the cache records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    /// The layer key.
+    pub key: String,
+    /// The blob's digest, size and media type.
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    /// SHA-256 of the uncompressed tar.
+    pub diff_id: String,
+    /// The distributions in it, as named in its history.
+    pub distributions: Vec<String>,
+    /// Unpacked bytes of its wheels.
+    pub unpacked: u64,
+    /// Whiteouts per replaced base distribution.
+    pub whiteouts: Vec<(String, usize)>,
+    /// The keys of the fragments it was assembled from.
+    pub fragments: Vec<String>,
+}
+
+impl LayerRecord {
+    /// The layer as a blob: in the local cache if it is there, else known by descriptor only.
+    pub fn blob(&self, cache: &BlobCache) -> Result<Blob, crate::cache::CacheError> {
+        Ok(Blob {
+            digest: self.digest.clone(),
+            size: self.size,
+            media_type: self.media_type.clone(),
+            path: cache.path(&self.digest)?,
+        })
+    }
+}
+
+/// A wheel of a plan: what the SBOM and the grouping need without the wheel file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WheelRecord {
+    pub name: String,
+    pub version: String,
+    pub filename: String,
+    /// Where it came from (no credentials).
+    pub url: String,
+    pub sha256: String,
+    /// Unpacked bytes.
+    pub unpacked: u64,
+    pub license: Option<crate::python::metadata::DeclaredLicense>,
+}
+
+/// A whole dependency plan's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    /// The plan key.
+    pub key: String,
+    /// Its layers, bottom first.
+    pub layers: Vec<LayerRecord>,
+    /// The wheels installed, by name.
+    pub wheels: Vec<WheelRecord>,
+    /// The `.pyc` cache tag the layers were compiled for, if they were.
+    pub bytecode: Option<String>,
+    /// Why they were not, although the recipe asks for it.
+    pub no_bytecode: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    version: u32,
+    kind: String,
+    entry: T,
+}
+
+/// Where the shared cache is, and how bake talks to it.
+#[derive(Debug)]
+pub struct SharedCache<'a> {
+    pub(crate) registry: &'a Registry,
+    /// The repository holding the entries.
+    pub repository: Reference,
+    /// Whether the image is pushed to this registry, so a reused layer need not be downloaded
+    /// (the push finds it in, or mounts it from, [`Self::repository`]).
+    pub lazy: bool,
+}
+
+/// A cache entry waiting to be written once the image is published (its blobs must be in the
+/// registry first).
+#[derive(Debug, Clone)]
+pub struct Pending {
+    kind: Kind,
+    key: String,
+    config: Vec<u8>,
+    layers: Vec<Blob>,
+}
+
+impl Pending {
+    fn new<T: Serialize>(kind: Kind, key: &str, entry: &T, layers: Vec<Blob>) -> Pending {
+        let config = serde_json::to_vec(&Envelope {
+            version: VERSION,
+            kind: kind.word().to_string(),
+            entry,
+        })
+        .expect("entries serialize");
+        Pending {
+            kind,
+            key: key.to_string(),
+            config,
+            layers,
+        }
+    }
+
+    /// A plan entry to write.
+    pub fn plan(entry: &PlanRecord, layers: Vec<Blob>) -> Pending {
+        Pending::new(Kind::Plan, &entry.key, entry, layers)
+    }
+
+    /// A layer entry to write.
+    pub fn layer(entry: &LayerRecord, blob: Blob) -> Pending {
+        Pending::new(Kind::Layer, &entry.key, entry, vec![blob])
+    }
+}
+
+impl SharedCache<'_> {
+    /// The plan entry under `key`, if there is a sound one.
+    pub async fn plan(&self, key: &str, cache: &BlobCache) -> Option<PlanRecord> {
+        let entry: PlanRecord = self.read(Kind::Plan, key, cache).await?;
+        (entry.key == key).then_some(entry)
+    }
+
+    /// The layer entry under `key`, if there is a sound one.
+    pub async fn layer(&self, key: &str, cache: &BlobCache) -> Option<LayerRecord> {
+        let entry: LayerRecord = self.read(Kind::Layer, key, cache).await?;
+        (entry.key == key).then_some(entry)
+    }
+
+    /// Reads and checks an entry; anything wrong is a miss (logged at debug).
+    async fn read<T: for<'de> Deserialize<'de>>(
+        &self,
+        kind: Kind,
+        key: &str,
+        cache: &BlobCache,
+    ) -> Option<T> {
+        let tag = tag(kind, key);
+        let miss = |why: String| {
+            tracing::debug!("shared cache {}:{tag}: {why}", self.repository.name());
+            None
+        };
+        let manifest = match self
+            .registry
+            .get_manifest(&self.repository, &tag, None)
+            .await
+        {
+            Ok((bytes, _)) => bytes,
+            Err(RegistryError::NotFound { .. }) => return None,
+            Err(e) => return miss(e.to_string()),
+        };
+        let m: Value = match serde_json::from_slice(&manifest) {
+            Ok(v) => v,
+            Err(e) => return miss(format!("manifest: {e}")),
+        };
+        let Some(config) = m["config"]["digest"]
+            .as_str()
+            .filter(|_| m["config"]["mediaType"] == MEDIA_TYPE)
+        else {
+            return miss("not a raypack cache entry".into());
+        };
+        let path = match self
+            .registry
+            .fetch_blob(&self.repository, config, cache)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => return miss(e.to_string()),
+        };
+        let env: Envelope<T> = match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(e) => e,
+            Err(e) => return miss(format!("entry: {e}")),
+        };
+        if env.version != VERSION || env.kind != kind.word() {
+            return miss(format!("entry version {} {}", env.version, env.kind));
+        }
+        // The layers the entry describes are the manifest's, and they are in the repository
+        // (a registry that lost them makes the entry useless).
+        for l in m["layers"].as_array().into_iter().flatten() {
+            let Some(d) = l["digest"].as_str() else {
+                return miss("layer without digest".into());
+            };
+            if !cache.contains(d)
+                && !matches!(
+                    self.registry.blob_exists(&self.repository, d).await,
+                    Ok(true)
+                )
+            {
+                return miss(format!("layer {d} is missing"));
+            }
+        }
+        Some(env.entry)
+    }
+
+    /// A layer entry's blob, ready for the image: known by descriptor when the push will find
+    /// it in the registry, else downloaded into the local cache.
+    pub async fn layer_blob(
+        &self,
+        entry: &LayerRecord,
+        cache: &BlobCache,
+    ) -> Result<Blob, RegistryError> {
+        if !self.lazy {
+            self.registry
+                .fetch_blob(&self.repository, &entry.digest, cache)
+                .await?;
+        }
+        Ok(entry.blob(cache)?)
+    }
+
+    /// Writes `pending` entries: each an artifact (its layers, mounted from `mount_from` when
+    /// not in the repository yet; the entry as config) under its own tag. A failure is logged,
+    /// never the bake's failure: the image is already published.
+    pub async fn write(
+        &self,
+        pending: &[Pending],
+        mount_from: &[&Reference],
+        cache: &BlobCache,
+    ) -> usize {
+        let mut written = 0;
+        for p in pending {
+            match self.write_one(p, mount_from, cache).await {
+                Ok(()) => written += 1,
+                Err(e) => tracing::warn!(
+                    "shared cache {}: cannot write {}: {e}",
+                    self.repository.name(),
+                    tag(p.kind, &p.key)
+                ),
+            }
+        }
+        written
+    }
+
+    async fn write_one(
+        &self,
+        p: &Pending,
+        mount_from: &[&Reference],
+        cache: &BlobCache,
+    ) -> Result<(), RegistryError> {
+        let (digest, path) = cache.insert_bytes(&p.config)?;
+        let config = Blob {
+            digest,
+            size: p.config.len() as u64,
+            media_type: MEDIA_TYPE.into(),
+            path,
+        };
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": crate::oci::media::Family::Oci.manifest(),
+            "artifactType": MEDIA_TYPE,
+            "config": config.descriptor(),
+            "layers": p.layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
+            "annotations": { "dev.raypack.cache.key": p.key, "dev.raypack.cache.kind": p.kind.word() },
+        });
+        let manifest = serde_json::to_vec(&manifest).expect("manifest serializes");
+        let image = Image {
+            manifest,
+            manifest_media_type: crate::oci::media::Family::Oci.manifest().into(),
+            config,
+            layers: p.layers.clone(),
+        };
+        self.registry
+            .push_image(&self.repository, &image, &[tag(p.kind, &p.key)], mount_from)
+            .await?;
+        Ok(())
+    }
+}
