@@ -338,3 +338,125 @@ fn concurrent_bakes_keep_every_cache_entry_and_a_broken_entry_is_a_miss() {
         "{healed}"
     );
 }
+
+/// Machine A pushes with the cache in an object store; machine B (empty cache) pushes the same
+/// lock to another repository: the plan is found in the store, no wheel is downloaded and no
+/// fragment built, and the layer comes from the store (B's target does not have it). Returns
+/// B's blob cache.
+fn store_cache_round_trip(
+    url: &str,
+    env: &[(&str, &str)],
+) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let base = service("RAYPACK_TEST_BASE");
+    let (t, dir, repo) = hello_pushing("store-cache", &base, "", "");
+    use_pypi_pylock(&dir, PINS);
+    let hashes = locked_wheel_hashes(&dir);
+    let bake_with = |cache: &Path| {
+        let mut cmd = raypack();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = run(cmd
+            .env("RAYPACK_CACHE_DIR", cache)
+            .arg("-C")
+            .arg(&dir)
+            .args(["--output", "json", "bake", "--push", "--cache", url]));
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let a = bake_with(&t.path().join("a"));
+    let sc = &a["bake"]["dependencies"]["shared_cache"];
+    assert_eq!(sc["plan_hit"], false, "{a}");
+    assert_eq!(sc["entries_written"], 2, "{a}");
+    assert_eq!(sc["repository"], url, "{a}");
+
+    let other = format!(
+        "{}/raypack-test/{}",
+        service("RAYPACK_TEST_REGISTRY"),
+        unique("store-cache-b")
+    );
+    let text = std::fs::read_to_string(dir.join("raypack.toml")).unwrap();
+    std::fs::write(dir.join("raypack.toml"), text.replace(&repo, &other)).unwrap();
+    let b_cache = t.path().join("b");
+    let b = bake_with(&b_cache);
+    let sc = &b["bake"]["dependencies"]["shared_cache"];
+    assert_eq!(sc["plan_hit"], true, "{b}");
+    assert_eq!(
+        downloaded(&b_cache, &hashes),
+        (0, 0),
+        "B downloads and builds nothing"
+    );
+    assert_eq!(dep_layers(&b), dep_layers(&a));
+    for d in dep_layers(&a) {
+        assert!(
+            b_cache
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:"))
+                .exists(),
+            "the layer came from the store"
+        );
+    }
+    assert!(
+        b["bake"]["pushed"]["uploaded"].as_u64().unwrap() >= 1,
+        "{b}"
+    );
+    (t, dir, b_cache)
+}
+
+#[test]
+fn an_s3_bucket_is_a_shared_layer_cache() {
+    let endpoint = service("RAYPACK_TEST_S3");
+    let bucket = service("RAYPACK_TEST_BUCKET");
+    let url = format!("s3://{bucket}/{}", unique("layer-cache"));
+    store_cache_round_trip(
+        &url,
+        &[
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+}
+
+#[test]
+fn a_gcs_bucket_is_a_shared_layer_cache() {
+    let base = service("RAYPACK_TEST_GCS");
+    let url = format!("gs://raypack-test/{}", unique("layer-cache"));
+    store_cache_round_trip(&url, &[("STORAGE_EMULATOR_HOST", &base)]);
+}
+
+#[test]
+fn a_directory_is_a_shared_layer_cache_and_a_corrupt_entry_is_a_miss() {
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", shared.path().display());
+    let (t, dir, _) = store_cache_round_trip(&url, &[]);
+    let plans = walk(&shared.path().join("raypack-cache/v1/plan"));
+    assert_eq!(plans.len(), 1, "{plans:?}");
+    // Nothing half-written is left beside the entries.
+    assert!(
+        walk(shared.path())
+            .iter()
+            .all(|p| !p.to_string_lossy().contains(".partial")),
+        "{:?}",
+        walk(shared.path())
+    );
+    std::fs::write(&plans[0], b"{ not json").unwrap();
+    let out = run(raypack()
+        .env("RAYPACK_CACHE_DIR", t.path().join("c"))
+        .arg("-C")
+        .arg(&dir)
+        .args(["--output", "json", "bake", "--push", "--cache", &url]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sc = &c["bake"]["dependencies"]["shared_cache"];
+    assert_eq!(sc["plan_hit"], false, "{c}");
+    assert_eq!(sc["layers_reused"], 1, "the layer entry is sound: {c}");
+    assert_eq!(sc["entries_written"], 1, "the plan is written again: {c}");
+    let healed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&plans[0]).unwrap()).unwrap();
+    assert_eq!(healed["kind"], "plan");
+}

@@ -311,7 +311,7 @@ pub async fn dependency_layers(
     };
     if let Some(shared) = reuse.shared {
         report.shared_cache = Some(SharedCacheReport {
-            repository: shared.repository.name(),
+            repository: shared.name(),
             ..Default::default()
         });
         progress("looking up the shared layer cache");
@@ -321,7 +321,7 @@ pub async fn dependency_layers(
             progress(&format!(
                 "reusing {} dependency layers from the shared cache {}",
                 built.len(),
-                shared.repository.name()
+                shared.name()
             ));
             return Ok((built, report));
         }

@@ -71,6 +71,8 @@ pub enum BakeError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Store(#[from] raypack_store::StoreError),
     #[error("--platform {0}: write linux/amd64 or linux/arm64")]
     Platform(String),
     #[error(
@@ -433,38 +435,42 @@ pub fn edit_config(
 
 /// The shared layer cache this bake uses: `--cache`, else `[image] cache`, else the target
 /// repository when pushing.
-fn shared_cache_of<'a>(
+async fn shared_cache_of<'a>(
     recipe: &Recipe,
     opts: &BakeOptions,
     target: Option<&Reference>,
     registry: &'a Registry,
+    http: &reqwest::Client,
 ) -> Result<Option<shared_cache::SharedCache<'a>>, BakeError> {
     use crate::recipe::LayerCache;
     let setting = opts.layer_cache.as_ref().unwrap_or(&recipe.image.cache);
-    let repository = match setting {
+    let location = match setting {
         LayerCache::Off => return Ok(None),
         LayerCache::Target => match target.filter(|_| opts.push) {
-            Some(t) => Reference {
+            Some(t) => shared_cache::Location::Registry(Reference {
                 tag: None,
                 digest: None,
                 ..t.clone()
-            },
+            }),
             None => return Ok(None),
         },
-        LayerCache::Registry(r) => {
-            Reference::parse(r).map_err(|_| BakeError::BadRepository(r.clone()))?
-        }
+        LayerCache::Registry(r) => shared_cache::Location::Registry(
+            Reference::parse(r).map_err(|_| BakeError::BadRepository(r.clone()))?,
+        ),
+        LayerCache::Store(url) => shared_cache::Location::Store(
+            Box::new(raypack_store::Store::connect(url, false, http).await?),
+            url.to_string(),
+        ),
     };
     // A reused layer need not be downloaded when the push will find it in (or mount it into)
-    // the target: same registry, and no local output needs its bytes.
-    let lazy = opts.push
-        && opts.oci_layout.is_none()
-        && opts.tar.is_none()
-        && target.is_some_and(|t| t.registry == repository.registry);
+    // the target and no local output needs its bytes.
+    let push_target = target
+        .filter(|_| opts.push && opts.oci_layout.is_none() && opts.tar.is_none())
+        .cloned();
     Ok(Some(shared_cache::SharedCache {
         registry,
-        repository,
-        lazy,
+        location,
+        push_target,
     }))
 }
 
@@ -561,7 +567,7 @@ pub async fn run(
         None => None,
     };
 
-    let layer_cache = shared_cache_of(recipe, opts, target.as_ref(), &registry)?;
+    let layer_cache = shared_cache_of(recipe, opts, target.as_ref(), &registry, http).await?;
     let mtime = build_epoch();
     let created = rfc3339(mtime);
     let platform_names: Vec<String> = platforms.iter().map(ToString::to_string).collect();
@@ -692,8 +698,8 @@ pub async fn run(
             _ => recipe.image.tags.clone(),
         };
         let mut mount_from = vec![&built[0].base_reference];
-        if let Some(lc) = &layer_cache {
-            mount_from.push(&lc.repository);
+        if let Some(repo) = layer_cache.as_ref().and_then(|lc| lc.repository()) {
+            mount_from.push(repo);
         }
         let dest = Destination::Registry {
             registry: &registry,

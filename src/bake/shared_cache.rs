@@ -3,9 +3,12 @@
 //! BuildKit's `--cache-to type=registry` does for Dockerfiles).
 //!
 //! The cache lives in a registry repository (by default the one bake pushes to; `[image]
-//! cache` or `bake --cache` name another). Each entry is a small OCI artifact under its own
-//! tag, whose config is the entry (JSON, [`MEDIA_TYPE`]) and whose layers are the layer blobs it
-//! describes, so the registry keeps them while the entry exists:
+//! cache` or `bake --cache` name another) or under an object-store prefix (`s3://`, `gs://`,
+//! `file://`). In a registry each entry is a small OCI artifact under its own tag, whose config
+//! is the entry (JSON, [`MEDIA_TYPE`]) and whose layers are the layer blobs it describes, so the
+//! registry keeps them while the entry exists. In a store, each entry is one object
+//! (`raypack-cache/v1/<kind>/<key>.json`) beside the layer blobs
+//! (`raypack-cache/v1/blobs/sha256/<hex>`), each uploaded only when complete:
 //!
 //! - `raypack-cache-plan-<key>`: a whole dependency plan (the wheels to install, the target,
 //!   the layout, the base) → its layers, the wheels' unpacked sizes and licenses. A bake whose
@@ -129,11 +132,52 @@ struct Envelope<T> {
 #[derive(Debug)]
 pub struct SharedCache<'a> {
     pub(crate) registry: &'a Registry,
-    /// The repository holding the entries.
-    pub repository: Reference,
-    /// Whether the image is pushed to this registry, so a reused layer need not be downloaded
-    /// (the push finds it in, or mounts it from, [`Self::repository`]).
-    pub lazy: bool,
+    /// Where the entries are.
+    pub location: Location,
+    /// Where the image is pushed, if it is (and only it: no layout or tar needs the bytes):
+    /// a reused layer the push will find there, or can mount from the cache, is not
+    /// downloaded.
+    pub push_target: Option<Reference>,
+}
+
+/// Where the entries are.
+#[derive(Debug)]
+pub enum Location {
+    /// A registry repository (no tag).
+    Registry(Reference),
+    /// An object store, and its URL for messages.
+    Store(Box<raypack_store::Store>, String),
+}
+
+/// The object names of a store-backed cache.
+const STORE_DIR: &str = "raypack-cache/v1";
+
+fn store_entry(kind: Kind, key: &str) -> String {
+    format!("{STORE_DIR}/{}/{key}.json", kind.word())
+}
+
+fn store_blob(digest: &str) -> String {
+    format!(
+        "{STORE_DIR}/blobs/sha256/{}",
+        digest.trim_start_matches("sha256:")
+    )
+}
+
+/// The layer digests an entry needs.
+trait Entry {
+    fn digests(&self) -> Vec<&str>;
+}
+
+impl Entry for LayerRecord {
+    fn digests(&self) -> Vec<&str> {
+        vec![self.digest.as_str()]
+    }
+}
+
+impl Entry for PlanRecord {
+    fn digests(&self) -> Vec<&str> {
+        self.layers.iter().map(|l| l.digest.as_str()).collect()
+    }
 }
 
 /// A cache entry waiting to be written once the image is published (its blobs must be in the
@@ -174,6 +218,22 @@ impl Pending {
 }
 
 impl SharedCache<'_> {
+    /// The cache's name in messages and reports (`registry/repository` or the store URL).
+    pub fn name(&self) -> String {
+        match &self.location {
+            Location::Registry(r) => r.name(),
+            Location::Store(_, url) => url.clone(),
+        }
+    }
+
+    /// The registry repository of the cache, if it is one (blobs may be mounted from it).
+    pub fn repository(&self) -> Option<&Reference> {
+        match &self.location {
+            Location::Registry(r) => Some(r),
+            Location::Store(..) => None,
+        }
+    }
+
     /// The plan entry under `key`, if there is a sound one.
     pub async fn plan(&self, key: &str, cache: &BlobCache) -> Option<PlanRecord> {
         let entry: PlanRecord = self.read(Kind::Plan, key, cache).await?;
@@ -187,7 +247,7 @@ impl SharedCache<'_> {
     }
 
     /// Reads and checks an entry; anything wrong is a miss (logged at debug).
-    async fn read<T: for<'de> Deserialize<'de>>(
+    async fn read<T: for<'de> Deserialize<'de> + Entry>(
         &self,
         kind: Kind,
         key: &str,
@@ -195,58 +255,73 @@ impl SharedCache<'_> {
     ) -> Option<T> {
         let tag = tag(kind, key);
         let miss = |why: String| {
-            tracing::debug!("shared cache {}:{tag}: {why}", self.repository.name());
+            tracing::debug!("shared cache {} {tag}: {why}", self.name());
             None
         };
-        let manifest = match self
-            .registry
-            .get_manifest(&self.repository, &tag, None)
-            .await
-        {
-            Ok((bytes, _)) => bytes,
-            Err(RegistryError::NotFound { .. }) => return None,
-            Err(e) => return miss(e.to_string()),
+        let (bytes, manifest_layers) = match &self.location {
+            Location::Registry(repo) => {
+                let manifest = match self.registry.get_manifest(repo, &tag, None).await {
+                    Ok((bytes, _)) => bytes,
+                    Err(RegistryError::NotFound { .. }) => return None,
+                    Err(e) => return miss(e.to_string()),
+                };
+                let m: Value = match serde_json::from_slice(&manifest) {
+                    Ok(v) => v,
+                    Err(e) => return miss(format!("manifest: {e}")),
+                };
+                let Some(config) = m["config"]["digest"]
+                    .as_str()
+                    .filter(|_| m["config"]["mediaType"] == MEDIA_TYPE)
+                else {
+                    return miss("not a raypack cache entry".into());
+                };
+                let bytes = match self.registry.fetch_blob(repo, config, cache).await {
+                    Ok(p) => match std::fs::read(&p) {
+                        Ok(b) => b,
+                        Err(e) => return miss(e.to_string()),
+                    },
+                    Err(e) => return miss(e.to_string()),
+                };
+                let layers: Vec<String> = m["layers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| l["digest"].as_str().map(str::to_string))
+                    .collect();
+                (bytes, Some(layers))
+            }
+            Location::Store(store, _) => match store.get_bytes(&store_entry(kind, key)).await {
+                Ok(Some(b)) => (b, None),
+                Ok(None) => return None,
+                Err(e) => return miss(e.to_string()),
+            },
         };
-        let m: Value = match serde_json::from_slice(&manifest) {
-            Ok(v) => v,
-            Err(e) => return miss(format!("manifest: {e}")),
-        };
-        let Some(config) = m["config"]["digest"]
-            .as_str()
-            .filter(|_| m["config"]["mediaType"] == MEDIA_TYPE)
-        else {
-            return miss("not a raypack cache entry".into());
-        };
-        let path = match self
-            .registry
-            .fetch_blob(&self.repository, config, cache)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => return miss(e.to_string()),
-        };
-        let env: Envelope<T> = match std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        {
+        let env: Envelope<T> = match serde_json::from_slice(&bytes) {
             Ok(e) => e,
             Err(e) => return miss(format!("entry: {e}")),
         };
         if env.version != VERSION || env.kind != kind.word() {
             return miss(format!("entry version {} {}", env.version, env.kind));
         }
-        // The layers the entry describes are the manifest's, and they are in the repository
-        // (a registry that lost them makes the entry useless).
-        for l in m["layers"].as_array().into_iter().flatten() {
-            let Some(d) = l["digest"].as_str() else {
-                return miss("layer without digest".into());
+        // The layers the entry describes are the manifest's, and they are in the cache (a
+        // registry or store that lost them makes the entry useless).
+        let digests = env.entry.digests();
+        if let Some(ml) = &manifest_layers
+            && ml.iter().map(String::as_str).ne(digests.iter().copied())
+        {
+            return miss("the manifest's layers are not the entry's".into());
+        }
+        for d in digests {
+            if cache.contains(d) {
+                continue;
+            }
+            let there = match &self.location {
+                Location::Registry(repo) => {
+                    matches!(self.registry.blob_exists(repo, d).await, Ok(true))
+                }
+                Location::Store(store, _) => matches!(store.exists(&store_blob(d)).await, Ok(true)),
             };
-            if !cache.contains(d)
-                && !matches!(
-                    self.registry.blob_exists(&self.repository, d).await,
-                    Ok(true)
-                )
-            {
+            if !there {
                 return miss(format!("layer {d} is missing"));
             }
         }
@@ -254,23 +329,46 @@ impl SharedCache<'_> {
     }
 
     /// A layer entry's blob, ready for the image: known by descriptor when the push will find
-    /// it in the registry, else downloaded into the local cache.
-    pub async fn layer_blob(
-        &self,
-        entry: &LayerRecord,
-        cache: &BlobCache,
-    ) -> Result<Blob, RegistryError> {
-        if !self.lazy {
-            self.registry
-                .fetch_blob(&self.repository, &entry.digest, cache)
-                .await?;
+    /// it in the target (or mount it from the cache), else downloaded into the local cache.
+    pub async fn layer_blob(&self, entry: &LayerRecord, cache: &BlobCache) -> Result<Blob, String> {
+        let blob = entry.blob(cache).map_err(|e| e.to_string())?;
+        if cache.contains(&entry.digest) {
+            return Ok(blob);
         }
-        Ok(entry.blob(cache)?)
+        match (&self.location, &self.push_target) {
+            (Location::Registry(repo), Some(t)) if t.registry == repo.registry => Ok(blob),
+            (Location::Registry(repo), _) => {
+                self.registry
+                    .fetch_blob(repo, &entry.digest, cache)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(blob)
+            }
+            (Location::Store(store, _), target) => {
+                if let Some(t) = target
+                    && matches!(self.registry.blob_exists(t, &entry.digest).await, Ok(true))
+                {
+                    return Ok(blob);
+                }
+                let name = store_blob(&entry.digest);
+                let stream = store
+                    .get(&name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("{name} is gone"))?;
+                cache
+                    .insert_stream(&entry.digest, &name, stream)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(blob)
+            }
+        }
     }
 
-    /// Writes `pending` entries: each an artifact (its layers, mounted from `mount_from` when
-    /// not in the repository yet; the entry as config) under its own tag. A failure is logged,
-    /// never the bake's failure: the image is already published.
+    /// Writes `pending` entries: in a registry each an artifact (its layers, mounted from
+    /// `mount_from` when not in the repository yet; the entry as config) under its own tag; in
+    /// a store, the layer blobs it lacks, then the entry. A failure is logged, never the
+    /// bake's failure: the image is already published.
     pub async fn write(
         &self,
         pending: &[Pending],
@@ -279,11 +377,18 @@ impl SharedCache<'_> {
     ) -> usize {
         let mut written = 0;
         for p in pending {
-            match self.write_one(p, mount_from, cache).await {
+            let done = match &self.location {
+                Location::Registry(repo) => self
+                    .write_registry(repo, p, mount_from, cache)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Location::Store(store, _) => write_store(store, p).await,
+            };
+            match done {
                 Ok(()) => written += 1,
                 Err(e) => tracing::warn!(
                     "shared cache {}: cannot write {}: {e}",
-                    self.repository.name(),
+                    self.name(),
                     tag(p.kind, &p.key)
                 ),
             }
@@ -291,8 +396,9 @@ impl SharedCache<'_> {
         written
     }
 
-    async fn write_one(
+    async fn write_registry(
         &self,
+        repo: &Reference,
         p: &Pending,
         mount_from: &[&Reference],
         cache: &BlobCache,
@@ -320,8 +426,32 @@ impl SharedCache<'_> {
             layers: p.layers.clone(),
         };
         self.registry
-            .push_image(&self.repository, &image, &[tag(p.kind, &p.key)], mount_from)
+            .push_image(repo, &image, &[tag(p.kind, &p.key)], mount_from)
             .await?;
         Ok(())
     }
+}
+
+/// A store entry: the blobs the store lacks (each complete before it is visible), then the
+/// entry object, so an entry never names a blob that is not there.
+async fn write_store(store: &raypack_store::Store, p: &Pending) -> Result<(), String> {
+    for b in &p.layers {
+        let name = store_blob(&b.digest);
+        if store.exists(&name).await.map_err(|e| e.to_string())? {
+            continue;
+        }
+        if !b.path.is_file() {
+            return Err(format!("layer {} is not in the local cache", b.digest));
+        }
+        store
+            .put_file(&name, &b.path)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let tmp = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    std::fs::write(tmp.path(), &p.config).map_err(|e| e.to_string())?;
+    store
+        .put_file(&store_entry(p.kind, &p.key), tmp.path())
+        .await
+        .map_err(|e| e.to_string())
 }

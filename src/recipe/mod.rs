@@ -201,7 +201,7 @@ pub struct Image {
 
 /// Where `bake` finds and records dependency layers by content key (`[image] cache`,
 /// `bake --cache`); see `bake::shared_cache`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum LayerCache {
     /// The repository the image is pushed to (none when it is not pushed).
     #[default]
@@ -210,18 +210,20 @@ pub enum LayerCache {
     Off,
     /// This registry repository (`REGISTRY/REPO`, no tag).
     Registry(String),
+    /// This object-store prefix (`s3://`, `gs://`, `file://`).
+    Store(raypack_store::StoreUrl),
 }
 
 impl LayerCache {
-    /// `none`, or a registry repository; the error says what is wrong.
+    /// `none`, a registry repository or an object-store URL; the error says what is wrong.
     pub fn parse(s: &str) -> Result<LayerCache, String> {
         if s == "none" {
             return Ok(LayerCache::Off);
         }
         if s.contains("://") {
-            return Err(format!(
-                "`{s}` is not a registry repository; write REGISTRY/REPO (e.g. \"registry.example.com/team/raypack-cache\") or \"none\""
-            ));
+            return raypack_store::StoreUrl::parse(s)
+                .map(LayerCache::Store)
+                .map_err(|e| format!("`{s}`: {e}"));
         }
         match crate::oci::reference::Reference::parse(s) {
             Ok(r) if r.tag.is_some() || r.digest.is_some() => Err(format!(

@@ -48,6 +48,21 @@ impl FileStore {
         }
     }
 
+    pub(crate) fn describe(&self) -> String {
+        self.name()
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Option<super::ObjectStream>, StoreError> {
+        use futures::StreamExt;
+        match tokio::fs::File::open(self.dir.join(name)).await {
+            Ok(f) => Ok(Some(
+                tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024).boxed(),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.failed("open", name, e)),
+        }
+    }
+
     fn failed(&self, op: &'static str, name: &str, e: impl std::fmt::Display) -> StoreError {
         StoreError::Failed {
             store: self.name(),
@@ -112,10 +127,22 @@ impl FileStore {
             }
             return Ok(());
         }
+        // A name with directories (`raypack-cache/v1/plan/<key>.json`): the temp file goes
+        // in the final directory, so the rename stays on one filesystem.
+        let target = self.dir.join(name);
+        let parent = target.parent().unwrap_or(&self.dir).to_path_buf();
+        if parent != self.dir {
+            std::fs::create_dir_all(&parent)
+                .map_err(|e| self.failed("create the directory of", name, e))?;
+        }
+        let base = target
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut tmp = tempfile::Builder::new()
-            .prefix(&format!("{}{name}.", temp_prefix()))
+            .prefix(&format!("{}{base}.", temp_prefix()))
             .suffix(raypack_pack::archive::TEMP_SUFFIX)
-            .tempfile_in(&self.dir)
+            .tempfile_in(&parent)
             .map_err(|e| self.failed("create temp file for", name, e))?;
         let mut input = std::fs::File::open(src).map_err(|e| self.failed("read", name, e))?;
         std::io::copy(&mut input, tmp.as_file_mut()).map_err(|e| self.failed("write", name, e))?;
@@ -129,9 +156,9 @@ impl FileStore {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
             .map_err(|e| self.failed("chmod", name, e))?;
-        tmp.persist(self.dir.join(name))
+        tmp.persist(&target)
             .map_err(|e| self.failed("rename", name, e.error))?;
-        if let Ok(d) = std::fs::File::open(&self.dir) {
+        if let Ok(d) = std::fs::File::open(&parent) {
             let _ = d.sync_all();
         }
         Ok(())

@@ -158,6 +158,29 @@ impl GcsStore {
         }
     }
 
+    pub(crate) fn describe(&self) -> String {
+        self.store()
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Option<super::ObjectStream>, StoreError> {
+        use futures::{StreamExt, TryStreamExt};
+        let key = self.key(name);
+        let url = format!(
+            "{}/storage/v1/b/{}/o/{}?alt=media",
+            self.base,
+            enc(&self.bucket),
+            enc(&key)
+        );
+        let resp = self.send(self.http.get(url), "GET", &key).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(Some(
+                resp.bytes_stream().map_err(std::io::Error::other).boxed(),
+            )),
+            StatusCode::NOT_FOUND => Ok(None),
+            s => Err(self.failed("GET", &key, format!("HTTP {s}"))),
+        }
+    }
+
     pub async fn put_file(&self, name: &str, path: &Path) -> Result<(), StoreError> {
         let key = self.key(name);
         let size = std::fs::metadata(path)

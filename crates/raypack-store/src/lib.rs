@@ -26,6 +26,9 @@ use std::path::Path;
 
 pub use location::{StoreUrl, StoreUrlError};
 
+/// An object's bytes as they arrive.
+pub type ObjectStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>>;
+
 /// Errors from a store; messages name the store and object and never contain credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -155,6 +158,39 @@ impl Store {
             Store::File(s) => s.sweep_partials(max_age),
             Store::S3(s) => s.abort_stale_uploads(max_age).await,
             Store::Gcs(_) => 0,
+        }
+    }
+
+    /// Reads object `name` as a stream of its bytes; `None` when there is no such object.
+    pub async fn get(&self, name: &str) -> Result<Option<ObjectStream>, StoreError> {
+        match self {
+            Store::File(s) => s.get(name).await,
+            Store::S3(s) => s.get(name).await,
+            Store::Gcs(s) => s.get(name).await,
+        }
+    }
+
+    /// Reads a small object `name` whole; `None` when there is no such object.
+    pub async fn get_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        use futures::TryStreamExt;
+        let Some(stream) = self.get(name).await? else {
+            return Ok(None);
+        };
+        let chunks: Vec<bytes::Bytes> =
+            stream.try_collect().await.map_err(|e| StoreError::Failed {
+                store: self.describe(),
+                op: "read",
+                object: name.to_string(),
+                detail: e.to_string(),
+            })?;
+        Ok(Some(chunks.concat()))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Store::File(s) => s.describe(),
+            Store::S3(s) => s.describe(),
+            Store::Gcs(s) => s.describe(),
         }
     }
 

@@ -133,6 +133,37 @@ impl S3Store {
         }
     }
 
+    pub(crate) fn describe(&self) -> String {
+        self.store()
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Option<super::ObjectStream>, StoreError> {
+        use futures::StreamExt;
+        let key = self.key(name);
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.classify("GET", &key, e)),
+        };
+        let body = futures::stream::try_unfold(out.body, |mut b| async move {
+            match b.try_next().await {
+                Ok(Some(chunk)) => Ok(Some((chunk, b))),
+                Ok(None) => Ok(None),
+                Err(e) => Err(std::io::Error::other(e)),
+            }
+        });
+        Ok(Some(body.boxed()))
+    }
+
     pub async fn put_file(&self, name: &str, path: &Path) -> Result<(), StoreError> {
         let key = self.key(name);
         let size = std::fs::metadata(path)
