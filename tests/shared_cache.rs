@@ -460,3 +460,80 @@ fn a_directory_is_a_shared_layer_cache_and_a_corrupt_entry_is_a_miss() {
         serde_json::from_slice(&std::fs::read(&plans[0]).unwrap()).unwrap();
     assert_eq!(healed["kind"], "plan");
 }
+
+/// A lock that changed keeps its heavy layer: machine A records what its heavy wheels ship
+/// (facts entries); machine B, with a different lock, computes the same key for scipy's layer
+/// from those facts and reuses it without downloading scipy; only the changed layer's wheels
+/// are downloaded.
+#[test]
+fn a_changed_lock_reuses_the_heavy_layer_without_downloading_its_wheel() {
+    let base = service("RAYPACK_TEST_BASE");
+    let (t, dir, repo) = hello_pushing("facts", &base, "", "");
+    let heavy = ("scipy", "1.16.3");
+    use_pypi_pylock(&dir, &[heavy, ("numpy", "2.4.6"), ("tabulate", "0.9.0")]);
+    let a = bake_json(&dir, &t.path().join("a"), &["--push"]);
+    let layers = a["bake"]["dependencies"]["layers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(layers.len(), 2, "scipy alone, the rest together: {a}");
+    assert_eq!(
+        layers[0]["distributions"],
+        serde_json::json!(["scipy"]),
+        "{a}"
+    );
+    let facts: Vec<String> = tags_of(&repo)
+        .into_iter()
+        .filter(|t| t.starts_with("raypack-cache-facts-"))
+        .collect();
+    assert_eq!(
+        facts.len(),
+        2,
+        "scipy's and numpy's (tabulate is small): {facts:?}"
+    );
+    let scipy_sha = {
+        let text = std::fs::read_to_string(dir.join("pylock.toml")).unwrap();
+        let v: toml::Value = toml::from_str(&text).unwrap();
+        v["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"].as_str() == Some("scipy"))
+            .unwrap()["wheels"][0]["hashes"]["sha256"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    // Machine B: the lock gained a package, so the plan is new and the small layer changes.
+    use_pypi_pylock(
+        &dir,
+        &[
+            heavy,
+            ("numpy", "2.4.6"),
+            ("tabulate", "0.9.0"),
+            ("more-itertools", "10.5.0"),
+        ],
+    );
+    set_tag(&dir, "v2");
+    let b_cache = t.path().join("b");
+    let b = bake_json(&dir, &b_cache, &["--push"]);
+    let sc = &b["bake"]["dependencies"]["shared_cache"];
+    assert_eq!(sc["plan_hit"], false, "{b}");
+    assert_eq!(sc["layers_reused"], 1, "{b}");
+    let b_layers = b["bake"]["dependencies"]["layers"].as_array().unwrap();
+    assert_eq!(b_layers[0]["digest"], layers[0]["digest"], "{b}");
+    assert_ne!(b_layers[1]["digest"], layers[1]["digest"], "{b}");
+    assert!(
+        !b_cache.join("blobs/sha256").join(&scipy_sha).exists(),
+        "B downloaded scipy"
+    );
+    // The scipy layer B pushed by reference runs with the layer B built.
+    let bundle = pull_and_unpack(t.path(), b["bake"]["reference"].as_str().unwrap());
+    let (ok, text) = sandbox(
+        t.path(),
+        &bundle,
+        "python -c 'import scipy.linalg, numpy, tabulate, more_itertools; print(scipy.linalg.det(numpy.eye(3)))'",
+    );
+    assert!(ok && text.contains("1.0"), "{text}");
+}

@@ -19,7 +19,9 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::Digest;
 
-use super::shared_cache::{LayerRecord, Pending, PlanRecord, SharedCache, WheelRecord};
+use super::shared_cache::{
+    FactsRecord, LayerRecord, Pending, PlanRecord, SharedCache, WheelRecord,
+};
 use super::{BakeError, LAYOUT_VERSION};
 use crate::archive::tar::{EntryKind, LayerEntry};
 use crate::base::PulledBase;
@@ -36,6 +38,9 @@ use crate::recipe::Recipe;
 
 /// Unpacked size from which a distribution gets a layer of its own.
 pub const HEAVY_BYTES: u64 = 64 * 1024 * 1024;
+/// Unpacked size from which a wheel's facts (size, license, files) go into the shared cache,
+/// so that another machine reusing its layer need not download it.
+pub const FACTS_MIN_BYTES: u64 = 16 * 1024 * 1024;
 /// Default number of dependency layers at most.
 pub const DEFAULT_MAX_LAYERS: usize = 6;
 
@@ -327,63 +332,6 @@ pub async fn dependency_layers(
         }
     }
 
-    progress(&format!("downloading {} wheels", to_install.len()));
-    let fetched = pinned::fetch(http, &to_install, cache).await?;
-    let sized = tokio::task::spawn_blocking(move || {
-        fetched
-            .into_iter()
-            .map(|(w, p)| {
-                let n = unpacked_size(&p).map_err(|source| BakeError::UnreadableWheel {
-                    filename: w.filename.clone(),
-                    source,
-                })?;
-                let license = std::fs::File::open(&p)
-                    .ok()
-                    .and_then(|f| crate::python::metadata::metadata_from_wheel(f).ok())
-                    .and_then(|m| {
-                        crate::python::metadata::declared_license(&String::from_utf8_lossy(&m))
-                    });
-                Ok((w, p, n, license))
-            })
-            .collect::<Result<Vec<_>, BakeError>>()
-    })
-    .await
-    .expect("sizing does not panic")?;
-    report.wheels = sized
-        .iter()
-        .map(|(w, _, _, license)| InstalledWheel {
-            name: w.name.clone(),
-            version: w.version.clone(),
-            filename: w.filename.clone(),
-            url: w.url.clone(),
-            sha256: w.sha256.clone(),
-            license: license.clone(),
-        })
-        .collect();
-    report.wheels.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut wheel_entries: Vec<WheelRecord> = sized
-        .iter()
-        .map(|(w, _, n, license)| WheelRecord {
-            name: w.name.clone(),
-            version: w.version.clone(),
-            filename: w.filename.clone(),
-            url: w.url.clone(),
-            sha256: w.sha256.clone(),
-            unpacked: *n,
-            license: license.clone(),
-        })
-        .collect();
-    wheel_entries.sort_by(|a, b| a.name.cmp(&b.name));
-    let sized = sized.into_iter().map(|(w, p, n, _)| (w, p, n)).collect();
-    let groups = group(sized, max_layers);
-    // What the image already at the push target was built with: layers by key, so a layer
-    // this bake would build again is fetched from the registry instead.
-    let published = match remote {
-        Some((registry, target)) => published_layers(registry, target, platform, cache).await,
-        None => Default::default(),
-    };
-    // Which distribution keeps a file that several ship depends on all of them, whichever
-    // layers they land in: decided once, before any layer.
     let compiler = if recipe.image.compile_bytecode {
         match crate::python::bytecode::Compiler::find(&layout.python_version) {
             Ok(c) => {
@@ -409,6 +357,136 @@ pub async fn dependency_layers(
         },
         bytecode: compiler.as_ref(),
     };
+    // What grouping and overlaps need of each wheel (unpacked size, license, the files it
+    // ships): read from the wheel, or, for a heavy wheel this machine does not have, from the
+    // shared cache, so that a layer found there by key needs no download.
+    let facts_key = |w: &PinnedWheel| {
+        let mut h = sha2::Sha256::new();
+        h.update(format!(
+            "raypack wheel facts v1\n{}\n{scheme:?}\n{}:{}\n",
+            w.sha256, owner.0, owner.1
+        ));
+        hex::encode(h.finalize())
+    };
+    let mut facts: std::collections::HashMap<String, FactsRecord> = Default::default();
+    if let Some(shared) = reuse.shared {
+        for w in &to_install {
+            if !cache.contains(&format!("sha256:{}", w.sha256))
+                && let Some(f) = shared.facts(&facts_key(w), cache).await
+                && f.sha256 == w.sha256
+            {
+                facts.insert(w.sha256.clone(), f);
+            }
+        }
+    }
+    let need: Vec<PinnedWheel> = to_install
+        .iter()
+        .filter(|w| !facts.contains_key(&w.sha256))
+        .cloned()
+        .collect();
+    if !need.is_empty() {
+        progress(&format!("downloading {} wheels", need.len()));
+    }
+    let fetched = pinned::fetch(http, &need, cache).await?;
+    let (scheme2, keys): (wheel::Scheme, Vec<String>) =
+        (scheme.clone(), need.iter().map(&facts_key).collect());
+    let read = tokio::task::spawn_blocking(move || {
+        let files: Vec<layer::WheelFile> = fetched
+            .iter()
+            .map(|(w, p)| layer::WheelFile {
+                path: p.clone(),
+                filename: w.filename.clone(),
+                sha256: w.sha256.clone(),
+            })
+            .collect();
+        let l = layer::Layout {
+            scheme: &scheme2,
+            owner,
+            mtime,
+            level: 0,
+            zstd: None,
+            bytecode: None,
+        };
+        let shipped = layer::shipped_files(&files, &l)?;
+        fetched
+            .into_iter()
+            .zip(shipped)
+            .zip(keys)
+            .map(|(((w, p), shipped), key)| {
+                let unpacked = unpacked_size(&p).map_err(|source| BakeError::UnreadableWheel {
+                    filename: w.filename.clone(),
+                    source,
+                })?;
+                let license = std::fs::File::open(&p)
+                    .ok()
+                    .and_then(|f| crate::python::metadata::metadata_from_wheel(f).ok())
+                    .and_then(|m| {
+                        crate::python::metadata::declared_license(&String::from_utf8_lossy(&m))
+                    });
+                Ok(FactsRecord {
+                    key,
+                    sha256: w.sha256.clone(),
+                    unpacked,
+                    license,
+                    shipped,
+                })
+            })
+            .collect::<Result<Vec<_>, BakeError>>()
+    })
+    .await
+    .expect("reading wheels does not panic")?;
+    for f in read {
+        // Worth recording: a wheel whose download the facts save.
+        if reuse.shared.is_some() && f.unpacked >= FACTS_MIN_BYTES {
+            report.pending.push(Pending::facts(&f));
+        }
+        facts.insert(f.sha256.clone(), f);
+    }
+    let fact = |w: &PinnedWheel| facts.get(&w.sha256).expect("facts for every wheel");
+    report.wheels = to_install
+        .iter()
+        .map(|w| InstalledWheel {
+            name: w.name.clone(),
+            version: w.version.clone(),
+            filename: w.filename.clone(),
+            url: w.url.clone(),
+            sha256: w.sha256.clone(),
+            license: fact(w).license.clone(),
+        })
+        .collect();
+    report.wheels.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut wheel_entries: Vec<WheelRecord> = to_install
+        .iter()
+        .map(|w| WheelRecord {
+            name: w.name.clone(),
+            version: w.version.clone(),
+            filename: w.filename.clone(),
+            url: w.url.clone(),
+            sha256: w.sha256.clone(),
+            unpacked: fact(w).unpacked,
+            license: fact(w).license.clone(),
+        })
+        .collect();
+    wheel_entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let sized: Vec<Sized> = to_install
+        .iter()
+        .map(|w| {
+            let path = cache.path(&format!("sha256:{}", w.sha256))?;
+            Ok((w.clone(), path, fact(w).unpacked))
+        })
+        .collect::<Result<_, crate::cache::CacheError>>()?;
+    let groups = group(sized, max_layers);
+    // What the image already at the push target was built with: layers by key, so a layer
+    // this bake would build again is fetched from the registry instead.
+    let published = match remote {
+        Some((registry, target)) => published_layers(registry, target, platform, cache).await,
+        None => Default::default(),
+    };
+    // Which distribution keeps a file that several ship depends on all of them, whichever
+    // layers they land in: decided once, before any layer.
+    let ordered: Vec<&PinnedWheel> = groups.iter().flatten().map(|(w, _, _)| w).collect();
+    let shipped: Vec<layer::ShippedFiles> =
+        ordered.iter().map(|w| fact(w).shipped.clone()).collect();
     let all: Vec<layer::WheelFile> = groups
         .iter()
         .flatten()
@@ -418,7 +496,7 @@ pub async fn dependency_layers(
             sha256: w.sha256.clone(),
         })
         .collect();
-    let (lost, overlaps) = layer::overlaps(&all, &flayout)?;
+    let (lost, overlaps) = layer::overlaps_of(&shipped);
     wheel::log_overlaps(&overlaps);
     let mut lost_of: std::collections::HashMap<String, (layer::WheelFile, layer::Lost)> = all
         .into_iter()
@@ -519,6 +597,16 @@ pub async fn dependency_layers(
         let ((blob, diff_id, whiteouts), from_shared) = match found {
             Some(f) => f,
             None => {
+                // Wheels known only by their facts are needed now.
+                let missing: Vec<PinnedWheel> = g
+                    .iter()
+                    .filter(|(_, p, _)| !p.is_file())
+                    .map(|(w, _, _)| w.clone())
+                    .collect();
+                if !missing.is_empty() {
+                    progress(&format!("downloading {} wheels", missing.len()));
+                    pinned::fetch(http, &missing, cache).await?;
+                }
                 progress(&format!("installing {}", names.join(", ")));
                 let frags = layer::fragments(
                     &cache.root().join("fragments"),

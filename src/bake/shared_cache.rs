@@ -16,6 +16,10 @@
 //! - `raypack-cache-layer-<key>`: one layer by the key [`super::deps`] computes from its
 //!   wheels and fragments → digest, diff_id, size, whiteouts, fragment keys. A bake whose plan
 //!   is new still reuses every layer another project already built.
+//! - `raypack-cache-facts-<key>`: what a heavy wheel (≥ [`super::deps::FACTS_MIN_BYTES`]
+//!   unpacked) installs, its size and license, keyed by its hash + scheme + owner: enough to
+//!   group wheels, resolve overlaps and compute layer keys, so a bake whose lock changed
+//!   downloads only the wheels of the layers it has to build (not torch, whose layer is there).
 //!
 //! One tag per key means there is no shared index to read, merge and write back: writers of
 //! different keys never touch the same tag, and writers of the same key write the same layers,
@@ -43,6 +47,8 @@ pub enum Kind {
     Plan,
     /// One dependency layer.
     Layer,
+    /// What a heavy wheel installs, its size and license.
+    Facts,
 }
 
 impl Kind {
@@ -50,6 +56,7 @@ impl Kind {
         match self {
             Kind::Plan => "plan",
             Kind::Layer => "layer",
+            Kind::Facts => "facts",
         }
     }
 }
@@ -104,6 +111,21 @@ pub struct WheelRecord {
     /// Unpacked bytes.
     pub unpacked: u64,
     pub license: Option<crate::python::metadata::DeclaredLicense>,
+}
+
+/// What grouping and overlap resolution need of a wheel, without the wheel: keyed by its
+/// hash and the layout's scheme and owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FactsRecord {
+    /// The facts key.
+    pub key: String,
+    /// The wheel's SHA-256 (hex).
+    pub sha256: String,
+    /// Unpacked bytes.
+    pub unpacked: u64,
+    pub license: Option<crate::python::metadata::DeclaredLicense>,
+    /// The files it installs, with their RECORD hashes.
+    pub shipped: crate::python::layer::ShippedFiles,
 }
 
 /// A whole dependency plan's outcome.
@@ -174,6 +196,12 @@ impl Entry for LayerRecord {
     }
 }
 
+impl Entry for FactsRecord {
+    fn digests(&self) -> Vec<&str> {
+        Vec::new()
+    }
+}
+
 impl Entry for PlanRecord {
     fn digests(&self) -> Vec<&str> {
         self.layers.iter().map(|l| l.digest.as_str()).collect()
@@ -211,6 +239,11 @@ impl Pending {
         Pending::new(Kind::Plan, &entry.key, entry, layers)
     }
 
+    /// A wheel-facts entry to write.
+    pub fn facts(entry: &FactsRecord) -> Pending {
+        Pending::new(Kind::Facts, &entry.key, entry, Vec::new())
+    }
+
     /// A layer entry to write.
     pub fn layer(entry: &LayerRecord, blob: Blob) -> Pending {
         Pending::new(Kind::Layer, &entry.key, entry, vec![blob])
@@ -243,6 +276,12 @@ impl SharedCache<'_> {
     /// The layer entry under `key`, if there is a sound one.
     pub async fn layer(&self, key: &str, cache: &BlobCache) -> Option<LayerRecord> {
         let entry: LayerRecord = self.read(Kind::Layer, key, cache).await?;
+        (entry.key == key).then_some(entry)
+    }
+
+    /// The facts entry under `key`, if there is a sound one.
+    pub async fn facts(&self, key: &str, cache: &BlobCache) -> Option<FactsRecord> {
+        let entry: FactsRecord = self.read(Kind::Facts, key, cache).await?;
         (entry.key == key).then_some(entry)
     }
 
@@ -286,6 +325,7 @@ impl SharedCache<'_> {
                     .as_array()
                     .into_iter()
                     .flatten()
+                    .filter(|l| l["mediaType"] != crate::oci::referrers::EMPTY_CONFIG)
                     .filter_map(|l| l["digest"].as_str().map(str::to_string))
                     .collect();
                 (bytes, Some(layers))
@@ -410,12 +450,24 @@ impl SharedCache<'_> {
             media_type: MEDIA_TYPE.into(),
             path,
         };
+        // An entry without layers carries the empty descriptor, as OCI 1.1 asks of artifacts.
+        let mut layers = p.layers.clone();
+        if layers.is_empty() {
+            let empty = crate::oci::referrers::EMPTY_JSON;
+            let (digest, path) = cache.insert_bytes(empty)?;
+            layers.push(Blob {
+                digest,
+                size: empty.len() as u64,
+                media_type: crate::oci::referrers::EMPTY_CONFIG.into(),
+                path,
+            });
+        }
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": crate::oci::media::Family::Oci.manifest(),
             "artifactType": MEDIA_TYPE,
             "config": config.descriptor(),
-            "layers": p.layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
+            "layers": layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
             "annotations": { "dev.raypack.cache.key": p.key, "dev.raypack.cache.kind": p.kind.word() },
         });
         let manifest = serde_json::to_vec(&manifest).expect("manifest serializes");
@@ -423,7 +475,7 @@ impl SharedCache<'_> {
             manifest,
             manifest_media_type: crate::oci::media::Family::Oci.manifest().into(),
             config,
-            layers: p.layers.clone(),
+            layers,
         };
         self.registry
             .push_image(repo, &image, &[tag(p.kind, &p.key)], mount_from)

@@ -146,6 +146,28 @@ pub fn overlaps(
     wheels: &[WheelFile],
     layout: &Layout<'_>,
 ) -> Result<(Vec<Lost>, Vec<wheel::Overlap>), WheelError> {
+    Ok(overlaps_of(&shipped_files(wheels, layout)?))
+}
+
+/// What one wheel installs, as overlap resolution needs it, owned so that it can be stored
+/// (the shared layer cache keeps it for heavy wheels, so a machine without the wheel can still
+/// decide overlaps and compute layer keys). It depends on the wheel and the layout's scheme
+/// and owner only.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShippedFiles {
+    /// The distribution's name.
+    pub name: String,
+    /// Its `Requires-Dist` names.
+    pub requires: Vec<String>,
+    /// Each file's image path and RECORD hash.
+    pub files: Vec<(String, Option<String>)>,
+}
+
+/// [`ShippedFiles`] of each wheel, in order (reads file lists, RECORDs and entry points).
+pub fn shipped_files(
+    wheels: &[WheelFile],
+    layout: &Layout<'_>,
+) -> Result<Vec<ShippedFiles>, WheelError> {
     let scratch = tempfile::tempdir().map_err(|source| WheelError::Io {
         wheel: String::new(),
         source,
@@ -155,9 +177,39 @@ pub fn overlaps(
         .map(|w| (w.path.clone(), w.filename.clone()))
         .collect();
     let installed = wheel::install_all(&pairs, layout.scheme, layout.owner, true, scratch.path())?;
-    let shipped: Vec<wheel::Shipped> = installed.iter().map(wheel::Installed::shipped).collect();
-    let plan = wheel::plan_overlaps(&shipped);
-    Ok((plan.lose, plan.overlaps))
+    Ok(installed
+        .iter()
+        .map(|i| {
+            let s = i.shipped();
+            ShippedFiles {
+                name: s.name.to_string(),
+                requires: s.requires.to_vec(),
+                files: s
+                    .files
+                    .iter()
+                    .map(|(p, h)| (p.to_string(), h.map(str::to_string)))
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+/// [`overlaps`] from what each wheel ships: `lost[i]` goes with `shipped[i]`.
+pub fn overlaps_of(shipped: &[ShippedFiles]) -> (Vec<Lost>, Vec<wheel::Overlap>) {
+    let views: Vec<wheel::Shipped> = shipped
+        .iter()
+        .map(|s| wheel::Shipped {
+            name: &s.name,
+            requires: &s.requires,
+            files: s
+                .files
+                .iter()
+                .map(|(p, h)| (p.as_str(), h.as_deref()))
+                .collect(),
+        })
+        .collect();
+    let plan = wheel::plan_overlaps(&views);
+    (plan.lose, plan.overlaps)
 }
 
 /// The fragments of `wheels` (in the same order), taken from `dir` or built there (in

@@ -28,7 +28,7 @@ use pubgrub::{
 };
 use tokio::sync::OnceCell;
 
-use super::index::{DistFile, IndexClient};
+use super::index::{DistFile, IndexClient, ProjectPage};
 use super::metadata::{CoreMetadata, MetadataFetcher};
 use super::tags::Target;
 use super::tags::marker_env;
@@ -204,10 +204,79 @@ struct Candidate {
 
 type Cell<T> = Arc<OnceCell<Result<Arc<T>, String>>>;
 
-/// State shared between the solver thread and prefetch tasks.
-struct Shared {
+/// Where the resolver reads packages from: project pages, find-links listings and core
+/// metadata. [`IndexSource`] is the one every command uses (the index client, with its cache,
+/// retries and credentials); tests give the resolver fixtures through the same trait.
+pub trait PackageSource: Send + Sync {
+    /// The files of the find-links `location` (a directory or a URL).
+    fn find_links<'a>(&'a self, location: &'a str) -> BoxFuture<'a, Result<Vec<DistFile>, String>>;
+    /// The project page of `name` on `index`; `None` when the index does not have it.
+    fn project<'a>(
+        &'a self,
+        index: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ProjectPage>, String>>;
+    /// The core metadata of a wheel.
+    fn metadata<'a>(&'a self, wheel: &'a DistFile) -> BoxFuture<'a, Result<CoreMetadata, String>>;
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// The indexes, through [`IndexClient`] (PEP 691 / PEP 503, find-links, one cache) and
+/// [`MetadataFetcher`] (PEP 658 files, else ranges of the wheel).
+#[derive(Debug, Clone)]
+pub struct IndexSource {
     client: IndexClient,
     metadata: MetadataFetcher,
+}
+
+impl IndexSource {
+    /// Reads through `client`.
+    pub fn new(client: &IndexClient) -> IndexSource {
+        IndexSource {
+            client: client.clone(),
+            metadata: MetadataFetcher::new(client.clone()),
+        }
+    }
+}
+
+impl PackageSource for IndexSource {
+    fn find_links<'a>(&'a self, location: &'a str) -> BoxFuture<'a, Result<Vec<DistFile>, String>> {
+        Box::pin(async move {
+            self.client
+                .find_links(location)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn project<'a>(
+        &'a self,
+        index: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ProjectPage>, String>> {
+        Box::pin(async move {
+            self.client
+                .project(index, name)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn metadata<'a>(&'a self, wheel: &'a DistFile) -> BoxFuture<'a, Result<CoreMetadata, String>> {
+        Box::pin(async move {
+            self.metadata
+                .fetch(wheel)
+                .await
+                .map(|(m, _)| m)
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// State shared between the solver thread and prefetch tasks.
+struct Shared {
+    source: Arc<dyn PackageSource>,
     req: ResolveRequest,
     env: MarkerEnvironment,
     priorities: HashMap<String, usize>,
@@ -260,7 +329,7 @@ impl Shared {
                 .get_or_init(|| async {
                     let mut all = Vec::new();
                     for l in &self.req.indexes.find_links {
-                        all.extend(self.client.find_links(l).await.map_err(|e| e.to_string())?);
+                        all.extend(self.source.find_links(l).await?);
                     }
                     Ok(all)
                 })
@@ -282,12 +351,7 @@ impl Shared {
             );
             for index in self.req.indexes.order(name) {
                 p.searched.push(crate::netrc::redact(&index));
-                let Some(page) = self
-                    .client
-                    .project(&index, name)
-                    .await
-                    .map_err(|e| e.to_string())?
-                else {
+                let Some(page) = self.source.project(&index, name).await? else {
                     continue;
                 };
                 p.index = Some(page.index.clone());
@@ -348,15 +412,9 @@ impl Shared {
             .entry((name.to_string(), version.clone()))
             .or_default()
             .clone();
-        cell.get_or_init(|| async {
-            self.metadata
-                .fetch(wheel)
-                .await
-                .map(|(m, _)| Arc::new(m))
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .clone()
+        cell.get_or_init(|| async { self.source.metadata(wheel).await.map(Arc::new) })
+            .await
+            .clone()
     }
 
     /// The version to try for `name` within `range`, by preference.
@@ -686,9 +744,16 @@ pub async fn resolve(
     client: &IndexClient,
     req: ResolveRequest,
 ) -> Result<Resolution, ResolveError> {
+    resolve_from(Arc::new(IndexSource::new(client)), req).await
+}
+
+/// Resolves `req` against `source`.
+pub async fn resolve_from(
+    source: Arc<dyn PackageSource>,
+    req: ResolveRequest,
+) -> Result<Resolution, ResolveError> {
     let shared = Arc::new(Shared {
-        client: client.clone(),
-        metadata: MetadataFetcher::new(client.clone()),
+        source,
         env: marker_env(&req.target),
         priorities: req.target.priorities(),
         python: Version::new([3, u64::from(req.target.python_minor), 0]),
@@ -823,6 +888,9 @@ pub fn parse_installed(text: &str) -> Result<BTreeMap<String, Version>, String> 
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod fixtures;
 
 #[cfg(test)]
 mod tests {
