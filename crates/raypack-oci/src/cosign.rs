@@ -29,9 +29,9 @@ use crate::reference::Reference;
 use raypack_pack::cache::BlobCache;
 
 /// The media type of a signature payload layer.
-pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+pub(crate) const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// The layer annotation holding the base64 signature.
-pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+pub(crate) const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 
 /// Why a key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -85,13 +85,15 @@ impl SigningKey {
     }
 
     /// Whether the PEM is cosign's encrypted format (which needs a password).
-    pub fn is_encrypted(text: &str) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_encrypted(text: &str) -> bool {
         text.contains("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----")
             || text.contains("-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----")
     }
 
     /// The public key as a PEM `PUBLIC KEY` (what `cosign.pub` holds).
-    pub fn public_pem(&self) -> String {
+    #[cfg(test)]
+    pub(crate) fn public_pem(&self) -> String {
         use p256::pkcs8::EncodePublicKey;
         self.0
             .verifying_key()
@@ -121,7 +123,7 @@ pub fn payload(repository: &str, digest: &str) -> Vec<u8> {
 }
 
 /// The tag cosign stores the signatures of `digest` under.
-pub fn signature_tag(digest: &str) -> String {
+pub(crate) fn signature_tag(digest: &str) -> String {
     format!("{}.sig", digest.replacen(':', "-", 1))
 }
 

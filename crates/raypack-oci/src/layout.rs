@@ -69,7 +69,7 @@ pub fn write_oci_layout(
 
 /// [`write_oci_layout`] for a multi-platform image: every platform's blobs and manifest, then
 /// the index, which `index.json` names as `ref_name` (`skopeo copy --all oci:DIR:REF`).
-pub fn write_oci_layout_index(
+pub(crate) fn write_oci_layout_index(
     dir: &Path,
     index: &ImageIndex,
     ref_name: Option<&str>,

@@ -7,11 +7,9 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// OCI gzip layer.
-pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// OCI zstd layer (containerd >= 1.5, CRI-O, Podman; Docker Engine >= 23 with containerd).
-pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-/// OCI uncompressed layer.
-pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// Docker v2s2 image manifest.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -66,7 +64,7 @@ impl Family {
         }
     }
     /// This family's gzip layer media type.
-    pub fn layer_gzip(self) -> &'static str {
+    pub(crate) fn layer_gzip(self) -> &'static str {
         match self {
             Family::Oci => OCI_LAYER_GZIP,
             Family::Docker => DOCKER_LAYER_GZIP,

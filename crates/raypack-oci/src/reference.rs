@@ -141,14 +141,6 @@ impl Reference {
         })
     }
 
-    /// The registry host to talk to (`registry-1.docker.io` for Docker Hub).
-    pub fn api_host(&self) -> &str {
-        if self.registry == DOCKER_HUB {
-            "registry-1.docker.io"
-        } else {
-            &self.registry
-        }
-    }
 
     /// The same repository pinned to `digest`.
     pub fn with_digest(&self, digest: &str) -> Reference {
@@ -206,5 +198,14 @@ mod tests {
         assert!(Reference::parse("app:-bad").is_err());
         assert!(Reference::parse("app@sha256:abc").is_err());
         assert!(Reference::parse("").is_err());
+    }
+}
+
+/// The host to talk to for `registry` (`registry-1.docker.io` for Docker Hub).
+pub(crate) fn api_host(registry: &str) -> &str {
+    if registry == DOCKER_HUB {
+        "registry-1.docker.io"
+    } else {
+        registry
     }
 }

@@ -101,7 +101,7 @@ pub enum Attached {
 }
 
 /// The referrers tag of a subject digest (`sha256:ab…` → `sha256-ab…`).
-pub fn referrers_tag(subject_digest: &str) -> String {
+pub(crate) fn referrers_tag(subject_digest: &str) -> String {
     subject_digest.replacen(':', "-", 1)
 }
 

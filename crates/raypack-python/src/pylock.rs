@@ -210,7 +210,7 @@ pub struct LockedPackage {
 impl LockedPackage {
     /// Whether the package applies to `target` (no marker, or a marker that holds for it).
     /// A marker that does not parse is an error naming the package.
-    pub fn applies_to(&self, target: &Target) -> Result<bool, String> {
+    pub(crate) fn applies_to(&self, target: &Target) -> Result<bool, String> {
         let Some(m) = &self.marker else {
             return Ok(true);
         };

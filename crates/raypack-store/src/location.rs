@@ -133,13 +133,6 @@ impl StoreUrl {
         }
     }
 
-    /// The object key (S3/GCS) for `name`.
-    pub fn key_for(&self, name: &str) -> String {
-        match self {
-            StoreUrl::S3 { prefix, .. } | StoreUrl::Gcs { prefix, .. } => join_key(prefix, name),
-            StoreUrl::File { .. } => name.to_string(),
-        }
-    }
 }
 
 fn join_key(prefix: &str, name: &str) -> String {

@@ -289,11 +289,7 @@ impl Registry {
         if let Some(b) = self.bases.lock().unwrap().get(registry) {
             return b.clone();
         }
-        let host = if registry == super::reference::DOCKER_HUB {
-            "registry-1.docker.io"
-        } else {
-            registry
-        };
+        let host = super::reference::api_host(registry);
         let https = format!("https://{host}");
         let base = if is_local(registry) || self.opts.insecure.iter().any(|h| h == registry) {
             match self

@@ -303,7 +303,7 @@ impl Registry {
     }
 
     /// Pushes an index whose manifests are already in the repository; returns its digest.
-    pub async fn push_index(
+    pub(crate) async fn push_index(
         &self,
         target: &Reference,
         index: &[u8],
