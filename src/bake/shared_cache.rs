@@ -35,6 +35,23 @@ use crate::oci::client::{Registry, RegistryError};
 use crate::oci::image::{Blob, Image};
 use crate::oci::reference::Reference;
 
+/// Why an entry could not be read or written (only ever logged: the cache is an optimisation).
+#[derive(Debug, thiserror::Error)]
+pub enum SharedCacheError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] raypack_store::StoreError),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0} is gone")]
+    Gone(String),
+    #[error("layer {0} is not in the local cache")]
+    NotLocal(String),
+}
+
 /// The media type of an entry (the artifact's `artifactType` and its config's media type).
 pub const MEDIA_TYPE: &str = "application/vnd.raypack.cache.v1+json";
 /// The entry format; another version is a miss.
@@ -370,18 +387,19 @@ impl SharedCache<'_> {
 
     /// A layer entry's blob, ready for the image: known by descriptor when the push will find
     /// it in the target (or mount it from the cache), else downloaded into the local cache.
-    pub async fn layer_blob(&self, entry: &LayerRecord, cache: &BlobCache) -> Result<Blob, String> {
-        let blob = entry.blob(cache).map_err(|e| e.to_string())?;
+    pub async fn layer_blob(
+        &self,
+        entry: &LayerRecord,
+        cache: &BlobCache,
+    ) -> Result<Blob, SharedCacheError> {
+        let blob = entry.blob(cache)?;
         if cache.contains(&entry.digest) {
             return Ok(blob);
         }
         match (&self.location, &self.push_target) {
             (Location::Registry(repo), Some(t)) if t.registry == repo.registry => Ok(blob),
             (Location::Registry(repo), _) => {
-                self.registry
-                    .fetch_blob(repo, &entry.digest, cache)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.registry.fetch_blob(repo, &entry.digest, cache).await?;
                 Ok(blob)
             }
             (Location::Store(store, _), target) => {
@@ -393,13 +411,9 @@ impl SharedCache<'_> {
                 let name = store_blob(&entry.digest);
                 let stream = store
                     .get(&name)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("{name} is gone"))?;
-                cache
-                    .insert_stream(&entry.digest, &name, stream)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?
+                    .ok_or_else(|| SharedCacheError::Gone(name.clone()))?;
+                cache.insert_stream(&entry.digest, &name, stream).await?;
                 Ok(blob)
             }
         }
@@ -418,10 +432,7 @@ impl SharedCache<'_> {
         let mut written = 0;
         for p in pending {
             let done = match &self.location {
-                Location::Registry(repo) => self
-                    .write_registry(repo, p, mount_from, cache)
-                    .await
-                    .map_err(|e| e.to_string()),
+                Location::Registry(repo) => self.write_registry(repo, p, mount_from, cache).await,
                 Location::Store(store, _) => write_store(store, p).await,
             };
             match done {
@@ -442,7 +453,7 @@ impl SharedCache<'_> {
         p: &Pending,
         mount_from: &[&Reference],
         cache: &BlobCache,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), SharedCacheError> {
         let (digest, path) = cache.insert_bytes(&p.config)?;
         let config = Blob {
             digest,
@@ -486,24 +497,21 @@ impl SharedCache<'_> {
 
 /// A store entry: the blobs the store lacks (each complete before it is visible), then the
 /// entry object, so an entry never names a blob that is not there.
-async fn write_store(store: &raypack_store::Store, p: &Pending) -> Result<(), String> {
+async fn write_store(store: &raypack_store::Store, p: &Pending) -> Result<(), SharedCacheError> {
     for b in &p.layers {
         let name = store_blob(&b.digest);
-        if store.exists(&name).await.map_err(|e| e.to_string())? {
+        if store.exists(&name).await? {
             continue;
         }
         if !b.path.is_file() {
-            return Err(format!("layer {} is not in the local cache", b.digest));
+            return Err(SharedCacheError::NotLocal(b.digest.clone()));
         }
-        store
-            .put_file(&name, &b.path)
-            .await
-            .map_err(|e| e.to_string())?;
+        store.put_file(&name, &b.path).await?;
     }
-    let tmp = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-    std::fs::write(tmp.path(), &p.config).map_err(|e| e.to_string())?;
+    let tmp = tempfile::NamedTempFile::new()?;
+    std::fs::write(tmp.path(), &p.config)?;
     store
         .put_file(&store_entry(p.kind, &p.key), tmp.path())
-        .await
-        .map_err(|e| e.to_string())
+        .await?;
+    Ok(())
 }

@@ -141,7 +141,6 @@ impl Reference {
         })
     }
 
-
     /// The same repository pinned to `digest`.
     pub fn with_digest(&self, digest: &str) -> Reference {
         Reference {

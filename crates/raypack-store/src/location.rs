@@ -132,7 +132,6 @@ impl StoreUrl {
             }
         }
     }
-
 }
 
 fn join_key(prefix: &str, name: &str) -> String {
