@@ -504,17 +504,22 @@ fn a_changed_lock_reuses_the_heavy_layer_without_downloading_its_wheel() {
             .unwrap()
             .to_string()
     };
+    assert!(
+        t.path().join("a/blobs/sha256").join(&scipy_sha).exists(),
+        "A has scipy's wheel where B's check looks for it"
+    );
 
     // Machine B: the lock gained a package, so the plan is new and the small layer changes.
-    use_pypi_pylock(
-        &dir,
-        &[
+    std::fs::write(
+        dir.join("pylock.toml"),
+        pypi_pylock(&[
             heavy,
             ("numpy", "2.4.6"),
             ("tabulate", "0.9.0"),
             ("more-itertools", "10.5.0"),
-        ],
-    );
+        ]),
+    )
+    .unwrap();
     set_tag(&dir, "v2");
     let b_cache = t.path().join("b");
     let b = bake_json(&dir, &b_cache, &["--push"]);
