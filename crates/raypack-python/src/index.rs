@@ -250,11 +250,13 @@ impl IndexClient {
         let cached: Option<CachedPage> = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        if let Some(c) = &cached
-            && !self.refresh
-            && now().saturating_sub(c.fetched_at) < c.max_age
+        // Fresh: the page is moved out, not cloned (a large project's page is megabytes of
+        // strings, read for every pinned lookup).
+        if cached
+            .as_ref()
+            .is_some_and(|c| !self.refresh && now().saturating_sub(c.fetched_at) < c.max_age)
         {
-            return Ok(c.page.clone());
+            return Ok(cached.and_then(|c| c.page));
         }
         let url = format!("{}/{}/", index.trim_end_matches('/'), name);
         let etag = cached.as_ref().and_then(|c| c.etag.clone());
