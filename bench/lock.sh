@@ -4,7 +4,8 @@
 # only (`--only-binary :all:` for uv, as raypack never builds sdists). Known difference: both
 # answers are valid; uv decides python-dateutil first (4.0.0, so graphene 3.4, the last release
 # without `python-dateutil<3`), raypack decides graphene first (3.4.3, so python-dateutil
-# 2.9.0.post0).
+# 2.9.0.post0). With the harness's stand-in base (RAYPACK_TEST_BASE), raypack also prefers the
+# versions the base ships (charset-normalizer, idna, pydantic, … one release behind uv's).
 #
 #   cold: empty caches for both (same network), one run each
 #   warm: caches filled by the cold run; median of RUNS runs each; ratio = raypack / uv, also
@@ -34,7 +35,9 @@ mkdir -p "$work/p"
 {
   printf '[project]\nname = "bench"\n\n[code]\nworking_dir = "."\n\n[dependencies]\nrequirements = ['
   printf '"%s", ' "${REQS[@]}"
-  printf ']\n\n[base]\nimage = "rayproject/ray:2.60.0-py311-cpu"\n'
+  # The harness's stand-in base when it is up (eval "$(scripts/services start)"): the catalog
+  # base on Docker Hub is unreachable here, and waiting for that timeout was most of the time.
+  printf ']\n\n[base]\nimage = "%s"\n' "${RAYPACK_TEST_BASE:-rayproject/ray:2.60.0-py311-cpu}"
 } >"$work/p/raypack.toml"
 printf '%s\n' "${REQS[@]}" >"$work/requirements.in"
 
