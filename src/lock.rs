@@ -115,13 +115,13 @@ pub struct LockInputs {
 pub fn inputs(recipe: &Recipe) -> Result<LockInputs, LockError> {
     let mut requirements = Vec::new();
     let mut indexes = IndexConfig {
-        default: DEFAULT_INDEX.to_string(),
+        default: DEFAULT_INDEX.into(),
         extra: Vec::new(),
         per_package: recipe
             .dependencies
             .package_indexes
             .iter()
-            .map(|(n, u)| (normalize(n), u.trim_end_matches('/').to_string()))
+            .map(|(n, u)| (normalize(n), u.trim_end_matches('/').into()))
             .collect(),
         find_links: Vec::new(),
     };
@@ -129,8 +129,8 @@ pub fn inputs(recipe: &Recipe) -> Result<LockInputs, LockError> {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["--index-url" | "-i", url] => indexes.default = url.trim_end_matches('/').into(),
-            ["--extra-index-url", url] => indexes.extra.push(url.trim_end_matches('/').to_string()),
-            ["--find-links" | "-f", location] => indexes.find_links.push(location.to_string()),
+            ["--extra-index-url", url] => indexes.extra.push(url.trim_end_matches('/').into()),
+            ["--find-links" | "-f", location] => indexes.find_links.push((*location).into()),
             [w, ..] if w.starts_with('-') => {
                 tracing::warn!("raypack lock ignores the option `{line}`");
             }
@@ -157,15 +157,16 @@ pub fn input_hash(
     for r in reqs {
         s.push_str(&format!("requirement {r}\n"));
     }
-    s.push_str(&format!("index {}\n", inputs.indexes.default));
+    // As written (the input hash is unchanged by the IndexUrl type; it is a digest).
+    s.push_str(&format!("index {}\n", inputs.indexes.default.expose()));
     for e in &inputs.indexes.extra {
-        s.push_str(&format!("extra-index {e}\n"));
+        s.push_str(&format!("extra-index {}\n", e.expose()));
     }
     for (n, u) in &inputs.indexes.per_package {
-        s.push_str(&format!("package-index {n} {u}\n"));
+        s.push_str(&format!("package-index {n} {}\n", u.expose()));
     }
     for l in &inputs.indexes.find_links {
-        s.push_str(&format!("find-links {l}\n"));
+        s.push_str(&format!("find-links {}\n", l.expose()));
     }
     for t in targets {
         s.push_str(&format!("target {} {}\n", t.platform, t.environment()));

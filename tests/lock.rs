@@ -762,7 +762,7 @@ mod local_index {
                 )?,
                 target: Target::new("linux/amd64", "3.11", "2_36").unwrap(),
                 indexes: IndexConfig {
-                    default: format!("{}/simple", server.base),
+                    default: format!("{}/simple", server.base).into(),
                     extra: vec![],
                     per_package: Default::default(),
                     find_links: vec![],

@@ -195,9 +195,59 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// An index or find-links location as the user wrote it, credentials included. Its `Display`
+/// and `Debug` show it without userinfo ([`redact`]), so it can go into any message or log;
+/// [`IndexUrl::expose`] gives the whole URL, for the requests themselves.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IndexUrl(String);
+
+impl IndexUrl {
+    /// The URL or path as written (a trailing `/` of an index URL is the caller's to trim).
+    pub fn new(url: impl Into<String>) -> IndexUrl {
+        IndexUrl(url.into())
+    }
+
+    /// The whole URL, credentials included: for requests, never for output.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for IndexUrl {
+    fn from(s: &str) -> IndexUrl {
+        IndexUrl::new(s)
+    }
+}
+
+impl From<String> for IndexUrl {
+    fn from(s: String) -> IndexUrl {
+        IndexUrl::new(s)
+    }
+}
+
+impl std::fmt::Display for IndexUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
+}
+
+impl std::fmt::Debug for IndexUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IndexUrl({:?})", redact(&self.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_urls_print_without_credentials() {
+        let u = IndexUrl::from("https://me:s3cret@pkgs.example.com/simple");
+        assert_eq!(u.to_string(), "https://pkgs.example.com/simple");
+        assert!(!format!("{u:?}").contains("s3cret"));
+        assert_eq!(u.expose(), "https://me:s3cret@pkgs.example.com/simple");
+    }
 
     #[test]
     fn env_references_in_userinfo() {

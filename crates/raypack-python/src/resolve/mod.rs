@@ -30,6 +30,7 @@ use tokio::sync::OnceCell;
 
 use super::index::{DistFile, IndexClient, ProjectPage};
 use super::metadata::{CoreMetadata, MetadataFetcher};
+use super::netrc::IndexUrl;
 use super::tags::Target;
 use super::tags::marker_env;
 use super::wheel::{WheelName, normalize};
@@ -67,18 +68,18 @@ impl fmt::Display for Pkg {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexConfig {
     /// The default index (`--index-url`).
-    pub default: String,
+    pub default: IndexUrl,
     /// Extra indexes, asked before the default.
-    pub extra: Vec<String>,
+    pub extra: Vec<IndexUrl>,
     /// Normalized project name → index URL.
-    pub per_package: BTreeMap<String, String>,
+    pub per_package: BTreeMap<String, IndexUrl>,
     /// `--find-links` locations (a directory or an HTML page of links): their wheels are
     /// candidates beside those of the index a project comes from.
-    pub find_links: Vec<String>,
+    pub find_links: Vec<IndexUrl>,
 }
 
 impl IndexConfig {
-    fn order(&self, name: &str) -> Vec<String> {
+    fn order(&self, name: &str) -> Vec<IndexUrl> {
         match self.per_package.get(name) {
             Some(i) => vec![i.clone()],
             None => self
@@ -329,7 +330,7 @@ impl Shared {
                 .get_or_init(|| async {
                     let mut all = Vec::new();
                     for l in &self.req.indexes.find_links {
-                        all.extend(self.source.find_links(l).await?);
+                        all.extend(self.source.find_links(l.expose()).await?);
                     }
                     Ok(all)
                 })
@@ -342,16 +343,11 @@ impl Shared {
                 })
                 .collect();
             p.in_find_links = !files.is_empty();
-            p.searched.extend(
-                self.req
-                    .indexes
-                    .find_links
-                    .iter()
-                    .map(|l| crate::netrc::redact(l)),
-            );
+            p.searched
+                .extend(self.req.indexes.find_links.iter().map(IndexUrl::to_string));
             for index in self.req.indexes.order(name) {
-                p.searched.push(crate::netrc::redact(&index));
-                let Some(page) = self.source.project(&index, name).await? else {
+                p.searched.push(index.to_string());
+                let Some(page) = self.source.project(index.expose(), name).await? else {
                     continue;
                 };
                 p.index = Some(page.index.clone());
@@ -935,13 +931,16 @@ mod tests {
         let c = IndexConfig {
             default: "https://pypi.org/simple".into(),
             extra: vec!["https://extra/simple".into()],
-            per_package: [("torch".to_string(), "https://torch/whl".to_string())].into(),
+            per_package: [("torch".to_string(), "https://torch/whl".into())].into(),
             find_links: vec![],
         };
-        assert_eq!(c.order("torch"), vec!["https://torch/whl"]);
+        assert_eq!(c.order("torch"), vec!["https://torch/whl".into()]);
         assert_eq!(
             c.order("numpy"),
-            vec!["https://extra/simple", "https://pypi.org/simple"]
+            vec![
+                IndexUrl::from("https://extra/simple"),
+                "https://pypi.org/simple".into()
+            ]
         );
     }
 }
