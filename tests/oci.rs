@@ -476,3 +476,90 @@ fn bad_references_and_unreachable_registries_are_clear_errors() {
         "{msg}"
     );
 }
+
+/// A blob known only by descriptor (a layer of the shared layer cache, not downloaded) that
+/// the target cannot mount — here the target is another registry (the TLS one, with basic
+/// auth) — is downloaded from the repository that has it, verified, then uploaded; with no
+/// such repository the push fails naming the blob, before any manifest.
+#[tokio::test]
+async fn a_blob_known_by_descriptor_is_fetched_from_another_registry_when_it_cannot_be_mounted() {
+    let plain = service("RAYPACK_TEST_REGISTRY");
+    let tls = service("RAYPACK_TEST_REGISTRY_TLS");
+    let ca = PathBuf::from(service("RAYPACK_TEST_REGISTRY_CA"));
+    let t = tempfile::tempdir().unwrap();
+    let cache = BlobCache::new(&t.path().join("a"));
+    let tar = t.path().join("l.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&tar).unwrap());
+        let mut h = tar::Header::new_ustar();
+        let body = unique("descriptor-only");
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "layer.txt", body.as_bytes()).unwrap();
+        b.finish().unwrap();
+    }
+    let (blob, diff) = gzip_layer(&tar, Family::Oci, &cache).unwrap();
+    let cfg = minimal_config(&Platform::parse("linux/amd64").unwrap(), &[diff]);
+    let img = Image::assemble(Family::Oci, &cfg, vec![blob.clone()], None, &cache).unwrap();
+    let src = Reference::parse(&format!("{plain}/raypack-test/{}:v1", unique("source"))).unwrap();
+    reg()
+        .push_image(&src, &img, &["v1".into()], &[])
+        .await
+        .unwrap();
+
+    // Another machine: the layer by descriptor only, its cache empty.
+    let fresh = BlobCache::new(&t.path().join("b"));
+    let lazy = raypack::oci::image::Blob {
+        path: fresh.path(&blob.digest).unwrap(),
+        ..blob.clone()
+    };
+    let img_b = Image::assemble(Family::Oci, &cfg, vec![lazy.clone()], None, &fresh).unwrap();
+    let tls_reg = Registry::new(ClientOptions {
+        ca_files: vec![ca],
+        ..Default::default()
+    })
+    .unwrap();
+    tls_reg.set_credential(
+        &tls,
+        Some(raypack::oci::auth::Credential::Basic {
+            username: service("RAYPACK_TEST_REGISTRY_USER"),
+            password: service("RAYPACK_TEST_REGISTRY_PASSWORD"),
+        }),
+    );
+    let dst = Reference::parse(&format!("{tls}/raypack-test/{}:v1", unique("dest"))).unwrap();
+    let (digest, stats) = tls_reg
+        .push_image(&dst, &img_b, &["v1".into()], &[&src])
+        .await
+        .unwrap();
+    assert_eq!(digest, img.digest(), "the same image");
+    assert_eq!((stats.uploaded, stats.mounted), (2, 0), "{stats:?}");
+    assert!(
+        fresh.contains(&blob.digest),
+        "downloaded, verified, into the cache"
+    );
+
+    // Nowhere to get it from: an error naming the blob, and no manifest.
+    let none = BlobCache::new(&t.path().join("c"));
+    let orphan = raypack::oci::image::Blob {
+        path: none.path(&blob.digest).unwrap(),
+        ..blob.clone()
+    };
+    let img_c = Image::assemble(Family::Oci, &cfg, vec![orphan], None, &none).unwrap();
+    let dst2 = Reference::parse(&format!("{tls}/raypack-test/{}:v1", unique("orphan"))).unwrap();
+    let err = tls_reg
+        .push_image(&dst2, &img_c, &["v1".into()], &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&blob.digest) && err.contains("cannot be mounted or downloaded"),
+        "{err}"
+    );
+    assert!(
+        tls_reg
+            .get_manifest(&dst2, "v1", None)
+            .await
+            .is_err_and(|e| matches!(e, raypack::oci::client::RegistryError::NotFound { .. })),
+        "no manifest before its blobs"
+    );
+}

@@ -175,7 +175,7 @@ pub struct SharedCache<'a> {
     pub location: Location,
     /// Where the image is pushed, if it is (and only it: no layout or tar needs the bytes):
     /// a reused layer the push will find there, or can mount from the cache, is not
-    /// downloaded.
+    /// downloaded (the push downloads it from the cache only if it must upload it).
     pub push_target: Option<Reference>,
 }
 
@@ -397,8 +397,10 @@ impl SharedCache<'_> {
             return Ok(blob);
         }
         match (&self.location, &self.push_target) {
-            (Location::Registry(repo), Some(t)) if t.registry == repo.registry => Ok(blob),
-            (Location::Registry(repo), _) => {
+            // The push finds it in the target, mounts it from the cache's repository, or (another
+            // registry, no mounts) downloads it from there only if the target lacks it.
+            (Location::Registry(_), Some(_)) => Ok(blob),
+            (Location::Registry(repo), None) => {
                 self.registry.fetch_blob(repo, &entry.digest, cache).await?;
                 Ok(blob)
             }

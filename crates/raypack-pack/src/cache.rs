@@ -65,6 +65,14 @@ impl BlobCache {
         }
     }
 
+    /// The cache a blob path of [`BlobCache::path`] belongs to (`None` for another path).
+    pub fn containing(blob: &Path) -> Option<BlobCache> {
+        let dir = blob.parent()?;
+        let root = dir.parent()?.parent()?;
+        (dir.file_name()? == "sha256" && dir.parent()?.file_name()? == "blobs")
+            .then(|| BlobCache::new(root))
+    }
+
     /// The cache root (blobs live under `blobs/sha256`; indexes may sit beside them).
     pub fn root(&self) -> &Path {
         &self.root

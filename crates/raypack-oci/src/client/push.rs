@@ -216,16 +216,27 @@ impl Registry {
             }
         }
         if !blob.path.exists() {
-            // A blob raypack knows only by descriptor (a layer of the shared cache): it was
-            // expected in, or mountable into, this repository.
+            // A blob raypack knows only by descriptor (a layer of the shared cache) that could
+            // not be mounted (another registry, or one without cross-repository mounts):
+            // downloaded from a repository that has it into its cache path, then uploaded.
+            if let Some(cache) = BlobCache::containing(&blob.path) {
+                for from in mount_from {
+                    match self.fetch_blob(from, &blob.digest, &cache).await {
+                        Ok(_) => break,
+                        Err(e) => tracing::debug!("{} from {}: {e}", blob.digest, from.name()),
+                    }
+                }
+            }
+        }
+        if !blob.path.exists() {
             return Err(self
                 .ctx(r, format!("upload {}", blob.digest))
                 .failed(format!(
-                    "the blob is not in {} nor mountable from {}, and not in the local cache",
+                    "the blob is not in {}, cannot be mounted or downloaded from {}, and is not in the local cache",
                     r.repository,
                     mount_from
                         .iter()
-                        .map(|f| f.repository.as_str())
+                        .map(|f| f.name())
                         .collect::<Vec<_>>()
                         .join(", ")
                 )));
