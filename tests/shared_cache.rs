@@ -189,6 +189,21 @@ fn a_fresh_machine_rebakes_from_the_shared_cache_without_a_wheel() {
         );
     }
     assert_eq!(history_keys(b["bake"]["reference"].as_str().unwrap()), keys);
+    // --explain says so too.
+    let explained = run(raypack()
+        .env("RAYPACK_CACHE_DIR", t.path().join("machine-b2"))
+        .arg("-C")
+        .arg(&dir)
+        .args(["bake", "--push", "--explain"]));
+    assert!(explained.status.success(), "{}", stderr(&explained));
+    assert!(
+        stderr(&explained).contains(&format!(
+            "shared layer cache {}: the whole plan was there (no wheel downloaded), 1 layer(s) reused",
+            repo
+        )),
+        "{}",
+        stderr(&explained)
+    );
 
     // Machine C: another repository of the registry, the cache named explicitly: the layer
     // is mounted across repositories, still without a download; the image runs.

@@ -363,4 +363,17 @@ fn explain_deps(d: &raypack::bake::deps::DepsReport) {
             })
             .collect(),
     );
+    if let Some(sc) = &d.shared_cache {
+        eprintln!(
+            "shared layer cache {}: {}, {} layer(s) reused, {} entries recorded",
+            sc.repository,
+            if sc.plan_hit {
+                "the whole plan was there (no wheel downloaded)"
+            } else {
+                "a new plan"
+            },
+            sc.layers_reused,
+            sc.entries_written
+        );
+    }
 }
