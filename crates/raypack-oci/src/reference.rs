@@ -168,6 +168,15 @@ impl fmt::Display for Reference {
     }
 }
 
+/// The host to talk to for `registry` (`registry-1.docker.io` for Docker Hub).
+pub(crate) fn api_host(registry: &str) -> &str {
+    if registry == DOCKER_HUB {
+        "registry-1.docker.io"
+    } else {
+        registry
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,14 +206,5 @@ mod tests {
         assert!(Reference::parse("app:-bad").is_err());
         assert!(Reference::parse("app@sha256:abc").is_err());
         assert!(Reference::parse("").is_err());
-    }
-}
-
-/// The host to talk to for `registry` (`registry-1.docker.io` for Docker Hub).
-pub(crate) fn api_host(registry: &str) -> &str {
-    if registry == DOCKER_HUB {
-        "registry-1.docker.io"
-    } else {
-        registry
     }
 }

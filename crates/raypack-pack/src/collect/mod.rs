@@ -295,6 +295,14 @@ impl<'a> Collector<'a> {
         }
     }
 
+    /// Fails with [`CollectError::TooManyFiles`] when the walk finds more files than this
+    /// (default [`MAX_WALK_FILES`]); the walk stops there.
+    #[cfg(test)]
+    pub(crate) fn max_files(mut self, n: usize) -> Self {
+        self.max_files = n;
+        self
+    }
+
     /// Fails with [`CollectError::TooLarge`] before hashing when the files add up to more.
     pub fn max_total_size(mut self, limit: u64) -> Self {
         self.max_total_size = Some(limit);
