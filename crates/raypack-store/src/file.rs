@@ -25,7 +25,7 @@ impl FileStore {
         })
     }
 
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         format!("file://{}", self.dir.display())
     }
 
@@ -46,10 +46,6 @@ impl FileStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(self.failed("stat", name, e)),
         }
-    }
-
-    pub(crate) fn describe(&self) -> String {
-        self.name()
     }
 
     pub async fn get(&self, name: &str) -> Result<Option<super::ObjectStream>, StoreError> {

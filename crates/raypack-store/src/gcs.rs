@@ -62,7 +62,7 @@ impl GcsStore {
         }
     }
 
-    fn store(&self) -> String {
+    pub(crate) fn store(&self) -> String {
         if self.prefix.is_empty() {
             format!("gs://{}", self.bucket)
         } else {
@@ -156,10 +156,6 @@ impl GcsStore {
             StatusCode::NOT_FOUND => Ok(false),
             s => Err(self.failed("GET metadata of", &key, format!("HTTP {s}"))),
         }
-    }
-
-    pub(crate) fn describe(&self) -> String {
-        self.store()
     }
 
     pub async fn get(&self, name: &str) -> Result<Option<super::ObjectStream>, StoreError> {

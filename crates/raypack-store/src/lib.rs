@@ -188,9 +188,9 @@ impl Store {
 
     fn describe(&self) -> String {
         match self {
-            Store::File(s) => s.describe(),
-            Store::S3(s) => s.describe(),
-            Store::Gcs(s) => s.describe(),
+            Store::File(s) => s.name(),
+            Store::S3(s) => s.store(),
+            Store::Gcs(s) => s.store(),
         }
     }
 

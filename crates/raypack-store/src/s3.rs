@@ -67,7 +67,7 @@ impl S3Store {
         }
     }
 
-    fn store(&self) -> String {
+    pub(crate) fn store(&self) -> String {
         if self.prefix.is_empty() {
             format!("s3://{}", self.bucket)
         } else {
@@ -131,10 +131,6 @@ impl S3Store {
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => Ok(false),
             Err(e) => Err(self.classify("HEAD", &key, e)),
         }
-    }
-
-    pub(crate) fn describe(&self) -> String {
-        self.store()
     }
 
     pub async fn get(&self, name: &str) -> Result<Option<super::ObjectStream>, StoreError> {
