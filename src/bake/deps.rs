@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::Digest;
 
+pub use super::shared_cache::InstalledWheel;
 use super::shared_cache::{
     FactsRecord, LayerRecord, Pending, PlanRecord, SharedCache, WheelRecord,
 };
@@ -98,6 +99,15 @@ pub struct DepsReport {
 }
 
 impl DepsReport {
+    /// Records a layer's whiteout counts on the distributions it replaces.
+    fn count_whiteouts(&mut self, whiteouts: &[(String, usize)]) {
+        for (name, n) in whiteouts {
+            if let Some(r) = self.replaced.iter_mut().find(|r| &r.name == name) {
+                r.whiteouts = *n;
+            }
+        }
+    }
+
     /// Nothing kept, installed or replaced (no dependencies).
     pub fn is_empty(&self) -> bool {
         self.installed.is_empty() && self.replaced.is_empty() && self.kept.is_empty()
@@ -113,23 +123,6 @@ pub struct LockRef {
     pub sha256: String,
     /// The `[tool.raypack] input-hash` a pylock.toml written by `raypack lock` records.
     pub input_hash: Option<String>,
-}
-
-/// A wheel a bake installed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstalledWheel {
-    /// The distribution's name, as pinned.
-    pub name: String,
-    /// Its version.
-    pub version: String,
-    /// The wheel's file name.
-    pub filename: String,
-    /// Where it came from (no credentials).
-    pub url: String,
-    /// SHA-256 (hex) of the wheel.
-    pub sha256: String,
-    /// The license its METADATA declares.
-    pub license: Option<crate::python::metadata::DeclaredLicense>,
 }
 
 /// `file` (a lock or hashed requirements file) as a [`LockRef`].
@@ -399,15 +392,7 @@ pub async fn dependency_layers(
                 sha256: w.sha256.clone(),
             })
             .collect();
-        let l = layer::Layout {
-            scheme: &scheme2,
-            owner,
-            mtime,
-            level: 0,
-            zstd: None,
-            bytecode: None,
-        };
-        let shipped = layer::shipped_files(&files, &l)?;
+        let shipped = layer::shipped_files(&files, &scheme2, owner)?;
         fetched
             .into_iter()
             .zip(shipped)
@@ -443,31 +428,22 @@ pub async fn dependency_layers(
         facts.insert(f.sha256.clone(), f);
     }
     let fact = |w: &PinnedWheel| facts.get(&w.sha256).expect("facts for every wheel");
-    report.wheels = to_install
-        .iter()
-        .map(|w| InstalledWheel {
-            name: w.name.clone(),
-            version: w.version.clone(),
-            filename: w.filename.clone(),
-            url: w.url.clone(),
-            sha256: w.sha256.clone(),
-            license: fact(w).license.clone(),
-        })
-        .collect();
-    report.wheels.sort_by(|a, b| a.name.cmp(&b.name));
     let mut wheel_entries: Vec<WheelRecord> = to_install
         .iter()
         .map(|w| WheelRecord {
-            name: w.name.clone(),
-            version: w.version.clone(),
-            filename: w.filename.clone(),
-            url: w.url.clone(),
-            sha256: w.sha256.clone(),
+            wheel: InstalledWheel {
+                name: w.name.clone(),
+                version: w.version.clone(),
+                filename: w.filename.clone(),
+                url: w.url.clone(),
+                sha256: w.sha256.clone(),
+                license: fact(w).license.clone(),
+            },
             unpacked: fact(w).unpacked,
-            license: fact(w).license.clone(),
         })
         .collect();
-    wheel_entries.sort_by(|a, b| a.name.cmp(&b.name));
+    wheel_entries.sort_by(|a, b| a.wheel.name.cmp(&b.wheel.name));
+    report.wheels = wheel_entries.iter().map(|r| r.wheel.clone()).collect();
     let sized: Vec<Sized> = to_install
         .iter()
         .map(|w| {
@@ -620,11 +596,7 @@ pub async fn dependency_layers(
                 (l, false)
             }
         };
-        for (name, n) in &whiteouts {
-            if let Some(r) = report.replaced.iter_mut().find(|r| &r.name == name) {
-                r.whiteouts = *n;
-            }
-        }
+        report.count_whiteouts(&whiteouts);
         let created_by = created_by(&names, &key, &whiteouts);
         let entry = LayerRecord {
             key: key.clone(),
@@ -680,7 +652,11 @@ async fn from_plan(
     report: &mut DepsReport,
 ) -> Option<Vec<BuiltLayer>> {
     let want: BTreeSet<&str> = to_install.iter().map(|w| w.sha256.as_str()).collect();
-    let have: BTreeSet<&str> = plan.wheels.iter().map(|w| w.sha256.as_str()).collect();
+    let have: BTreeSet<&str> = plan
+        .wheels
+        .iter()
+        .map(|r| r.wheel.sha256.as_str())
+        .collect();
     if want != have || plan.layers.is_empty() {
         tracing::debug!("shared plan {} does not match this bake's wheels", plan.key);
         return None;
@@ -700,11 +676,7 @@ async fn from_plan(
         }
     }
     for l in &plan.layers {
-        for (name, n) in &l.whiteouts {
-            if let Some(r) = report.replaced.iter_mut().find(|r| &r.name == name) {
-                r.whiteouts = *n;
-            }
-        }
+        report.count_whiteouts(&l.whiteouts);
         report.layers.push(DepLayer {
             digest: l.digest.clone(),
             distributions: l.distributions.clone(),
@@ -720,16 +692,12 @@ async fn from_plan(
     report.wheels = plan
         .wheels
         .iter()
-        .map(|w| InstalledWheel {
-            name: w.name.clone(),
-            version: w.version.clone(),
-            filename: w.filename.clone(),
+        .map(|r| InstalledWheel {
             url: url_of
-                .get(w.sha256.as_str())
-                .unwrap_or(&w.url.as_str())
+                .get(r.wheel.sha256.as_str())
+                .unwrap_or(&r.wheel.url.as_str())
                 .to_string(),
-            sha256: w.sha256.clone(),
-            license: w.license.clone(),
+            ..r.wheel.clone()
         })
         .collect();
     report.bytecode = plan.bytecode.clone();

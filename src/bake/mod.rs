@@ -454,9 +454,7 @@ async fn shared_cache_of<'a>(
             }),
             None => return Ok(None),
         },
-        LayerCache::Registry(r) => shared_cache::Location::Registry(
-            Reference::parse(r).map_err(|_| BakeError::BadRepository(r.clone()))?,
-        ),
+        LayerCache::Registry(r) => shared_cache::Location::Registry(r.clone()),
         LayerCache::Store(url) => shared_cache::Location::Store(
             Box::new(raypack_store::Store::connect(url, false, http).await?),
             url.to_string(),
@@ -716,8 +714,7 @@ pub async fn run(
         };
         // The shared cache's entries, now that their layers are in the registry.
         if let Some(lc) = &layer_cache {
-            let base = built[0].base_reference.clone();
-            write_cache_entries(lc, &mut built, &[&target, &base], &cache, &mut progress).await;
+            write_cache_entries(lc, &mut built, &[&target], &cache, &mut progress).await;
         }
         let mut report = PushReport::from((target.name().as_str(), tags.as_slice(), stats));
         report.default_tag = recipe.image.tags.is_empty() && target.tag.is_none();

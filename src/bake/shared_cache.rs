@@ -116,18 +116,31 @@ impl LayerRecord {
     }
 }
 
-/// A wheel of a plan: what the SBOM and the grouping need without the wheel file.
+/// A wheel a bake installed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WheelRecord {
+pub struct InstalledWheel {
+    /// The distribution's name, as pinned.
     pub name: String,
+    /// Its version.
     pub version: String,
+    /// The wheel's file name.
     pub filename: String,
     /// Where it came from (no credentials).
     pub url: String,
+    /// SHA-256 (hex) of the wheel.
     pub sha256: String,
+    /// The license its METADATA declares.
+    pub license: Option<crate::python::metadata::DeclaredLicense>,
+}
+
+/// A wheel of a plan: what the SBOM and the grouping need without the wheel file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WheelRecord {
+    /// The wheel as the report and the SBOM name it.
+    #[serde(flatten)]
+    pub wheel: InstalledWheel,
     /// Unpacked bytes.
     pub unpacked: u64,
-    pub license: Option<crate::python::metadata::DeclaredLicense>,
 }
 
 /// What grouping and overlap resolution need of a wheel, without the wheel: keyed by its
@@ -202,24 +215,38 @@ fn store_blob(digest: &str) -> String {
     )
 }
 
-/// The layer digests an entry needs.
-trait Entry {
+/// What every kind of entry has: its key, and the layer digests it needs.
+trait Entry: Serialize + for<'de> Deserialize<'de> {
+    const KIND: Kind;
+    fn key(&self) -> &str;
     fn digests(&self) -> Vec<&str>;
 }
 
 impl Entry for LayerRecord {
+    const KIND: Kind = Kind::Layer;
+    fn key(&self) -> &str {
+        &self.key
+    }
     fn digests(&self) -> Vec<&str> {
         vec![self.digest.as_str()]
     }
 }
 
 impl Entry for FactsRecord {
+    const KIND: Kind = Kind::Facts;
+    fn key(&self) -> &str {
+        &self.key
+    }
     fn digests(&self) -> Vec<&str> {
         Vec::new()
     }
 }
 
 impl Entry for PlanRecord {
+    const KIND: Kind = Kind::Plan;
+    fn key(&self) -> &str {
+        &self.key
+    }
     fn digests(&self) -> Vec<&str> {
         self.layers.iter().map(|l| l.digest.as_str()).collect()
     }
@@ -236,16 +263,16 @@ pub struct Pending {
 }
 
 impl Pending {
-    fn new<T: Serialize>(kind: Kind, key: &str, entry: &T, layers: Vec<Blob>) -> Pending {
+    fn new<T: Entry>(entry: &T, layers: Vec<Blob>) -> Pending {
         let config = serde_json::to_vec(&Envelope {
             version: VERSION,
-            kind: kind.word().to_string(),
+            kind: T::KIND.word().to_string(),
             entry,
         })
         .expect("entries serialize");
         Pending {
-            kind,
-            key: key.to_string(),
+            kind: T::KIND,
+            key: entry.key().to_string(),
             config,
             layers,
         }
@@ -253,17 +280,17 @@ impl Pending {
 
     /// A plan entry to write.
     pub fn plan(entry: &PlanRecord, layers: Vec<Blob>) -> Pending {
-        Pending::new(Kind::Plan, &entry.key, entry, layers)
+        Pending::new(entry, layers)
     }
 
     /// A wheel-facts entry to write.
     pub fn facts(entry: &FactsRecord) -> Pending {
-        Pending::new(Kind::Facts, &entry.key, entry, Vec::new())
+        Pending::new(entry, Vec::new())
     }
 
     /// A layer entry to write.
     pub fn layer(entry: &LayerRecord, blob: Blob) -> Pending {
-        Pending::new(Kind::Layer, &entry.key, entry, vec![blob])
+        Pending::new(entry, vec![blob])
     }
 }
 
@@ -286,29 +313,23 @@ impl SharedCache<'_> {
 
     /// The plan entry under `key`, if there is a sound one.
     pub async fn plan(&self, key: &str, cache: &BlobCache) -> Option<PlanRecord> {
-        let entry: PlanRecord = self.read(Kind::Plan, key, cache).await?;
-        (entry.key == key).then_some(entry)
+        self.read(key, cache).await
     }
 
     /// The layer entry under `key`, if there is a sound one.
     pub async fn layer(&self, key: &str, cache: &BlobCache) -> Option<LayerRecord> {
-        let entry: LayerRecord = self.read(Kind::Layer, key, cache).await?;
-        (entry.key == key).then_some(entry)
+        self.read(key, cache).await
     }
 
     /// The facts entry under `key`, if there is a sound one.
     pub async fn facts(&self, key: &str, cache: &BlobCache) -> Option<FactsRecord> {
-        let entry: FactsRecord = self.read(Kind::Facts, key, cache).await?;
-        (entry.key == key).then_some(entry)
+        self.read(key, cache).await
     }
 
-    /// Reads and checks an entry; anything wrong is a miss (logged at debug).
-    async fn read<T: for<'de> Deserialize<'de> + Entry>(
-        &self,
-        kind: Kind,
-        key: &str,
-        cache: &BlobCache,
-    ) -> Option<T> {
+    /// Reads and checks an entry; anything wrong (another key included) is a miss (logged at
+    /// debug).
+    async fn read<T: Entry>(&self, key: &str, cache: &BlobCache) -> Option<T> {
+        let kind = T::KIND;
         let tag = tag(kind, key);
         let miss = |why: String| {
             tracing::debug!("shared cache {} {tag}: {why}", self.name());
@@ -357,8 +378,13 @@ impl SharedCache<'_> {
             Ok(e) => e,
             Err(e) => return miss(format!("entry: {e}")),
         };
-        if env.version != VERSION || env.kind != kind.word() {
-            return miss(format!("entry version {} {}", env.version, env.kind));
+        if env.version != VERSION || env.kind != kind.word() || env.entry.key() != key {
+            return miss(format!(
+                "entry version {} {} {}",
+                env.version,
+                env.kind,
+                env.entry.key()
+            ));
         }
         // The layers the entry describes are the manifest's, and they are in the cache (a
         // registry or store that lost them makes the entry useless).

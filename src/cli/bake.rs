@@ -43,10 +43,10 @@ pub(super) struct BakeArgs {
     /// COSIGN_PASSWORD; or a P-256 PKCS #8 / SEC1 PEM): `cosign verify --key` accepts it.
     #[arg(long, value_name = "KEY", requires = "push")]
     pub(super) sign: Option<PathBuf>,
-    /// The shared layer cache: REGISTRY/REPO, or `none` (default: [image] cache, else the
-    /// repository pushed to). Dependency layers found there by content key are reused
-    /// without downloading a wheel; new ones are recorded there.
-    #[arg(long, value_name = "REPO", value_parser = parse_layer_cache)]
+    /// The shared layer cache: REGISTRY/REPO, an s3://, gs:// or file:// prefix, or `none`
+    /// (default: [image] cache, else the repository pushed to). Dependency layers found there
+    /// by content key are reused without downloading a wheel; new ones are recorded there.
+    #[arg(long, value_name = "LOCATION", value_parser = parse_layer_cache)]
     pub(super) cache: Option<raypack::recipe::LayerCache>,
     #[command(flatten)]
     pub(super) tls: RegistryArgs,

@@ -209,7 +209,7 @@ pub enum LayerCache {
     /// No shared cache.
     Off,
     /// This registry repository (`REGISTRY/REPO`, no tag).
-    Registry(String),
+    Registry(crate::oci::reference::Reference),
     /// This object-store prefix (`s3://`, `gs://`, `file://`).
     Store(raypack_store::StoreUrl),
 }
@@ -229,7 +229,7 @@ impl LayerCache {
             Ok(r) if r.tag.is_some() || r.digest.is_some() => Err(format!(
                 "`{s}` carries a tag or digest; the cache's entries are tagged by key, so write the repository alone"
             )),
-            Ok(_) => Ok(LayerCache::Registry(s.to_string())),
+            Ok(r) => Ok(LayerCache::Registry(r)),
             Err(e) => Err(format!("`{s}`: {e}")),
         }
     }

@@ -133,7 +133,8 @@ pub struct RawImage {
     /// The zstd level (1–19; default 3).
     #[serde(default)]
     pub compression_level: Option<Spanned<i64>>,
-    /// The shared layer cache: `REGISTRY/REPO`, or `none`.
+    /// The shared layer cache: `REGISTRY/REPO`, an `s3://` / `gs://` / `file://` prefix, or
+    /// `none`.
     #[serde(default)]
     pub cache: Option<Spanned<String>>,
 }

@@ -542,7 +542,7 @@ pub(super) fn validate(path: &Path, raw: RawRecipe, rep: &mut Reporter) -> Recip
                 inner(c),
                 format!("cache: {e}"),
                 Some(
-                    "the shared layer cache is a registry repository bake can push to, or \"none\""
+                    "the shared layer cache is a registry repository bake can push to, an s3://, gs:// or file:// prefix, or \"none\""
                         .into(),
                 ),
             );

@@ -146,7 +146,11 @@ pub fn overlaps(
     wheels: &[WheelFile],
     layout: &Layout<'_>,
 ) -> Result<(Vec<Lost>, Vec<wheel::Overlap>), WheelError> {
-    Ok(overlaps_of(&shipped_files(wheels, layout)?))
+    Ok(overlaps_of(&shipped_files(
+        wheels,
+        layout.scheme,
+        layout.owner,
+    )?))
 }
 
 /// What one wheel installs, as overlap resolution needs it, owned so that it can be stored
@@ -163,10 +167,12 @@ pub struct ShippedFiles {
     pub files: Vec<(String, Option<String>)>,
 }
 
-/// [`ShippedFiles`] of each wheel, in order (reads file lists, RECORDs and entry points).
+/// [`ShippedFiles`] of each wheel, in order (reads file lists, RECORDs and entry points),
+/// installed with `scheme`, owned by `owner`.
 pub fn shipped_files(
     wheels: &[WheelFile],
-    layout: &Layout<'_>,
+    scheme: &wheel::Scheme,
+    owner: (u32, u32),
 ) -> Result<Vec<ShippedFiles>, WheelError> {
     let scratch = tempfile::tempdir().map_err(|source| WheelError::Io {
         wheel: String::new(),
@@ -176,7 +182,7 @@ pub fn shipped_files(
         .iter()
         .map(|w| (w.path.clone(), w.filename.clone()))
         .collect();
-    let installed = wheel::install_all(&pairs, layout.scheme, layout.owner, true, scratch.path())?;
+    let installed = wheel::install_all(&pairs, scheme, owner, true, scratch.path())?;
     Ok(installed
         .iter()
         .map(|i| {
