@@ -17,7 +17,19 @@ const PINS: &[(&str, &str)] = &[
 ];
 
 fn bake_json(dir: &Path, cache: &Path, args: &[&str]) -> serde_json::Value {
-    let out = run(raypack()
+    bake_json_with(dir, cache, args, &|_| {})
+}
+
+/// [`bake_json`] with `setup` applied to the command (a store's endpoint and credentials).
+fn bake_json_with(
+    dir: &Path,
+    cache: &Path,
+    args: &[&str],
+    setup: &dyn Fn(&mut std::process::Command),
+) -> serde_json::Value {
+    let mut cmd = raypack();
+    setup(&mut cmd);
+    let out = run(cmd
         .env("RAYPACK_CACHE_DIR", cache)
         .arg("-v")
         .arg("-C")
@@ -360,25 +372,13 @@ fn concurrent_bakes_keep_every_cache_entry_and_a_broken_entry_is_a_miss() {
 /// B's blob cache.
 fn store_cache_round_trip(
     url: &str,
-    env: &[(&str, &str)],
+    setup: &dyn Fn(&mut std::process::Command),
 ) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let base = service("RAYPACK_TEST_BASE");
     let (t, dir, repo) = hello_pushing("store-cache", &base, "", "");
     use_pypi_pylock(&dir, PINS);
     let hashes = locked_wheel_hashes(&dir);
-    let bake_with = |cache: &Path| {
-        let mut cmd = raypack();
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = run(cmd
-            .env("RAYPACK_CACHE_DIR", cache)
-            .arg("-C")
-            .arg(&dir)
-            .args(["--output", "json", "bake", "--push", "--cache", url]));
-        assert!(out.status.success(), "{}", stderr(&out));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let bake_with = |cache: &Path| bake_json_with(&dir, cache, &["--push", "--cache", url], setup);
     let a = bake_with(&t.path().join("a"));
     let sc = &a["bake"]["dependencies"]["shared_cache"];
     assert_eq!(sc["plan_hit"], false, "{a}");
@@ -423,32 +423,23 @@ fn an_s3_bucket_is_a_shared_layer_cache() {
     let endpoint = service("RAYPACK_TEST_S3");
     let bucket = service("RAYPACK_TEST_BUCKET");
     let url = format!("s3://{bucket}/{}", unique("layer-cache"));
-    store_cache_round_trip(
-        &url,
-        &[
-            ("AWS_ENDPOINT_URL", &endpoint),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_CONFIG_FILE", "/dev/null"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ],
-    );
+    store_cache_round_trip(&url, &|c| s3_env(c, &endpoint, "testing"));
 }
 
 #[test]
 fn a_gcs_bucket_is_a_shared_layer_cache() {
     let base = service("RAYPACK_TEST_GCS");
     let url = format!("gs://raypack-test/{}", unique("layer-cache"));
-    store_cache_round_trip(&url, &[("STORAGE_EMULATOR_HOST", &base)]);
+    store_cache_round_trip(&url, &|c| {
+        c.env("STORAGE_EMULATOR_HOST", &base);
+    });
 }
 
 #[test]
 fn a_directory_is_a_shared_layer_cache_and_a_corrupt_entry_is_a_miss() {
     let shared = tempfile::tempdir().unwrap();
     let url = format!("file://{}", shared.path().display());
-    let (t, dir, _) = store_cache_round_trip(&url, &[]);
+    let (t, dir, _) = store_cache_round_trip(&url, &|_| {});
     let plans = walk(&shared.path().join("raypack-cache/v1/plan"));
     assert_eq!(plans.len(), 1, "{plans:?}");
     // Nothing half-written is left beside the entries.

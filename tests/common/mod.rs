@@ -571,3 +571,24 @@ pub fn uv_compile(reqs: &[&str]) -> std::collections::BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// Points `cmd` at the S3 server `endpoint` (moto or s3s-fs) with the harness credentials,
+/// and keeps any profile or credentials file of the host out of it.
+pub fn s3_env(cmd: &mut std::process::Command, endpoint: &str, secret: &str) {
+    for v in [
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd.env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+}
