@@ -835,8 +835,11 @@ mod tests {
             .list()
             .unwrap_err()
             .to_string();
+        // The walk is parallel: which of the two symmetric links fills more of the cap
+        // varies from run to run, so the largest directory named is a/ or b/.
         assert!(
-            e.contains("more than 2000 files") && e.contains("Largest directories: a/"),
+            e.contains("more than 2000 files")
+                && (e.contains("Largest directories: a/") || e.contains("Largest directories: b/")),
             "{e}"
         );
     }
